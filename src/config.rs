@@ -1,0 +1,538 @@
+//! The TOML config: parsed once at start, validated up front so that a typo
+//! fails the start with an error naming the key instead of surfacing as a
+//! lost event hours later.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// Default cap on a webhook body; providers rarely send more than a few
+/// hundred KB, and an unbounded body is a memory exhaustion vector.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// Validated, ready-to-use configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub plugins: PluginsConfig,
+    pub delivery: DeliveryDefaults,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub targets: BTreeMap<String, TargetConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+}
+
+/// Whether a 202 waits for the event to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// The ack waits for an fsync shared by all concurrent requests (group
+    /// commit): nothing acknowledged is lost, even on power loss.
+    Flush,
+    /// The ack follows the in-memory write; sled persists in the background
+    /// (every 500 ms). Faster, but a crash can lose the last moments.
+    Buffered,
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginsConfig {
+    pub dir: PathBuf,
+    pub defaults: PluginLimits,
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// Resource limits for one plugin call; a plugin is untrusted code.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginLimits {
+    pub timeout: Duration,
+    pub memory: usize,
+    /// Warm instances kept per plugin; 0 means a fresh instance per event.
+    pub warm_instances: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PluginSettings {
+    pub config: Vec<(String, String)>,
+    pub limits: Option<PluginLimits>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryDefaults {
+    pub timeout: Duration,
+    pub retry_schedule: Vec<Duration>,
+    /// Attempts in flight across all targets.
+    pub max_in_flight: usize,
+    /// Upper bound on a `Retry-After` we honour, so a target cannot park a
+    /// delivery for a year.
+    pub max_retry_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub max_body: usize,
+    pub plugins: Vec<String>,
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub url: url::Url,
+    /// Decoded `whsec_` signing key; `None` sends unsigned deliveries.
+    pub secret: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub headers: Vec<(String, String)>,
+    pub retry_schedule: Vec<Duration>,
+}
+
+impl TargetConfig {
+    /// Attempts allowed in total: the first one plus one per schedule step.
+    pub fn max_attempts(&self) -> u32 {
+        self.retry_schedule.len() as u32 + 1
+    }
+}
+
+// ---- raw (as written) -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    plugins: RawPlugins,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    targets: BTreeMap<String, RawTarget>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    durability: Option<Durability>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPlugins {
+    dir: Option<PathBuf>,
+    timeout: Option<String>,
+    memory: Option<String>,
+    warm_instances: Option<usize>,
+    #[serde(flatten)]
+    per_plugin: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPluginTable {
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+    timeout: Option<String>,
+    memory: Option<String>,
+    warm_instances: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    timeout: Option<String>,
+    retry_schedule: Option<Vec<String>>,
+    max_in_flight: Option<usize>,
+    max_retry_after: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    max_body: Option<toml::Value>,
+    #[serde(default)]
+    plugins: Vec<String>,
+    #[serde(default)]
+    targets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: String,
+    secret: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    retry_schedule: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside it are
+    /// resolved against the file's directory so `serve --config x/y.toml`
+    /// works from any working directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Parses config text; `base` anchors relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+
+        let listen = env("HOOKYARD_LISTEN")
+            .or(raw.server.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let admin_listen = env("HOOKYARD_ADMIN_LISTEN")
+            .or(raw.server.admin_listen)
+            .unwrap_or_else(|| "127.0.0.1:8081".into());
+        let data_dir = env("HOOKYARD_DATA_DIR")
+            .map(PathBuf::from)
+            .or(raw.server.data_dir)
+            .unwrap_or_else(|| "./data".into());
+        let server = ServerConfig {
+            listen: parse_addr("server.listen", &listen)?,
+            admin_listen: parse_addr("server.admin_listen", &admin_listen)?,
+            data_dir: base.join(data_dir),
+            durability: raw.server.durability.unwrap_or(Durability::Flush),
+        };
+
+        let defaults = PluginLimits {
+            timeout: opt_duration("plugins.timeout", raw.plugins.timeout.as_deref())?
+                .unwrap_or(Duration::from_secs(1)),
+            memory: opt_size("plugins.memory", raw.plugins.memory.as_deref())?
+                .unwrap_or(64 * 1024 * 1024),
+            warm_instances: raw.plugins.warm_instances.unwrap_or(4),
+        };
+        let mut plugin_settings = BTreeMap::new();
+        for (name, value) in raw.plugins.per_plugin {
+            let key = format!("plugins.{name}");
+            let table: RawPluginTable = value
+                .try_into()
+                .map_err(|e| anyhow!("{key}: expected a plugin table ({e})"))?;
+            let config = table
+                .config
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect();
+            let limits = if table.timeout.is_some()
+                || table.memory.is_some()
+                || table.warm_instances.is_some()
+            {
+                Some(PluginLimits {
+                    timeout: opt_duration(&format!("{key}.timeout"), table.timeout.as_deref())?
+                        .unwrap_or(defaults.timeout),
+                    memory: opt_size(&format!("{key}.memory"), table.memory.as_deref())?
+                        .unwrap_or(defaults.memory),
+                    warm_instances: table.warm_instances.unwrap_or(defaults.warm_instances),
+                })
+            } else {
+                None
+            };
+            plugin_settings.insert(name, PluginSettings { config, limits });
+        }
+        let plugins = PluginsConfig {
+            dir: base.join(raw.plugins.dir.unwrap_or_else(|| "./plugins".into())),
+            defaults,
+            plugins: plugin_settings,
+        };
+
+        let default_schedule = match raw.delivery.retry_schedule {
+            Some(list) => parse_schedule("delivery.retry_schedule", &list)?,
+            None => ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+                .iter()
+                .map(|s| humantime::parse_duration(s).expect("valid default"))
+                .collect(),
+        };
+        let delivery = DeliveryDefaults {
+            timeout: opt_duration("delivery.timeout", raw.delivery.timeout.as_deref())?
+                .unwrap_or(Duration::from_secs(10)),
+            retry_schedule: default_schedule,
+            max_in_flight: raw.delivery.max_in_flight.unwrap_or(256).max(1),
+            max_retry_after: opt_duration(
+                "delivery.max_retry_after",
+                raw.delivery.max_retry_after.as_deref(),
+            )?
+            .unwrap_or(Duration::from_secs(24 * 3600)),
+        };
+
+        let mut targets = BTreeMap::new();
+        for (name, t) in raw.targets {
+            let key = format!("targets.{name}");
+            check_name(&key, &name)?;
+            let url = url::Url::parse(&t.url)
+                .map_err(|e| anyhow!("{key}.url: invalid URL {:?}: {e}", t.url))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                bail!("{key}.url: {:?} must be an http or https URL", t.url);
+            }
+            let secret = match t.secret {
+                None => None,
+                Some(s) => Some(parse_secret(&format!("{key}.secret"), &s)?),
+            };
+            let mut headers = Vec::new();
+            for (k, v) in t.headers {
+                let hk = format!("{key}.headers.{k}");
+                reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| anyhow!("{hk}: not a valid header name"))?;
+                reqwest::header::HeaderValue::from_str(&v)
+                    .map_err(|_| anyhow!("{hk}: not a valid header value"))?;
+                headers.push((k.to_ascii_lowercase(), v));
+            }
+            let retry_schedule = match t.retry_schedule {
+                Some(list) => parse_schedule(&format!("{key}.retry_schedule"), &list)?,
+                None => delivery.retry_schedule.clone(),
+            };
+            let timeout = opt_duration(&format!("{key}.timeout"), t.timeout.as_deref())?
+                .unwrap_or(delivery.timeout);
+            targets.insert(
+                name,
+                TargetConfig {
+                    url,
+                    secret,
+                    timeout,
+                    headers,
+                    retry_schedule,
+                },
+            );
+        }
+
+        let mut sources = BTreeMap::new();
+        for (name, s) in raw.sources {
+            let key = format!("sources.{name}");
+            check_name(&key, &name)?;
+            let max_body = match s.max_body {
+                None => DEFAULT_MAX_BODY,
+                Some(toml::Value::Integer(n)) if n > 0 => n as usize,
+                Some(toml::Value::String(text)) => parse_size(&format!("{key}.max_body"), &text)?,
+                Some(other) => bail!("{key}.max_body: expected a size like \"1MiB\", got {other}"),
+            };
+            for (i, t) in s.targets.iter().enumerate() {
+                if !targets.contains_key(t) {
+                    bail!("{key}.targets[{i}]: unknown target {t:?} (no [targets.{t}] table)");
+                }
+            }
+            for (i, p) in s.plugins.iter().enumerate() {
+                check_name(&format!("{key}.plugins[{i}]"), p)?;
+                let file = plugins.dir.join(format!("{p}.wasm"));
+                if !file.is_file() {
+                    bail!(
+                        "{key}.plugins[{i}]: plugin {p:?} not found: no file {}",
+                        file.display()
+                    );
+                }
+            }
+            sources.insert(
+                name,
+                SourceConfig {
+                    max_body,
+                    plugins: s.plugins,
+                    targets: s.targets,
+                },
+            );
+        }
+
+        Ok(Config {
+            server,
+            plugins,
+            delivery,
+            sources,
+            targets,
+        })
+    }
+
+    /// Limits for one plugin: its own table's, else the global defaults.
+    pub fn plugin_limits(&self, name: &str) -> PluginLimits {
+        self.plugins
+            .plugins
+            .get(name)
+            .and_then(|p| p.limits)
+            .unwrap_or(self.plugins.defaults)
+    }
+
+    /// The `config` table a plugin sees through the `config` host import.
+    pub fn plugin_config(&self, name: &str) -> Vec<(String, String)> {
+        self.plugins
+            .plugins
+            .get(name)
+            .map(|p| p.config.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn check_name(key: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.');
+    if !ok {
+        bail!("{key}: {name:?} is not a valid name (letters, digits, '-', '_', '.')");
+    }
+    Ok(())
+}
+
+fn parse_addr(key: &str, text: &str) -> Result<SocketAddr> {
+    text.parse()
+        .map_err(|e| anyhow!("{key}: {text:?} is not an address like 127.0.0.1:8080 ({e})"))
+}
+
+fn opt_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>> {
+    text.map(|t| parse_duration(key, t)).transpose()
+}
+
+fn parse_duration(key: &str, text: &str) -> Result<Duration> {
+    humantime::parse_duration(text)
+        .map_err(|e| anyhow!("{key}: {text:?} is not a duration like \"10s\" or \"5m\" ({e})"))
+}
+
+fn parse_schedule(key: &str, list: &[String]) -> Result<Vec<Duration>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| parse_duration(&format!("{key}[{i}]"), s))
+        .collect()
+}
+
+fn opt_size(key: &str, text: Option<&str>) -> Result<Option<usize>> {
+    text.map(|t| parse_size(key, t)).transpose()
+}
+
+/// Parses "512", "64KiB", "1MiB", "2GB" style sizes into bytes.
+pub fn parse_size(key: &str, text: &str) -> Result<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| anyhow!("{key}: {text:?} is not a size like \"1MiB\""))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => bail!("{key}: unknown size unit in {text:?} (use B, KiB, MiB, GiB)"),
+    };
+    match n.checked_mul(mult) {
+        Some(v) if v > 0 => Ok(v),
+        _ => bail!("{key}: {text:?} is out of range"),
+    }
+}
+
+/// Resolves `env:NAME` indirection so secrets can stay out of config files.
+pub fn resolve_secret_text(key: &str, text: &str) -> Result<String> {
+    match text.strip_prefix("env:") {
+        Some(var) => {
+            std::env::var(var).map_err(|_| anyhow!("{key}: environment variable {var} is not set"))
+        }
+        None => Ok(text.to_string()),
+    }
+}
+
+/// Decodes a Standard Webhooks `whsec_<base64>` secret.
+fn parse_secret(key: &str, text: &str) -> Result<Vec<u8>> {
+    let text = resolve_secret_text(key, text)?;
+    let b64 = text
+        .strip_prefix("whsec_")
+        .ok_or_else(|| anyhow!("{key}: expected a Standard Webhooks secret \"whsec_<base64>\""))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| anyhow!("{key}: the part after \"whsec_\" is not valid base64"))?;
+    if bytes.len() < 16 {
+        bail!(
+            "{key}: secret is too short ({} bytes; use at least 16)",
+            bytes.len()
+        );
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn defaults_fill_an_empty_config() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.durability, Durability::Flush);
+        assert_eq!(c.delivery.retry_schedule.len(), 7);
+        assert_eq!(c.delivery.retry_schedule[1], Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_target_names_the_key() {
+        let err = parse("[sources.gh]\ntargets = [\"nope\"]\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("sources.gh.targets[0]"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn bad_url_names_the_key() {
+        let err = parse("[targets.t]\nurl = \"not a url\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("targets.t.url"), "{err:#}");
+    }
+
+    #[test]
+    fn missing_plugin_file_names_the_key() {
+        let err = parse("[sources.s]\nplugins = [\"ghost\"]\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("sources.s.plugins[0]"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("k", "1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("k", "512").unwrap(), 512);
+        assert!(parse_size("k", "12 parsecs").is_err());
+    }
+
+    #[test]
+    fn plugin_tables_carry_config_and_limits() {
+        let c = parse(
+            "[plugins]\ntimeout = \"2s\"\n[plugins.router]\nmemory = \"8MiB\"\nconfig = { channel = \"ops\", n = 3 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.plugin_config("router"),
+            vec![("channel".into(), "ops".into()), ("n".into(), "3".into())]
+        );
+        let l = c.plugin_limits("router");
+        assert_eq!(l.memory, 8 << 20);
+        assert_eq!(l.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn secret_must_be_whsec() {
+        let err = parse("[targets.t]\nurl = \"http://x\"\nsecret = \"plain\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("targets.t.secret"), "{err:#}");
+    }
+}

@@ -1,0 +1,58 @@
+//! Time-ordered unique ids (ULID layout: 48-bit milliseconds + 80 bits that
+//! start random and count up within a millisecond). Sorting ids sorts by
+//! creation time, which lets the store list events by time with a key scan.
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const RANDOM_MASK: u128 = (1 << 80) - 1;
+
+static LAST: Mutex<(u64, u128)> = Mutex::new((0, 0));
+
+/// Current unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new id with the given prefix, e.g. `evt_01J9...`. Strictly increasing
+/// within this process even when the clock stalls or steps back.
+pub fn new_id(prefix: &str) -> String {
+    let value = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = now_ms();
+        if ms > last.0 {
+            *last = (ms, rand::random::<u128>() & RANDOM_MASK >> 1);
+        } else {
+            last.1 = (last.1 + 1) & RANDOM_MASK;
+        }
+        ((last.0 as u128) << 80) | last.1
+    };
+    let mut out = String::with_capacity(prefix.len() + 27);
+    out.push_str(prefix);
+    out.push('_');
+    for i in (0..26).rev() {
+        let digit = ((value >> (i * 5)) & 31) as usize;
+        out.push(ALPHABET[digit] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_strictly_increasing() {
+        let mut prev = new_id("evt");
+        for _ in 0..10_000 {
+            let next = new_id("evt");
+            assert!(next > prev, "{next} <= {prev}");
+            prev = next;
+        }
+        assert_eq!(prev.len(), 30);
+    }
+}

@@ -1,0 +1,108 @@
+//! Wiring: open the store, load plugins, start routing and delivery, bind
+//! the two listeners, and shut down cleanly on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::durability::Committer;
+use crate::plugin::Plugins;
+use crate::route::Router;
+use crate::source::{self, IngestState};
+use crate::store::{SledStore, Storage};
+use crate::target::Dispatcher;
+
+/// Runs hookyard until a shutdown signal.
+pub async fn serve(config: Config) -> Result<()> {
+    let config = Arc::new(config);
+    let store: Arc<dyn Storage> = Arc::new(SledStore::open(&config.server.data_dir)?);
+
+    let plugins = Arc::new(Plugins::new()?);
+    plugins.load_dir(&config, &store)?;
+
+    let dispatcher = Dispatcher::new(config.clone(), store.clone())?;
+    let router = Router::start(
+        config.clone(),
+        store.clone(),
+        plugins.clone(),
+        dispatcher.clone(),
+    )?;
+    dispatcher.start();
+    let committer = Committer::start(store.clone(), config.server.durability);
+
+    let public = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "server.admin_listen: cannot listen on {}",
+                config.server.admin_listen
+            )
+        })?;
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let public_app = source::routes(Arc::new(IngestState {
+        config: config.clone(),
+        committer,
+        router,
+    }));
+    let admin_app = admin::routes(Arc::new(AdminState {
+        store: store.clone(),
+    }));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stop_public = stop_rx.clone();
+    let mut stop_admin = stop_rx;
+    let public_task = tokio::spawn(async move {
+        axum::serve(public, public_app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_public.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin, admin_app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_admin.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    tracing::info!(public = %public_addr, admin = %admin_addr, "hookyard is listening");
+    // A machine-readable line for scripts and tests that start hookyard on
+    // port 0 and need to know where it ended up.
+    println!("hookyard listening public=http://{public_addr} admin=http://{admin_addr}");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no longer accepting webhooks");
+    let _ = stop_tx.send(true);
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
+    if let Ok(Err(e)) | Err(e) = flushed.map_err(anyhow::Error::from) {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,35 @@
+//! Ingestion: the public listener. `POST /hooks/{source}` is answered 202
+//! only once the event is stored as durably as the config asks; everything
+//! after that (routing, delivery) happens asynchronously.
+
+pub mod ingest;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::post;
+
+use crate::config::Config;
+use crate::durability::Committer;
+use crate::route::Router as EventRouter;
+
+/// What the ingest handler needs.
+pub struct IngestState {
+    pub config: Arc<Config>,
+    pub committer: Arc<Committer>,
+    pub router: Arc<EventRouter>,
+}
+
+/// The public HTTP surface.
+pub fn routes(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route(
+            "/hooks/{source}",
+            post(ingest::receive).fallback(ingest::method_not_allowed),
+        )
+        .fallback(ingest::not_found)
+        // Limits are per source and enforced by the handler.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

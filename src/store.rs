@@ -1,0 +1,469 @@
+//! Durable state, and the only code that knows sled.
+//!
+//! Everything lives in one sled tree with a one-byte prefix per record kind,
+//! so every multi-record change (an event plus its "to route" mark; an
+//! outcome plus its deliveries plus their schedule entries) is one atomic
+//! `apply_batch`: a crash sees all of it or none of it.
+//!
+//! | prefix | key                         | value                      |
+//! |--------|-----------------------------|----------------------------|
+//! | `e`    | event id                    | meta JSON + body           |
+//! | `r`    | event id                    | empty ("to route" mark)    |
+//! | `o`    | event id                    | outcome JSON               |
+//! | `d`    | delivery id                 | meta JSON + optional body  |
+//! | `x`    | event id `/` delivery id    | empty (event's deliveries) |
+//! | `s`    | due ms (BE u64) + delivery  | empty (retry schedule)     |
+//! | `a`    | delivery id `/` n (BE u32)  | attempt JSON               |
+//! | `k`    | plugin `\0` key             | plugin KV value            |
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::records::{Attempt, Delivery, Event, Outcome};
+
+const EVENT: u8 = b'e';
+const TO_ROUTE: u8 = b'r';
+const OUTCOME: u8 = b'o';
+const DELIVERY: u8 = b'd';
+const EVENT_DELIVERY: u8 = b'x';
+const SCHEDULE: u8 = b's';
+const ATTEMPT: u8 = b'a';
+const KV: u8 = b'k';
+
+/// The storage operations hookyard needs. A trait so a replicated backend can
+/// replace sled without touching ingestion, routing or delivery.
+pub trait Storage: Send + Sync + 'static {
+    /// Stores a new event and marks it "to route", atomically.
+    fn insert_event(&self, event: &Event) -> Result<()>;
+    /// Makes every write so far durable (blocking: one fsync).
+    fn flush(&self) -> Result<()>;
+    fn event(&self, id: &str) -> Result<Option<Event>>;
+    /// How many events are stored.
+    fn event_count(&self) -> Result<usize>;
+    /// Events accepted but not yet routed (crash recovery), oldest first.
+    fn events_to_route(&self) -> Result<Vec<String>>;
+    /// Records the routing outcome, creates the deliveries with their first
+    /// attempt due at `due_ms`, and clears the "to route" mark, atomically.
+    fn record_outcome(
+        &self,
+        outcome_for: &str,
+        outcome: &Outcome,
+        deliveries: &[Delivery],
+        due_ms: u64,
+    ) -> Result<()>;
+    fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
+    fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>>;
+    /// Up to `limit` scheduled (due ms, delivery id) pairs due at or before
+    /// `now_ms`, oldest first, skipping ids for which `skip` is true.
+    fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(u64, String)>>;
+    /// When the earliest scheduled delivery is due, if any.
+    fn next_due(&self) -> Result<Option<u64>>;
+    /// Stores an attempt and the delivery's new state; moves its schedule
+    /// entry from `old_due` to `new_due` (none: no longer scheduled).
+    fn record_attempt(
+        &self,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        old_due: u64,
+        new_due: Option<u64>,
+    ) -> Result<()>;
+    /// Drops a stale schedule entry (its delivery is gone or finished).
+    fn unschedule(&self, delivery_id: &str, due_ms: u64) -> Result<()>;
+    fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    fn kv_set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<()>;
+    fn kv_delete(&self, plugin: &str, key: &str) -> Result<()>;
+}
+
+/// sled-backed [`Storage`].
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl SledStore {
+    pub fn open(dir: &Path) -> Result<SledStore> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()
+            .with_context(|| {
+                format!(
+                    "cannot open the store in {} (is another hookyard using it?)",
+                    dir.display()
+                )
+            })?;
+        let tree = db.open_tree("hookyard")?;
+        Ok(SledStore { db, tree })
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut k = Vec::with_capacity(len);
+    k.push(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// Frames a JSON header and a raw body in one value: u32 BE header length,
+/// header, body. Bodies stay bytes instead of bloating into JSON arrays.
+fn frame<T: Serialize>(meta: &T, body: Option<&[u8]>) -> Result<Vec<u8>> {
+    let meta = serde_json::to_vec(meta)?;
+    let body = body.unwrap_or(&[]);
+    let mut v = Vec::with_capacity(4 + meta.len() + body.len() + 1);
+    v.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    v.extend_from_slice(&meta);
+    v.extend_from_slice(body);
+    Ok(v)
+}
+
+fn unframe<T: DeserializeOwned>(v: &[u8]) -> Result<(T, &[u8])> {
+    let len = v
+        .get(..4)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| anyhow!("corrupt record: too short"))?;
+    let meta = v
+        .get(4..4 + len)
+        .ok_or_else(|| anyhow!("corrupt record: truncated header"))?;
+    Ok((serde_json::from_slice(meta)?, &v[4 + len..]))
+}
+
+/// Delivery values carry one flag byte before the body: 1 = own body,
+/// 0 = send the event's body.
+fn encode_delivery(d: &Delivery) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    match &d.body {
+        Some(b) => {
+            body.reserve(b.len() + 1);
+            body.push(1);
+            body.extend_from_slice(b);
+        }
+        None => body.push(0),
+    }
+    frame(d, Some(&body))
+}
+
+fn decode_delivery(v: &[u8]) -> Result<Delivery> {
+    let (mut d, rest): (Delivery, &[u8]) = unframe(v)?;
+    d.body = match rest.split_first() {
+        Some((1, body)) => Some(body.to_vec()),
+        _ => None,
+    };
+    Ok(d)
+}
+
+fn schedule_key(due_ms: u64, delivery_id: &str) -> Vec<u8> {
+    key(SCHEDULE, &[&due_ms.to_be_bytes(), delivery_id.as_bytes()])
+}
+
+fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
+    key(KV, &[plugin.as_bytes(), &[0], k.as_bytes()])
+}
+
+impl Storage for SledStore {
+    fn insert_event(&self, event: &Event) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            key(EVENT, &[event.id.as_bytes()]),
+            frame(event, Some(&event.body))?,
+        );
+        batch.insert(key(TO_ROUTE, &[event.id.as_bytes()]), &[] as &[u8]);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn event(&self, id: &str) -> Result<Option<Event>> {
+        let Some(v) = self.tree.get(key(EVENT, &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let (mut e, body): (Event, &[u8]) = unframe(&v)?;
+        e.body = body.to_vec();
+        Ok(Some(e))
+    }
+
+    fn event_count(&self) -> Result<usize> {
+        let mut n = 0;
+        for k in self.tree.scan_prefix([EVENT]).keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn events_to_route(&self) -> Result<Vec<String>> {
+        self.tree
+            .scan_prefix([TO_ROUTE])
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?[1..]).into_owned()))
+            .collect()
+    }
+
+    fn record_outcome(
+        &self,
+        event_id: &str,
+        outcome: &Outcome,
+        deliveries: &[Delivery],
+        due_ms: u64,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            key(OUTCOME, &[event_id.as_bytes()]),
+            serde_json::to_vec(outcome)?,
+        );
+        for d in deliveries {
+            batch.insert(key(DELIVERY, &[d.id.as_bytes()]), encode_delivery(d)?);
+            batch.insert(
+                key(
+                    EVENT_DELIVERY,
+                    &[event_id.as_bytes(), b"/", d.id.as_bytes()],
+                ),
+                &[] as &[u8],
+            );
+            batch.insert(schedule_key(due_ms, &d.id), &[] as &[u8]);
+        }
+        batch.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
+        self.tree
+            .get(key(OUTCOME, &[event_id.as_bytes()]))?
+            .map(|v| Ok(serde_json::from_slice(&v)?))
+            .transpose()
+    }
+
+    fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        self.tree
+            .get(key(DELIVERY, &[id.as_bytes()]))?
+            .map(|v| decode_delivery(&v))
+            .transpose()
+    }
+
+    fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>> {
+        let prefix = key(EVENT_DELIVERY, &[event_id.as_bytes(), b"/"]);
+        let mut out = Vec::new();
+        for k in self.tree.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(d) = self.delivery(&id)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(u64, String)>> {
+        let end = key(SCHEDULE, &[&now_ms.saturating_add(1).to_be_bytes()]);
+        let mut out = Vec::new();
+        for k in self
+            .tree
+            .range([SCHEDULE].as_slice()..end.as_slice())
+            .keys()
+        {
+            let k = k?;
+            let due = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+            let id = std::str::from_utf8(&k[9..]).unwrap_or_default();
+            if skip(id) {
+                continue;
+            }
+            out.push((due, id.to_string()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_due(&self) -> Result<Option<u64>> {
+        Ok(self
+            .tree
+            .scan_prefix([SCHEDULE])
+            .keys()
+            .next()
+            .transpose()?
+            .map(|k| u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"))))
+    }
+
+    fn record_attempt(
+        &self,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        old_due: u64,
+        new_due: Option<u64>,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            key(DELIVERY, &[delivery.id.as_bytes()]),
+            encode_delivery(delivery)?,
+        );
+        batch.insert(
+            key(
+                ATTEMPT,
+                &[delivery.id.as_bytes(), b"/", &attempt.n.to_be_bytes()],
+            ),
+            serde_json::to_vec(attempt)?,
+        );
+        batch.remove(schedule_key(old_due, &delivery.id));
+        if let Some(due) = new_due {
+            batch.insert(schedule_key(due, &delivery.id), &[] as &[u8]);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn unschedule(&self, delivery_id: &str, due_ms: u64) -> Result<()> {
+        self.tree.remove(schedule_key(due_ms, delivery_id))?;
+        Ok(())
+    }
+
+    fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
+        self.tree
+            .scan_prefix(key(ATTEMPT, &[delivery_id.as_bytes(), b"/"]))
+            .values()
+            .map(|v| Ok(serde_json::from_slice(&v?)?))
+            .collect()
+    }
+
+    fn kv_get(&self, plugin: &str, k: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(kv_key(plugin, k))?.map(|v| v.to_vec()))
+    }
+
+    fn kv_set(&self, plugin: &str, k: &str, value: &[u8]) -> Result<()> {
+        self.tree.insert(kv_key(plugin, k), value)?;
+        Ok(())
+    }
+
+    fn kv_delete(&self, plugin: &str, k: &str) -> Result<()> {
+        self.tree.remove(kv_key(plugin, k))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::*;
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            source: "s".into(),
+            received_at: 1,
+            method: "POST".into(),
+            path: "/hooks/s".into(),
+            query: "a=1".into(),
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: b"\x00binary\xffbody".to_vec(),
+        }
+    }
+
+    fn delivery(id: &str, body: Option<Vec<u8>>) -> Delivery {
+        Delivery {
+            id: id.into(),
+            event_id: "evt_1".into(),
+            target: "t".into(),
+            origin: "passthrough".into(),
+            headers: vec![],
+            created_at: 1,
+            status: DeliveryStatus::Scheduled,
+            attempts: 0,
+            next_attempt_at: Some(10),
+            last_error: None,
+            body,
+        }
+    }
+
+    #[test]
+    fn event_round_trips_and_is_marked_to_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.insert_event(&event("evt_1")).unwrap();
+        assert_eq!(s.event("evt_1").unwrap().unwrap(), event("evt_1"));
+        assert_eq!(s.events_to_route().unwrap(), vec!["evt_1".to_string()]);
+    }
+
+    #[test]
+    fn outcome_creates_scheduled_deliveries_and_clears_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.insert_event(&event("evt_1")).unwrap();
+        let outcome = Outcome {
+            status: EventStatus::Routed,
+            routed_at: 2,
+            plugins: vec![],
+            deliveries: vec!["dlv_a".into(), "dlv_b".into()],
+        };
+        let ds = [
+            delivery("dlv_a", None),
+            delivery("dlv_b", Some(b"new".to_vec())),
+        ];
+        s.record_outcome("evt_1", &outcome, &ds, 10).unwrap();
+        assert!(s.events_to_route().unwrap().is_empty());
+        assert_eq!(s.deliveries_of_event("evt_1").unwrap().len(), 2);
+        assert_eq!(
+            s.delivery("dlv_b").unwrap().unwrap().body,
+            Some(b"new".to_vec())
+        );
+        assert_eq!(s.delivery("dlv_a").unwrap().unwrap().body, None);
+        assert!(s.due(9, 10, &|_| false).unwrap().is_empty());
+        let due = s.due(10, 10, &|id| id == "dlv_a").unwrap();
+        assert_eq!(due, vec![(10, "dlv_b".to_string())]);
+        assert_eq!(s.next_due().unwrap(), Some(10));
+
+        let attempt = Attempt {
+            n: 1,
+            at: 10,
+            status_code: Some(500),
+            latency_ms: 1.0,
+            error: None,
+            response_body: String::new(),
+        };
+        let mut d = ds[1].clone();
+        d.attempts = 1;
+        s.record_attempt(&d, &attempt, 10, Some(50)).unwrap();
+        assert_eq!(s.due(49, 10, &|_| false).unwrap().len(), 1); // dlv_a only
+        assert_eq!(s.due(50, 10, &|_| false).unwrap().len(), 2);
+        assert_eq!(s.attempts("dlv_b").unwrap(), vec![attempt]);
+    }
+
+    #[test]
+    fn kv_is_private_per_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.kv_set("a", "k", b"1").unwrap();
+        assert_eq!(s.kv_get("a", "k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.kv_get("b", "k").unwrap(), None);
+        s.kv_delete("a", "k").unwrap();
+        assert_eq!(s.kv_get("a", "k").unwrap(), None);
+    }
+}

@@ -1,0 +1,72 @@
+//! When to try a failed delivery again.
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+
+/// Delay before the attempt after attempt `n` (1-based) failed, or `None`
+/// when the schedule is exhausted and the delivery is dead. Jitter (±20 %)
+/// spreads retries of a burst so a recovering target is not hit all at once.
+pub fn next_delay(
+    schedule: &[Duration],
+    n: u32,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let base = *schedule.get(n.checked_sub(1)? as usize)?;
+    if let Some(ra) = retry_after {
+        // The target told us when it can take more: never earlier than that.
+        return Some(ra.max(Duration::from_millis(1)));
+    }
+    let factor = rand::rng().random_range(0.8..=1.2);
+    Some(base.mul_f64(factor))
+}
+
+/// Parses `Retry-After` (delta-seconds or an HTTP date), capped at `max`.
+pub fn parse_retry_after(value: &str, max: Duration) -> Option<Duration> {
+    let value = value.trim();
+    let d = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(SystemTime::now()).unwrap_or_default()
+    };
+    Some(d.min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_then_dead() {
+        let s = [Duration::from_secs(5), Duration::from_secs(300)];
+        let d1 = next_delay(&s, 1, None).unwrap();
+        assert!(d1 >= Duration::from_secs(4) && d1 <= Duration::from_secs(6));
+        assert!(next_delay(&s, 2, None).unwrap() >= Duration::from_secs(240));
+        assert_eq!(next_delay(&s, 3, None), None);
+    }
+
+    #[test]
+    fn retry_after_wins_but_not_past_the_end() {
+        let s = [Duration::from_secs(5)];
+        assert_eq!(
+            next_delay(&s, 1, Some(Duration::from_secs(42))),
+            Some(Duration::from_secs(42))
+        );
+        assert_eq!(next_delay(&s, 2, Some(Duration::from_secs(42))), None);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let max = Duration::from_secs(3600);
+        assert_eq!(
+            parse_retry_after("120", max),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after("999999", max), Some(max));
+        let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        let d = parse_retry_after(&future, max).unwrap();
+        assert!(d > Duration::from_secs(55) && d <= Duration::from_secs(60));
+        assert_eq!(parse_retry_after("soon", max), None);
+    }
+}
