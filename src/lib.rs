@@ -7,6 +7,7 @@
 //! nothing that was acknowledged.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod durability;
 pub mod id;

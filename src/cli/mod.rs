@@ -1,0 +1,3 @@
+//! Subcommands other than `serve`: small tools around the router.
+
+pub mod sink;
