@@ -57,8 +57,11 @@ pub struct PluginsConfig {
 pub struct PluginLimits {
     pub timeout: Duration,
     pub memory: usize,
-    /// Warm instances kept per plugin; 0 means a fresh instance per event.
+    /// Warm instances kept per plugin; 0 means a fresh instance per event
+    /// (for plugins that must not share state across events).
     pub warm_instances: usize,
+    /// Optional instruction budget per call (deterministic, unlike time).
+    pub fuel: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,6 +137,7 @@ struct RawPlugins {
     timeout: Option<String>,
     memory: Option<String>,
     warm_instances: Option<usize>,
+    fuel: Option<u64>,
     #[serde(flatten)]
     per_plugin: BTreeMap<String, toml::Value>,
 }
@@ -146,6 +150,8 @@ struct RawPluginTable {
     timeout: Option<String>,
     memory: Option<String>,
     warm_instances: Option<usize>,
+    fresh_instances: Option<bool>,
+    fuel: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,6 +223,7 @@ impl Config {
             memory: opt_size("plugins.memory", raw.plugins.memory.as_deref())?
                 .unwrap_or(64 * 1024 * 1024),
             warm_instances: raw.plugins.warm_instances.unwrap_or(4),
+            fuel: raw.plugins.fuel,
         };
         let mut plugin_settings = BTreeMap::new();
         for (name, value) in raw.plugins.per_plugin {
@@ -238,13 +245,20 @@ impl Config {
             let limits = if table.timeout.is_some()
                 || table.memory.is_some()
                 || table.warm_instances.is_some()
+                || table.fresh_instances.is_some()
+                || table.fuel.is_some()
             {
+                let warm = match table.fresh_instances {
+                    Some(true) => 0,
+                    _ => table.warm_instances.unwrap_or(defaults.warm_instances),
+                };
                 Some(PluginLimits {
                     timeout: opt_duration(&format!("{key}.timeout"), table.timeout.as_deref())?
                         .unwrap_or(defaults.timeout),
                     memory: opt_size(&format!("{key}.memory"), table.memory.as_deref())?
                         .unwrap_or(defaults.memory),
-                    warm_instances: table.warm_instances.unwrap_or(defaults.warm_instances),
+                    warm_instances: warm,
+                    fuel: table.fuel.or(defaults.fuel),
                 })
             } else {
                 None
@@ -367,6 +381,17 @@ impl Config {
             .get(name)
             .and_then(|p| p.limits)
             .unwrap_or(self.plugins.defaults)
+    }
+
+    /// Whether any plugin has a fuel budget; metering costs some speed, so
+    /// the engine only meters when asked to.
+    pub fn meters_fuel(&self) -> bool {
+        self.plugins.defaults.fuel.is_some()
+            || self
+                .plugins
+                .plugins
+                .values()
+                .any(|p| p.limits.is_some_and(|l| l.fuel.is_some()))
     }
 
     /// The `config` table a plugin sees through the `config` host import.

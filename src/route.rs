@@ -7,7 +7,7 @@
 //! also clears the event's "to route" mark, so a crash either re-routes the
 //! event or finds it fully routed, never half.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -32,6 +32,10 @@ pub struct Router {
     plugins: Arc<Plugins>,
     dispatcher: Arc<Dispatcher>,
     queue: mpsc::UnboundedSender<Arc<Event>>,
+    /// Events parked because a plugin of their source is not loaded (its
+    /// file was removed or never compiled). They keep their "to route" mark
+    /// and are re-queued whenever a plugin starts serving.
+    waiting: Mutex<Vec<Arc<Event>>>,
 }
 
 impl Router {
@@ -50,6 +54,7 @@ impl Router {
             plugins,
             dispatcher,
             queue: tx,
+            waiting: Mutex::new(Vec::new()),
         });
         let pending = router.store.events_to_route()?;
         if !pending.is_empty() {
@@ -65,6 +70,7 @@ impl Router {
             }
         }
         tokio::spawn(router.clone().run(rx));
+        tokio::spawn(router.clone().resume_waiting());
         Ok(router)
     }
 
@@ -73,6 +79,33 @@ impl Router {
         // The receiver lives as long as the router task; if it is gone the
         // process is shutting down and the mark in the store resumes it.
         let _ = self.queue.send(event);
+    }
+
+    /// Re-queues parked events each time a plugin starts serving; routing
+    /// parks them again if what they need is still missing.
+    async fn resume_waiting(self: Arc<Self>) {
+        let mut changes = self.plugins.subscribe();
+        while changes.changed().await.is_ok() {
+            self.requeue_waiting();
+        }
+    }
+
+    fn requeue_waiting(&self) {
+        let parked = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        if !parked.is_empty() {
+            tracing::info!(
+                count = parked.len(),
+                "resuming events that waited for a plugin"
+            );
+        }
+        for e in parked {
+            self.enqueue(e);
+        }
+    }
+
+    /// How many events wait for a missing plugin.
+    pub fn waiting_count(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>) {
@@ -93,8 +126,9 @@ impl Router {
         }
     }
 
-    /// Runs the source's plugins and stores the outcome and deliveries.
-    pub async fn route(&self, event: Arc<Event>) -> Result<Outcome> {
+    /// Runs the source's plugins and stores the outcome and deliveries;
+    /// `None` when the event was parked to wait for a missing plugin.
+    pub async fn route(&self, event: Arc<Event>) -> Result<Option<Outcome>> {
         let mut results = Vec::new();
         let mut deliveries = Vec::new();
         let now = now_ms();
@@ -112,18 +146,41 @@ impl Router {
                 deliveries: vec![],
             };
             self.store.record_outcome(&event.id, &outcome, &[], now)?;
-            return Ok(outcome);
+            return Ok(Some(outcome));
         };
+
+        let generation = *self.plugins.subscribe().borrow();
+        if let Some(missing) = source
+            .plugins
+            .iter()
+            .find(|p| self.plugins.get(p).is_none())
+        {
+            let note = format!("waiting for plugin {missing:?}, which is not loaded");
+            tracing::warn!(event = %event.id, plugin = %missing, "event waits: plugin not loaded");
+            self.store.set_route_note(&event.id, &note)?;
+            self.waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(event);
+            // A plugin that started serving since the check would not wake
+            // us again: look once more.
+            if *self.plugins.subscribe().borrow() != generation {
+                self.requeue_waiting();
+            }
+            return Ok(None);
+        }
 
         for name in &source.plugins {
             let started = Instant::now();
             let (verdict, reason, made) = match self.plugins.get(name) {
                 None => (
                     PluginVerdict::Failed,
-                    Some(format!("plugin {name:?} is not loaded")),
+                    Some(format!(
+                        "plugin {name:?} was removed while the event was routed"
+                    )),
                     vec![],
                 ),
-                Some(plugin) => match Plugins::call(plugin, event.clone()).await.result {
+                Some(plugin) => match self.plugins.call(plugin, event.clone()).await.result {
                     Ok(PluginOutcome::Drop(reason)) => (PluginVerdict::Drop, Some(reason), vec![]),
                     Ok(PluginOutcome::Deliver(list)) => {
                         match self.deliveries_from_plugin(&event, name, list, now) {
@@ -184,7 +241,7 @@ impl Router {
         if !deliveries.is_empty() {
             self.dispatcher.wake();
         }
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// Turns a plugin's requested deliveries into records; a request for a

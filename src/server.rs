@@ -20,8 +20,13 @@ pub async fn serve(config: Config) -> Result<()> {
     let config = Arc::new(config);
     let store: Arc<dyn Storage> = Arc::new(SledStore::open(&config.server.data_dir)?);
 
-    let plugins = Arc::new(Plugins::new()?);
-    plugins.load_dir(&config, &store)?;
+    let plugins = Arc::new(Plugins::new(
+        config.clone(),
+        Some(store.clone()),
+        Some(config.server.data_dir.join("plugin-cache")),
+    )?);
+    plugins.reconcile(true)?;
+    crate::plugin::watcher::spawn(plugins.clone(), &config.plugins.dir)?;
 
     let dispatcher = Dispatcher::new(config.clone(), store.clone())?;
     let router = Router::start(
@@ -50,10 +55,12 @@ pub async fn serve(config: Config) -> Result<()> {
     let public_app = source::routes(Arc::new(IngestState {
         config: config.clone(),
         committer,
-        router,
+        router: router.clone(),
     }));
     let admin_app = admin::routes(Arc::new(AdminState {
         store: store.clone(),
+        plugins: plugins.clone(),
+        router: router.clone(),
     }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -42,6 +42,10 @@ pub trait Storage: Send + Sync + 'static {
     fn event(&self, id: &str) -> Result<Option<Event>>;
     /// How many events are stored.
     fn event_count(&self) -> Result<usize>;
+    /// Why an event that is still to be routed waits (empty: it does not).
+    fn set_route_note(&self, event_id: &str, note: &str) -> Result<()>;
+    /// The event's "to route" note, if it is still to be routed.
+    fn route_note(&self, event_id: &str) -> Result<Option<String>>;
     /// Events accepted but not yet routed (crash recovery), oldest first.
     fn events_to_route(&self) -> Result<Vec<String>>;
     /// Records the routing outcome, creates the deliveries with their first
@@ -212,6 +216,22 @@ impl Storage for SledStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    fn set_route_note(&self, event_id: &str, note: &str) -> Result<()> {
+        let k = key(TO_ROUTE, &[event_id.as_bytes()]);
+        // Only annotate a mark that exists: a finished event stays finished.
+        self.tree
+            .compare_and_swap(&k, Some(&[] as &[u8]), Some(note.as_bytes()))?
+            .ok();
+        Ok(())
+    }
+
+    fn route_note(&self, event_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .tree
+            .get(key(TO_ROUTE, &[event_id.as_bytes()]))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn events_to_route(&self) -> Result<Vec<String>> {

@@ -81,7 +81,7 @@ fn a_file_that_is_not_a_component() {
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
-        e.contains("plugin \"junk\" is not a valid WebAssembly component"),
+        e.contains("plugin \"junk\"") && e.contains("not a valid WebAssembly component"),
         "{e}"
     );
 }

@@ -12,20 +12,32 @@ use axum::routing::get;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::plugin::Plugins;
 use crate::records::Event;
+use crate::route::Router as EventRouter;
 use crate::source::ingest::{error, not_found};
 use crate::store::Storage;
 
 pub struct AdminState {
     pub store: Arc<dyn Storage>,
+    pub plugins: Arc<Plugins>,
+    pub router: Arc<EventRouter>,
 }
 
 pub fn routes(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/admin/events/{id}", get(show_event))
+        .route("/admin/plugins", get(list_plugins))
         .fallback(not_found)
         .with_state(state)
+}
+
+async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
+    Json(json!({
+        "plugins": state.plugins.statuses(),
+        "events_waiting": state.router.waiting_count(),
+    }))
 }
 
 async fn healthz() -> Json<Value> {
@@ -74,6 +86,7 @@ pub fn event_view(store: &dyn Storage, id: &str) -> anyhow::Result<Option<Value>
         Some(o) => serde_json::to_value(o.status)?,
         None => json!("pending"),
     };
+    let pending_reason = store.route_note(id)?.filter(|n| !n.is_empty());
     let mut deliveries = Vec::new();
     for d in store.deliveries_of_event(id)? {
         let mut v = serde_json::to_value(&d)?;
@@ -87,6 +100,7 @@ pub fn event_view(store: &dyn Storage, id: &str) -> anyhow::Result<Option<Value>
     Ok(Some(json!({
         "event": event_json(&event),
         "status": status,
+        "pending_reason": pending_reason,
         "outcome": outcome,
         "deliveries": deliveries,
     })))

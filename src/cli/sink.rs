@@ -55,9 +55,20 @@ pub async fn run(listen: SocketAddr, secret: Option<String>, status: u16) -> Res
     Ok(())
 }
 
-fn receive(state: &SinkState, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+fn receive(
+    state: &SinkState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let n = state.seen.fetch_add(1, Ordering::Relaxed) + 1;
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let signature = match &state.key {
         None => "not checked (no --secret)".to_string(),
         Some(key) => {
@@ -74,7 +85,10 @@ fn receive(state: &SinkState, method: Method, uri: Uri, headers: HeaderMap, body
             }
         }
     };
-    println!("#{n} {method} {uri}  webhook-id={}  signature {signature}", get("webhook-id"));
+    println!(
+        "#{n} {method} {uri}  webhook-id={}  signature {signature}",
+        get("webhook-id")
+    );
     for (k, v) in &headers {
         if k.as_str().starts_with("x-") || k == "content-type" {
             println!("    {k}: {}", v.to_str().unwrap_or("<binary>"));

@@ -15,10 +15,11 @@ use wasmtime::{Config, Engine};
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Builds the engine and starts its epoch ticker thread.
-pub fn new_engine() -> Result<Engine> {
+pub fn new_engine(meter_fuel: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.consume_fuel(meter_fuel);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     let engine = Engine::new(&config)?;
     let weak = engine.weak();

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
 
@@ -78,6 +77,7 @@ pub struct LoadedPlugin {
     engine: Engine,
     pre: PluginPre<PluginState>,
     pool: Mutex<Vec<Warm>>,
+    fuel_metered: bool,
 }
 
 /// The linker every plugin is instantiated against: WASI (no files, no
@@ -90,41 +90,24 @@ pub fn new_linker(engine: &Engine) -> Result<Linker<PluginState>> {
 }
 
 impl LoadedPlugin {
-    /// Compiles `bytes` and checks it against the plugin world. Errors say
-    /// whether the file is not a component or does not fit the contract.
-    pub fn compile(
+    /// Links a compiled component against the plugin world. Errors say
+    /// whether it imports something hookyard lacks or misses `handle`.
+    pub fn link(
         engine: &Engine,
         linker: &Linker<PluginState>,
         identity: Arc<PluginIdentity>,
         limits: PluginLimits,
-        bytes: &[u8],
+        component: &Component,
+        sha256: String,
+        fuel_metered: bool,
     ) -> Result<LoadedPlugin> {
-        let sha256 = hex(&Sha256::digest(bytes));
-        let component = Component::new(engine, bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "plugin {:?} is not a valid WebAssembly component",
-                    identity.name
-                )
-            })?;
         let instance_pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "plugin {:?} imports something hookyard does not provide",
-                    identity.name
-                )
-            })?;
+            .context("it imports something hookyard does not provide")?;
         let pre = PluginPre::new(instance_pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "plugin {:?} does not export the hookyard:plugin world's `handle`",
-                    identity.name
-                )
-            })?;
+            .context("it does not export the hookyard:plugin world's `handle`")?;
         Ok(LoadedPlugin {
             identity,
             sha256,
@@ -132,6 +115,7 @@ impl LoadedPlugin {
             engine: engine.clone(),
             pre,
             pool: Mutex::new(Vec::new()),
+            fuel_metered,
         })
     }
 
@@ -146,6 +130,7 @@ impl LoadedPlugin {
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        self.refuel(&mut store);
         let bindings = self
             .pre
             .instantiate(&mut store)
@@ -174,6 +159,7 @@ impl LoadedPlugin {
         warm.store.data().stderr.take();
         warm.store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        self.refuel(&mut warm.store);
         let started = Instant::now();
         let raw = warm.bindings.call_handle(&mut warm.store, event);
         let logs = warm.store.data_mut().captured.take().unwrap_or_default();
@@ -201,6 +187,14 @@ impl LoadedPlugin {
         }
     }
 
+    /// Gives the store its per-call fuel when the engine meters fuel (any
+    /// plugin configured `fuel`); plugins without a budget get no limit.
+    fn refuel(&self, store: &mut Store<PluginState>) {
+        if self.fuel_metered {
+            let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
+        }
+    }
+
     fn classify(&self, e: wasmtime::Error) -> CallError {
         let e = anyhow::Error::from(e);
         // The root cause is the trap itself ("wasm `unreachable` instruction
@@ -210,6 +204,10 @@ impl LoadedPlugin {
             Some(Trap::Interrupt) => CallError::Timeout(format!(
                 "exceeded its time limit of {:?}",
                 self.limits.timeout
+            )),
+            Some(Trap::OutOfFuel) => CallError::Timeout(format!(
+                "used up its fuel budget of {} units",
+                self.limits.fuel.unwrap_or(u64::MAX)
             )),
             _ if root.contains("growing memory") || root.contains("memory growth") => {
                 CallError::OutOfMemory(format!(

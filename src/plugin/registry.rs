@@ -1,0 +1,370 @@
+//! The set of loaded plugins, by name, and how it changes.
+//!
+//! Each name maps to the version currently serving (an `Arc`), plus what the
+//! directory last showed for it. A reload compiles off the request path and
+//! then swaps the `Arc`: calls already running keep the version they
+//! started with, new calls get the new one, and nothing is dropped or run
+//! twice. A file that fails to compile leaves the last good version serving
+//! and is reported (log, `/admin/plugins`, metric). A removed file stops
+//! serving; events for it wait (see `route.rs`) until it comes back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use super::cache::CompileCache;
+use super::host::{PluginIdentity, PluginState};
+use super::instance::{CallReport, LoadedPlugin, hex};
+use super::stats::{PluginStats, StatsView};
+use super::{engine, instance, to_plugin_event};
+use crate::config::Config;
+use crate::id::now_ms;
+use crate::records::Event;
+use crate::store::Storage;
+
+/// What the directory showed for a file when we last loaded it; a change
+/// in size or mtime triggers a reload (and then the sha256 decides).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LoadError {
+    pub error: String,
+    pub at: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ServingInfo {
+    pub sha256: String,
+    pub loaded_at: u64,
+    pub load_ms: f64,
+    pub from_cache: bool,
+}
+
+#[derive(Default)]
+struct Entry {
+    serving: Option<(Arc<LoadedPlugin>, ServingInfo)>,
+    seen: Option<Fingerprint>,
+    last_error: Option<LoadError>,
+    removed_at: Option<u64>,
+    stats: Arc<PluginStats>,
+}
+
+/// One plugin as the admin API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct PluginStatus {
+    pub name: String,
+    /// `ok` (a version is serving), `failed` (the file never loaded),
+    /// `waiting` (the file was removed; events for it wait).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingInfo>,
+    /// The latest file's load error, even while an older version serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LoadError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<u64>,
+    pub stats: StatsView,
+}
+
+/// All plugins by name.
+pub struct Plugins {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: Option<CompileCache>,
+    config: Arc<Config>,
+    store: Option<Arc<dyn Storage>>,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Plugins {
+    /// A registry for `config`; `store` backs the plugins' KV and the
+    /// compiled cache lives in `cache_dir` (none: always compile).
+    pub fn new(
+        config: Arc<Config>,
+        store: Option<Arc<dyn Storage>>,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Plugins> {
+        let engine = engine::new_engine(config.meters_fuel())?;
+        let linker = instance::new_linker(&engine)?;
+        let cache = cache_dir.map(|d| CompileCache::new(d, &engine));
+        Ok(Plugins {
+            engine,
+            linker,
+            cache,
+            config,
+            store,
+            entries: RwLock::new(BTreeMap::new()),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// Notified (a counter bump) whenever a plugin starts serving.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.read()
+            .get(name)
+            .and_then(|e| e.serving.as_ref().map(|(p, _)| p.clone()))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Compiles (or loads from the cache) one plugin file, without
+    /// installing it. Slow for big components: call off the request path.
+    pub fn compile_file(&self, path: &Path, name: &str) -> Result<(LoadedPlugin, ServingInfo)> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read plugin file {}", path.display()))?;
+        self.compile_bytes(&bytes, name)
+    }
+
+    fn compile_bytes(&self, bytes: &[u8], name: &str) -> Result<(LoadedPlugin, ServingInfo)> {
+        let started = Instant::now();
+        let sha256 = hex(&Sha256::digest(bytes));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &sha256));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(anyhow::Error::from)
+                    .context("not a valid WebAssembly component")?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&sha256, &c);
+                }
+                c
+            }
+        };
+        let identity = Arc::new(PluginIdentity {
+            name: name.to_string(),
+            config: self.config.plugin_config(name),
+            store: self.store.clone(),
+        });
+        let plugin = LoadedPlugin::link(
+            &self.engine,
+            &self.linker,
+            identity,
+            self.config.plugin_limits(name),
+            &component,
+            sha256.clone(),
+            self.config.meters_fuel(),
+        )?;
+        let info = ServingInfo {
+            sha256,
+            loaded_at: now_ms(),
+            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            from_cache,
+        };
+        Ok((plugin, info))
+    }
+
+    /// Brings the registry in line with the plugin directory: loads new and
+    /// changed files, retires removed ones. With `strict`, a plugin a source
+    /// uses that fails to load is an error (used at start, where serving
+    /// without it would be surprising); otherwise failures are recorded and
+    /// the last good version keeps serving.
+    pub fn reconcile(&self, strict: bool) -> Result<()> {
+        let dir = &self.config.plugins.dir;
+        let mut present = BTreeMap::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let Some(name) = plugin_name(&path) else {
+                        continue;
+                    };
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if !meta.is_file() {
+                        continue;
+                    }
+                    let fp = Fingerprint {
+                        len: meta.len(),
+                        modified: meta.modified().ok(),
+                    };
+                    present.insert(name.to_string(), (path, fp));
+                }
+            }
+            Err(e) => {
+                if strict && self.config.sources.values().any(|s| !s.plugins.is_empty()) {
+                    bail!("plugins.dir: cannot read {}: {e}", dir.display());
+                }
+                tracing::warn!(dir = %dir.display(), error = %e, "plugin directory not readable");
+            }
+        }
+        let used = |name: &str| {
+            self.config
+                .sources
+                .values()
+                .any(|s| s.plugins.iter().any(|p| p == name))
+        };
+
+        for (name, (path, fp)) in &present {
+            let unchanged = self.read().get(name).is_some_and(|e| e.seen == Some(*fp));
+            if unchanged {
+                continue;
+            }
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %e, "cannot read plugin file");
+                    continue;
+                }
+            };
+            let sha256 = hex(&Sha256::digest(&bytes));
+            let same = self
+                .read()
+                .get(name)
+                .is_some_and(|e| e.serving.as_ref().is_some_and(|(_, i)| i.sha256 == sha256));
+            if same {
+                let mut map = self.write();
+                let e = map.entry(name.clone()).or_default();
+                e.seen = Some(*fp);
+                e.last_error = None;
+                continue;
+            }
+            match self.compile_bytes(&bytes, name) {
+                Ok((plugin, info)) => {
+                    tracing::info!(
+                        plugin = %name,
+                        sha256 = %info.sha256,
+                        from_cache = info.from_cache,
+                        load_ms = info.load_ms,
+                        "plugin loaded"
+                    );
+                    let mut map = self.write();
+                    let e = map.entry(name.clone()).or_default();
+                    e.serving = Some((Arc::new(plugin), info));
+                    e.seen = Some(*fp);
+                    e.last_error = None;
+                    e.removed_at = None;
+                    drop(map);
+                    self.changed.send_modify(|n| *n += 1);
+                }
+                Err(err) => {
+                    let message = format!("{err:#}");
+                    if strict && used(name) {
+                        return Err(err.context(format!("plugin {name:?} ({})", path.display())));
+                    }
+                    let mut map = self.write();
+                    let e = map.entry(name.clone()).or_default();
+                    e.stats.record_load_failure();
+                    let serving = e.serving.as_ref().map(|(_, i)| i.sha256.clone());
+                    tracing::error!(
+                        plugin = %name,
+                        error = %message,
+                        still_serving = serving.as_deref().unwrap_or("nothing"),
+                        "plugin failed to load; the last good version keeps serving"
+                    );
+                    e.seen = Some(*fp);
+                    e.last_error = Some(LoadError {
+                        error: message,
+                        at: now_ms(),
+                        sha256: Some(sha256),
+                    });
+                }
+            }
+        }
+
+        let mut map = self.write();
+        for (name, e) in map.iter_mut() {
+            if e.seen.is_some() && !present.contains_key(name) {
+                tracing::warn!(plugin = %name, "plugin file removed; its events will wait until it returns");
+                e.serving = None;
+                e.seen = None;
+                e.last_error = None;
+                e.removed_at = Some(now_ms());
+            }
+        }
+        Ok(())
+    }
+
+    /// Every known plugin's status, by name.
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.read()
+            .iter()
+            .map(|(name, e)| PluginStatus {
+                name: name.clone(),
+                status: if e.serving.is_some() {
+                    "ok"
+                } else if e.removed_at.is_some() {
+                    "waiting"
+                } else {
+                    "failed"
+                },
+                serving: e.serving.as_ref().map(|(_, i)| i.clone()),
+                last_error: e.last_error.clone(),
+                removed_at: e.removed_at,
+                stats: e.stats.view(),
+            })
+            .collect()
+    }
+
+    fn stats_for(&self, name: &str) -> Arc<PluginStats> {
+        if let Some(e) = self.read().get(name) {
+            return e.stats.clone();
+        }
+        self.write()
+            .entry(name.to_string())
+            .or_default()
+            .stats
+            .clone()
+    }
+
+    /// Calls the plugin on a blocking thread so a slow plugin never stalls
+    /// the async runtime that accepts webhooks.
+    pub async fn call(&self, plugin: Arc<LoadedPlugin>, event: Arc<Event>) -> CallReport {
+        let stats = self.stats_for(plugin.name());
+        let result = tokio::task::spawn_blocking(move || {
+            let ev = to_plugin_event(&event);
+            let started = Instant::now();
+            let report = plugin.call(&ev, false);
+            stats.record_call(
+                started.elapsed(),
+                report.result.is_err(),
+                report.fresh_instance,
+            );
+            report
+        })
+        .await;
+        result.unwrap_or_else(|e| CallReport {
+            result: Err(super::CallError::Trap(format!("plugin call panicked: {e}"))),
+            logs: vec![],
+            fresh_instance: true,
+        })
+    }
+}
+
+/// `<name>.wasm` → `name`; hidden and temporary files are ignored, so tools
+/// that write `.name.wasm.tmp` and rename are never seen half-written.
+fn plugin_name(path: &Path) -> Option<&str> {
+    let file = path.file_name()?.to_str()?;
+    if file.starts_with('.') {
+        return None;
+    }
+    file.strip_suffix(".wasm").filter(|n| !n.is_empty())
+}
