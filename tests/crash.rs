@@ -39,7 +39,11 @@ async fn sigkill_then_restart_delivers_every_accepted_event() {
             // Bounded: at most 5000 requests per client.
             for _ in 0..5000 {
                 let i = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let kind = if i % 2 == 0 { "order.paid" } else { "invoice.sent" };
+                let kind = if i.is_multiple_of(2) {
+                    "order.paid"
+                } else {
+                    "invoice.sent"
+                };
                 let body = format!(r#"{{"type":"{kind}","n":{i}}}"#);
                 let answered = async {
                     let r = http.post(&url).body(body).send().await.ok()?;
@@ -71,7 +75,10 @@ async fn sigkill_then_restart_delivers_every_accepted_event() {
         accepted.extend(acked);
         cut_off += failed;
     }
-    assert!(accepted.len() >= 8, "events were acknowledged before the kill");
+    assert!(
+        accepted.len() >= 8,
+        "events were acknowledged before the kill"
+    );
     assert!(cut_off > 0, "the kill landed while requests were in flight");
     let sent = counter.load(std::sync::atomic::Ordering::SeqCst);
     eprintln!(
