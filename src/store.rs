@@ -112,6 +112,14 @@ impl SledStore {
         Ok(SledStore { db, tree })
     }
 
+    /// A throwaway store (deleted on drop), for running a plugin outside the
+    /// server (`hookyard plugin test`) with working KV.
+    pub fn temporary() -> Result<SledStore> {
+        let db = sled::Config::new().temporary(true).open()?;
+        let tree = db.open_tree("hookyard")?;
+        Ok(SledStore { db, tree })
+    }
+
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -1,3 +1,5 @@
 //! Subcommands other than `serve`: small tools around the router.
 
+pub mod plugin_new;
+pub mod plugin_test;
 pub mod sink;
