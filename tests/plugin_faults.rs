@@ -127,3 +127,66 @@ async fn a_plugin_error_or_unknown_target_fails_the_event() {
     // The passthrough target still gets the event: plugins are independent.
     sink.wait_for(1, Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_are_reused_fresh_ones_are_not_and_a_trap_discards() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    install_plugin(&plugins, "chaos", "warm");
+    install_plugin(&plugins, "chaos", "fresh");
+    install_plugin(&plugins, "chaos", "metered");
+    let sink = Sink::start(vec![]).await;
+    let config = format!(
+        "{}\n[plugins.warm]\nconfig = {{ target = \"sink\" }}\n\
+         [plugins.fresh]\nfresh_instances = true\nconfig = {{ target = \"sink\" }}\n\
+         [plugins.metered]\nfuel = 5000000\ntimeout = \"10s\"\nconfig = {{ target = \"sink\" }}\n\n\
+         [sources.warm]\nplugins = [\"warm\"]\n[sources.fresh]\nplugins = [\"fresh\"]\n[sources.metered]\nplugins = [\"metered\"]\n\n\
+         [targets.sink]\nurl = \"{}\"\n",
+        server_section(tmp.path()),
+        sink.url("/"),
+    );
+    let hy = Hookyard::start(tmp.path(), &config);
+    let calls = |r: &Received| {
+        r.header("x-instance-calls")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+
+    // Sequential events: the warm plugin reuses one instance.
+    for source in ["warm", "fresh"] {
+        for _ in 0..4 {
+            let id = hy.send(source, "{}").await;
+            hy.wait_event(&id, Duration::from_secs(5), delivered).await;
+        }
+    }
+    let got = sink.received();
+    let warm: Vec<u64> = got[..4].iter().map(calls).collect();
+    let fresh: Vec<u64> = got[4..8].iter().map(calls).collect();
+    assert_eq!(warm, vec![1, 2, 3, 4], "warm instance reused");
+    assert_eq!(fresh, vec![1, 1, 1, 1], "fresh instance per event");
+
+    // A trap discards the instance: the next event starts from scratch.
+    let id = hy.send("warm", r#"{"mode":"trap"}"#).await;
+    hy.wait_event(&id, Duration::from_secs(5), |v| v["status"] == "failed")
+        .await;
+    let id = hy.send("warm", "{}").await;
+    hy.wait_event(&id, Duration::from_secs(5), delivered).await;
+    assert_eq!(calls(&sink.received()[8]), 1, "new instance after the trap");
+
+    // A fuel budget stops a loop deterministically, long before the 10 s
+    // time limit.
+    let started = Instant::now();
+    let id = hy.send("metered", r#"{"mode":"loop"}"#).await;
+    let v = hy
+        .wait_event(&id, Duration::from_secs(8), |v| v["status"] != "pending")
+        .await;
+    let reason = v["outcome"]["plugins"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("used up its fuel budget of 5000000"),
+        "{reason}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let id = hy.send("metered", "{}").await;
+    hy.wait_event(&id, Duration::from_secs(5), delivered).await;
+}

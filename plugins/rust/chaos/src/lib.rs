@@ -20,6 +20,10 @@ use bindings::hookyard::plugin::host::{self, Level};
 use bindings::hookyard::plugin::types::Delivery;
 use bindings::{Event, Guest, Outcome};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Events handled by this instance (instance memory, not host state).
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 /// Target for `ok` mode when the config has no `target`.
 const DEFAULT_TARGET: &str = "sink";
@@ -43,7 +47,12 @@ impl Guest for Chaos {
             "ok" => Ok(Outcome::Deliver(vec![Delivery {
                 target: config_value(&config, "target")
                     .unwrap_or_else(|| DEFAULT_TARGET.to_owned()),
-                headers: Vec::new(),
+                // How many events this instance has handled: shows whether
+                // the host reuses warm instances or starts fresh ones.
+                headers: vec![(
+                    "x-instance-calls".to_owned(),
+                    CALLS.fetch_add(1, Ordering::Relaxed).wrapping_add(1).to_string(),
+                )],
                 body: None,
             }])),
             "error" => Err("chaos plugin asked to fail".to_owned()),
