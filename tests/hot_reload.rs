@@ -182,6 +182,16 @@ async fn a_broken_file_keeps_the_last_good_version_and_removal_makes_events_wait
     );
     assert_eq!(s["stats"]["load_failures"], 1);
     assert!(hy.log_text().contains("plugin failed to load"), "logged");
+    let metrics = reqwest::get(format!("{}/metrics", hy.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hookyard_plugin_load_failures_total{plugin=\"p\"} 1"),
+        "{metrics}"
+    );
     let id = hy.send("s", r#"{"type":"order.paid","n":1}"#).await;
     hy.wait_event(&id, Duration::from_secs(5), delivered).await;
     assert_eq!(sink.received_on("/a").len(), 1, "old version still routes");

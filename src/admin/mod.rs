@@ -1,6 +1,8 @@
 //! The admin listener: health and inspection. Bound to loopback by default;
 //! it shows event bodies, so it must not face the internet.
 
+pub mod metrics;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -29,6 +31,7 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/admin/events/{id}", get(show_event))
         .route("/admin/plugins", get(list_plugins))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
 }
@@ -38,6 +41,16 @@ async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
         "plugins": state.plugins.statuses(),
         "events_waiting": state.router.waiting_count(),
     }))
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&state.plugins),
+    )
 }
 
 async fn healthz() -> Json<Value> {
