@@ -47,6 +47,25 @@ impl Committer {
     /// durable as the config asks.
     pub async fn commit(&self, event: &Event) -> Result<()> {
         self.store.insert_event(event)?;
+        self.wait_durable().await
+    }
+
+    /// Like [`commit`](Self::commit), deduplicated by an idempotency key:
+    /// returns the original event's id for a duplicate. A duplicate's answer
+    /// also waits for the flush, so "already have it" is never said about
+    /// an event that is not yet on disk.
+    pub async fn commit_once(
+        &self,
+        event: &Event,
+        dedup_key: &str,
+        expires_at: u64,
+    ) -> Result<Option<String>> {
+        let existing = self.store.insert_event_once(event, dedup_key, expires_at)?;
+        self.wait_durable().await?;
+        Ok(existing)
+    }
+
+    async fn wait_durable(&self) -> Result<()> {
         if self.mode == Durability::Buffered {
             return Ok(());
         }

@@ -15,6 +15,7 @@
 //! | `s`    | due ms (BE u64) + delivery  | empty (retry schedule)     |
 //! | `a`    | delivery id `/` n (BE u32)  | attempt JSON               |
 //! | `k`    | plugin `\0` key             | plugin KV value            |
+//! | `i`    | source `\0` idempotency key | expires ms (BE) + event id |
 
 use std::path::Path;
 
@@ -31,12 +32,25 @@ const EVENT_DELIVERY: u8 = b'x';
 const SCHEDULE: u8 = b's';
 const ATTEMPT: u8 = b'a';
 const KV: u8 = b'k';
+const IDEMPOTENCY: u8 = b'i';
 
 /// The storage operations hookyard needs. A trait so a replicated backend can
 /// replace sled without touching ingestion, routing or delivery.
 pub trait Storage: Send + Sync + 'static {
     /// Stores a new event and marks it "to route", atomically.
     fn insert_event(&self, event: &Event) -> Result<()>;
+    /// Stores a new event unless `dedup_key` (source-scoped) was seen and
+    /// has not expired; then returns the original event's id instead. The
+    /// check and the write are one transaction, so concurrent duplicates
+    /// store exactly one event.
+    fn insert_event_once(
+        &self,
+        event: &Event,
+        dedup_key: &str,
+        expires_at: u64,
+    ) -> Result<Option<String>>;
+    /// Removes up to `limit` expired idempotency keys; returns how many.
+    fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize>;
     /// Makes every write so far durable (blocking: one fsync).
     fn flush(&self) -> Result<()>;
     fn event(&self, id: &str) -> Result<Option<Event>>;
@@ -201,6 +215,66 @@ impl Storage for SledStore {
         batch.insert(key(TO_ROUTE, &[event.id.as_bytes()]), &[] as &[u8]);
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    fn insert_event_once(
+        &self,
+        event: &Event,
+        dedup_key: &str,
+        expires_at: u64,
+    ) -> Result<Option<String>> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let dk = key(
+            IDEMPOTENCY,
+            &[event.source.as_bytes(), &[0], dedup_key.as_bytes()],
+        );
+        let mut dv = expires_at.to_be_bytes().to_vec();
+        dv.extend_from_slice(event.id.as_bytes());
+        let ek = key(EVENT, &[event.id.as_bytes()]);
+        let ev = frame(event, Some(&event.body))?;
+        let rk = key(TO_ROUTE, &[event.id.as_bytes()]);
+        let now = event.received_at;
+        let result = self.tree.transaction(|tx| {
+            if let Some(old) = tx.get(&dk)? {
+                let live = old
+                    .get(..8)
+                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) > now)
+                    .unwrap_or(false);
+                if live {
+                    return Ok(Some(String::from_utf8_lossy(&old[8..]).into_owned()));
+                }
+            }
+            tx.insert(dk.as_slice(), dv.as_slice())?;
+            tx.insert(ek.as_slice(), ev.as_slice())?;
+            tx.insert(rk.as_slice(), &[] as &[u8])?;
+            Ok::<_, ConflictableTransactionError<()>>(None)
+        });
+        match result {
+            Ok(v) => Ok(v),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Abort(())) => Err(anyhow!("idempotency transaction aborted")),
+        }
+    }
+
+    fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in self.tree.scan_prefix([IDEMPOTENCY]) {
+            let (k, v) = kv?;
+            let expired = v
+                .get(..8)
+                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) <= now_ms)
+                .unwrap_or(true);
+            if expired {
+                batch.remove(k);
+                n += 1;
+                if n >= limit {
+                    break;
+                }
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(n)
     }
 
     fn flush(&self) -> Result<()> {
@@ -482,6 +556,31 @@ mod tests {
         assert_eq!(s.due(49, 10, &|_| false).unwrap().len(), 1); // dlv_a only
         assert_eq!(s.due(50, 10, &|_| false).unwrap().len(), 2);
         assert_eq!(s.attempts("dlv_b").unwrap(), vec![attempt]);
+    }
+
+    #[test]
+    fn idempotency_keys_dedup_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut a = event("evt_a");
+        a.received_at = 100;
+        assert_eq!(s.insert_event_once(&a, "k1", 200).unwrap(), None);
+        let mut b = event("evt_b");
+        b.received_at = 150;
+        assert_eq!(
+            s.insert_event_once(&b, "k1", 250).unwrap(),
+            Some("evt_a".into())
+        );
+        assert!(s.event("evt_b").unwrap().is_none());
+        // Same key from another source is a different key.
+        b.source = "other".into();
+        assert_eq!(s.insert_event_once(&b, "k1", 250).unwrap(), None);
+        // Expired: accepted as new.
+        let mut c = event("evt_c");
+        c.received_at = 300;
+        assert_eq!(s.insert_event_once(&c, "k1", 400).unwrap(), None);
+        assert_eq!(s.sweep_idempotency(350, 100).unwrap(), 1); // "other"'s key
+        assert_eq!(s.sweep_idempotency(500, 100).unwrap(), 1);
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! only once the event is stored as durably as the config asks; everything
 //! after that (routing, delivery) happens asynchronously.
 
+pub mod allowlist;
+pub mod idempotency;
 pub mod ingest;
+pub mod rate_limit;
+pub mod rejections;
 
 use std::sync::Arc;
 
