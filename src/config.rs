@@ -86,6 +86,14 @@ pub struct SourceConfig {
     pub max_body: usize,
     pub plugins: Vec<String>,
     pub targets: Vec<String>,
+    pub idempotency: Option<crate::source::idempotency::Idempotency>,
+    /// Requests per second and burst.
+    pub rate_limit: Option<(f64, f64)>,
+    /// Empty: any address may send.
+    pub allow_ips: Vec<crate::source::allowlist::Cidr>,
+    /// A proxy header (e.g. `x-forwarded-for`) trusted to carry the client
+    /// address; only set when hookyard sits behind such a proxy.
+    pub client_ip_header: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,10 +175,22 @@ struct RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     max_body: Option<toml::Value>,
+    idempotency: Option<toml::Value>,
+    rate_limit: Option<RawRateLimit>,
+    #[serde(default)]
+    allow_ips: Vec<String>,
+    client_ip_header: Option<String>,
     #[serde(default)]
     plugins: Vec<String>,
     #[serde(default)]
     targets: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    per_second: f64,
+    burst: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -355,12 +375,45 @@ impl Config {
                     );
                 }
             }
+            let idempotency = crate::source::idempotency::Idempotency::from_config(
+                &format!("{key}.idempotency"),
+                s.idempotency.as_ref(),
+                None,
+            )?;
+            let rate_limit = match s.rate_limit {
+                None => None,
+                Some(r) => {
+                    let burst = r.burst.unwrap_or(r.per_second.max(1.0));
+                    if !(r.per_second > 0.0 && r.per_second.is_finite() && burst >= 1.0) {
+                        bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
+                    }
+                    Some((r.per_second, burst))
+                }
+            };
+            let allow_ips = s
+                .allow_ips
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    crate::source::allowlist::Cidr::parse(c)
+                        .map_err(|e| anyhow!("{key}.allow_ips[{i}]: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let client_ip_header = s.client_ip_header.map(|h| h.to_ascii_lowercase());
+            if let Some(h) = &client_ip_header {
+                reqwest::header::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| anyhow!("{key}.client_ip_header: {h:?} is not a header name"))?;
+            }
             sources.insert(
                 name,
                 SourceConfig {
                     max_body,
                     plugins: s.plugins,
                     targets: s.targets,
+                    idempotency,
+                    rate_limit,
+                    allow_ips,
+                    client_ip_header,
                 },
             );
         }

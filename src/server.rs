@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::durability::Committer;
 use crate::plugin::Plugins;
 use crate::route::Router;
+use crate::source::rejections::IngestLog;
 use crate::source::{self, IngestState};
 use crate::store::{SledStore, Storage};
 use crate::target::Dispatcher;
@@ -52,26 +53,34 @@ pub async fn serve(config: Config) -> Result<()> {
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
-    let public_app = source::routes(Arc::new(IngestState {
-        config: config.clone(),
+    let ingest_log = Arc::new(IngestLog::default());
+    let public_app = source::routes(Arc::new(IngestState::new(
+        config.clone(),
         committer,
-        router: router.clone(),
-    }));
+        router.clone(),
+        ingest_log.clone(),
+    )));
+    tokio::spawn(sweep_idempotency_keys(store.clone()));
     let admin_app = admin::routes(Arc::new(AdminState {
         store: store.clone(),
         plugins: plugins.clone(),
         router: router.clone(),
+        ingest: ingest_log,
+        config: config.clone(),
     }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stop_public = stop_rx.clone();
     let mut stop_admin = stop_rx;
     let public_task = tokio::spawn(async move {
-        axum::serve(public, public_app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_public.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            public,
+            public_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_public.wait_for(|s| *s).await;
+        })
+        .await
     });
     let admin_task = tokio::spawn(async move {
         axum::serve(admin, admin_app)
@@ -97,6 +106,29 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Forgets idempotency keys past their window, a batch at a time so the
+/// sweep never holds up ingestion.
+async fn sweep_idempotency_keys(store: Arc<dyn Storage>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        loop {
+            let s = store.clone();
+            let swept =
+                tokio::task::spawn_blocking(move || s.sweep_idempotency(crate::id::now_ms(), 1000))
+                    .await;
+            match swept {
+                Ok(Ok(n)) if n >= 1000 => tokio::task::yield_now().await,
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "idempotency sweep failed");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::plugin::Plugins;
+use crate::source::rejections::IngestLog;
 
 /// Escapes a label value per the exposition format.
 fn label(v: &str) -> String {
@@ -11,8 +12,8 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders the plugin metrics.
-pub fn render(plugins: &Plugins) -> String {
+/// Renders every metric.
+pub fn render(plugins: &Plugins, ingest: &IngestLog) -> String {
     let statuses = plugins.statuses();
     let mut out = String::new();
     let mut family = |name: &str,
@@ -55,5 +56,21 @@ pub fn render(plugins: &Plugins) -> String {
         "Slowest plugin call so far.",
         &|s| format!("{}", s.stats.latency_us.max as f64 / 1e6),
     );
+    let counts = ingest.counts();
+    let _ = writeln!(
+        out,
+        "# HELP hookyard_requests_total Webhook requests per source by result (accepted, duplicate, or the rejection reason)."
+    );
+    let _ = writeln!(out, "# TYPE hookyard_requests_total counter");
+    for (source, by) in &counts {
+        for (result, n) in by {
+            let _ = writeln!(
+                out,
+                "hookyard_requests_total{{source=\"{}\",result=\"{}\"}} {n}",
+                label(source),
+                label(result)
+            );
+        }
+    }
     out
 }

@@ -14,16 +14,20 @@ use axum::routing::get;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::config::Config;
 use crate::plugin::Plugins;
 use crate::records::Event;
 use crate::route::Router as EventRouter;
 use crate::source::ingest::{error, not_found};
+use crate::source::rejections::IngestLog;
 use crate::store::Storage;
 
 pub struct AdminState {
     pub store: Arc<dyn Storage>,
     pub plugins: Arc<Plugins>,
     pub router: Arc<EventRouter>,
+    pub ingest: Arc<IngestLog>,
+    pub config: Arc<Config>,
 }
 
 pub fn routes(state: Arc<AdminState>) -> Router {
@@ -31,6 +35,7 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/admin/events/{id}", get(show_event))
         .route("/admin/plugins", get(list_plugins))
+        .route("/admin/sources", get(list_sources))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
@@ -43,13 +48,39 @@ async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
     }))
 }
 
+/// Each source's settings (never its secrets), what it accepted and
+/// rejected by reason, and the most recent rejections.
+async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
+    let counts = state.ingest.counts();
+    let recent = state.ingest.recent();
+    let sources: Vec<Value> = state
+        .config
+        .sources
+        .iter()
+        .map(|(name, s)| {
+            json!({
+                "name": name,
+                "plugins": s.plugins,
+                "targets": s.targets,
+                "max_body": s.max_body,
+                "idempotency": s.idempotency.as_ref().map(|i| format!("{:?}", i.key)),
+                "rate_limit": s.rate_limit.map(|(r, b)| json!({ "per_second": r, "burst": b })),
+                "allow_ips": s.allow_ips.len(),
+                "counts": counts.get(name).cloned().unwrap_or_default(),
+                "recent_rejections": recent.iter().filter(|r| &r.source == name).take(20).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "sources": sources, "recent_rejections": recent }))
+}
+
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&state.plugins),
+        metrics::render(&state.plugins, &state.ingest),
     )
 }
 

@@ -1,16 +1,21 @@
-//! The webhook receiving handler.
+//! The webhook receiving handler. Checks run cheapest first (source, client
+//! address, rate, declared size), so hostile traffic costs as little as
+//! possible before it is refused; nothing is stored for a refused request.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 
 use super::IngestState;
+use super::allowlist::client_ip;
+use super::rejections::Rejected;
 use crate::id::{new_id, now_ms};
 use crate::records::Event;
 
@@ -42,13 +47,14 @@ pub async fn method_not_allowed(method: Method) -> Response {
         format!("{method} is not accepted here; send webhooks with POST"),
     );
     r.headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
     r
 }
 
 pub async fn receive(
     State(state): State<Arc<IngestState>>,
     Path(source_name): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -62,36 +68,81 @@ pub async fn receive(
             format!("no source named {source_name:?} is configured"),
         );
     };
-    let limit = source.max_body;
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("body exceeds this source's limit of {limit} bytes"),
-        )
-    };
+    let client = client_ip(peer, &headers, source.client_ip_header.as_deref());
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let reject = |status: StatusCode, code: &str, message: String, size: Option<u64>| {
+        state.log.reject(
+            Rejected {
+                source: source_name.clone(),
+                reason: code.to_string(),
+                message: message.clone(),
+                status: status.as_u16(),
+                at: received_at,
+                client_ip: client.to_string(),
+                headers: vec![],
+                body_size: size,
+            },
+            &headers,
+            &[],
+        );
+        tracing::info!(source = %source_name, %client, reason = code, "webhook rejected: {message}");
+        error(status, code, message)
+    };
+
+    if !source.allow_ips.is_empty() && !source.allow_ips.iter().any(|n| n.contains(client)) {
+        return reject(
+            StatusCode::FORBIDDEN,
+            "ip_not_allowed",
+            format!("{client} is not in this source's allow_ips"),
+            declared,
+        );
+    }
+    if let Some(bucket) = state.buckets.get(&source_name)
+        && let Err(wait) = bucket.take()
+    {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut r = reject(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this source's rate limit is exceeded; retry in {secs} s"),
+            declared,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
+
+    let limit = source.max_body;
+    let too_large = |size: Option<u64>| {
+        reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body exceeds this source's limit of {limit} bytes"),
+            size,
+        )
+    };
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large();
+        return too_large(declared);
     }
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(declared),
         Err(e) => {
-            return error(
+            return reject(
                 StatusCode::BAD_REQUEST,
                 "body_unreadable",
                 format!("could not read the request body: {e}"),
+                declared,
             );
         }
     };
 
     let event = Event {
         id: new_id("evt"),
-        source: source_name,
+        source: source_name.clone(),
         received_at,
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -107,14 +158,39 @@ pub async fn receive(
             .collect(),
         body: body.to_vec(),
     };
-    if let Err(e) = state.committer.commit(&event).await {
-        tracing::error!(event = %event.id, error = format!("{e:#}"), "could not store event");
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the event could not be stored; retry later",
-        );
+
+    let dedup = source
+        .idempotency
+        .as_ref()
+        .and_then(|i| i.key_of(&headers, &body).map(|k| (k, i.window)));
+    let stored = match &dedup {
+        Some((key, window)) => {
+            let expires = received_at.saturating_add(window.as_millis() as u64);
+            state.committer.commit_once(&event, key, expires).await
+        }
+        None => state.committer.commit(&event).await.map(|()| None),
+    };
+    match stored {
+        Ok(None) => {}
+        Ok(Some(original)) => {
+            state.log.count(&source_name, "duplicate");
+            tracing::debug!(source = %source_name, event = %original, "duplicate delivery; not routed again");
+            return (
+                StatusCode::OK,
+                Json(json!({ "id": original, "duplicate": true })),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            tracing::error!(event = %event.id, error = format!("{e:#}"), "could not store event");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the event could not be stored; retry later",
+            );
+        }
     }
+    state.log.count(&source_name, "accepted");
     tracing::debug!(event = %event.id, source = %event.source, bytes = event.body.len(), "event accepted");
     let id = event.id.clone();
     state.router.enqueue(Arc::new(event));

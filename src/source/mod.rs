@@ -23,6 +23,34 @@ pub struct IngestState {
     pub config: Arc<Config>,
     pub committer: Arc<Committer>,
     pub router: Arc<EventRouter>,
+    pub log: Arc<rejections::IngestLog>,
+    /// Token buckets of the sources that have a rate limit.
+    pub buckets: std::collections::HashMap<String, rate_limit::TokenBucket>,
+}
+
+impl IngestState {
+    pub fn new(
+        config: Arc<Config>,
+        committer: Arc<Committer>,
+        router: Arc<EventRouter>,
+        log: Arc<rejections::IngestLog>,
+    ) -> IngestState {
+        let buckets = config
+            .sources
+            .iter()
+            .filter_map(|(name, s)| {
+                s.rate_limit
+                    .map(|(rate, burst)| (name.clone(), rate_limit::TokenBucket::new(rate, burst)))
+            })
+            .collect();
+        IngestState {
+            config,
+            committer,
+            router,
+            log,
+            buckets,
+        }
+    }
 }
 
 /// The public HTTP surface.
