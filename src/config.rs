@@ -83,6 +83,8 @@ pub struct DeliveryDefaults {
 
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// How requests prove they come from the provider; `None` accepts any.
+    pub verifier: Option<crate::source::verify::Verifier>,
     pub max_body: usize,
     pub plugins: Vec<String>,
     pub targets: Vec<String>,
@@ -174,6 +176,7 @@ struct RawDelivery {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSource {
+    verify: Option<crate::source::verify::RawVerify>,
     max_body: Option<toml::Value>,
     idempotency: Option<toml::Value>,
     rate_limit: Option<RawRateLimit>,
@@ -375,10 +378,31 @@ impl Config {
                     );
                 }
             }
+            let verifier = s
+                .verify
+                .as_ref()
+                .map(|v| {
+                    crate::source::verify::Verifier::from_config(
+                        &format!("{key}.verify"),
+                        v,
+                        &resolve_secret_text,
+                    )
+                })
+                .transpose()?;
+            // Providers that send a delivery id get deduplicated on it by
+            // default; Stripe's is the event id in the body.
+            let preset = verifier.as_ref().and_then(|v| {
+                use crate::source::idempotency::KeySource;
+                match (v.scheme(), v.default_idempotency_header()) {
+                    ("stripe", _) => Some(KeySource::JsonPointer("/id".into())),
+                    (_, Some(h)) => Some(KeySource::Header(h.to_string())),
+                    _ => None,
+                }
+            });
             let idempotency = crate::source::idempotency::Idempotency::from_config(
                 &format!("{key}.idempotency"),
                 s.idempotency.as_ref(),
-                None,
+                preset,
             )?;
             let rate_limit = match s.rate_limit {
                 None => None,
@@ -407,6 +431,7 @@ impl Config {
             sources.insert(
                 name,
                 SourceConfig {
+                    verifier,
                     max_body,
                     plugins: s.plugins,
                     targets: s.targets,

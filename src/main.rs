@@ -37,6 +37,45 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         status: u16,
     },
+    /// POST a body signed as a provider signs it (github, stripe,
+    /// standard-webhooks, shopify, slack, hmac, basic, token).
+    Send {
+        /// Where to send, e.g. http://127.0.0.1:8080/hooks/github
+        url: String,
+        /// Provider signature scheme; omit to send unsigned.
+        #[arg(long)]
+        scheme: Option<String>,
+        /// The shared secret (or env:NAME).
+        #[arg(long, env = "HOOKYARD_SEND_SECRET")]
+        secret: Option<String>,
+        /// Body from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Body inline.
+        #[arg(long, short = 'd')]
+        data: Option<String>,
+        /// Extra header 'name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// hmac: signature header; token: the header carrying the token.
+        #[arg(long)]
+        signature_header: Option<String>,
+        /// hmac: sha256 | sha1 | sha512.
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// hmac: hex | base64.
+        #[arg(long)]
+        encoding: Option<String>,
+        /// hmac: text before the signature, e.g. "sha256=".
+        #[arg(long)]
+        prefix: Option<String>,
+        /// basic: the user name (the secret is the password).
+        #[arg(long)]
+        username: Option<String>,
+        /// Delivery id (standard-webhooks webhook-id, x-github-delivery, ...).
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Write and try plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -123,6 +162,47 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(hookyard::cli::sink::run(listen, secret, status))),
+        Command::Send {
+            url,
+            scheme,
+            secret,
+            file,
+            data,
+            headers,
+            signature_header,
+            algorithm,
+            encoding,
+            prefix,
+            username,
+            id,
+        } => {
+            let send = hookyard::cli::send::Send {
+                url,
+                scheme,
+                secret,
+                file,
+                data,
+                headers,
+                options: hookyard::source::verify::SignOptions {
+                    header: signature_header,
+                    algorithm,
+                    encoding,
+                    prefix,
+                    username,
+                    msg_id: id,
+                },
+            };
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(hookyard::cli::send::run(send)));
+            match outcome {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            }
+        }
         Command::Plugin(PluginCommand::New { name, lang, dir }) => {
             hookyard::cli::plugin_new::run(&name, &lang, &dir).map(|root| {
                 println!(

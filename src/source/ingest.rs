@@ -16,6 +16,7 @@ use serde_json::json;
 use super::IngestState;
 use super::allowlist::client_ip;
 use super::rejections::Rejected;
+use super::verify::Request;
 use crate::id::{new_id, now_ms};
 use crate::records::Event;
 
@@ -27,6 +28,18 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         Json(json!({ "error": message.into(), "code": code })),
     )
         .into_response()
+}
+
+/// The query string without the parameter that carried a credential.
+fn without_param(query: &str, param: Option<&str>) -> String {
+    let Some(param) = param else {
+        return query.to_string();
+    };
+    query
+        .split('&')
+        .filter(|pair| pair.split('=').next() != Some(param))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 pub async fn not_found(uri: Uri) -> Response {
@@ -73,6 +86,11 @@ pub async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let sensitive = source
+        .verifier
+        .as_ref()
+        .map(|v| v.sensitive_headers())
+        .unwrap_or_default();
     let reject = |status: StatusCode, code: &str, message: String, size: Option<u64>| {
         state.log.reject(
             Rejected {
@@ -86,7 +104,7 @@ pub async fn receive(
                 body_size: size,
             },
             &headers,
-            &[],
+            &sensitive,
         );
         tracing::info!(source = %source_name, %client, reason = code, "webhook rejected: {message}");
         error(status, code, message)
@@ -140,20 +158,44 @@ pub async fn receive(
         }
     };
 
+    if let Some(verifier) = &source.verifier {
+        let request = Request {
+            headers: &headers,
+            query: uri.query().unwrap_or(""),
+            body: &body,
+            now_unix: (received_at / 1000) as i64,
+        };
+        if let Err(rejection) = verifier.verify(&request) {
+            return reject(
+                StatusCode::UNAUTHORIZED,
+                rejection.code(),
+                rejection.message(),
+                Some(body.len() as u64),
+            );
+        }
+    }
+
+    let (credential_headers, credential_param) = source
+        .verifier
+        .as_ref()
+        .map(|v| v.credentials())
+        .unwrap_or_default();
     let event = Event {
         id: new_id("evt"),
         source: source_name.clone(),
         received_at,
         method: method.to_string(),
         path: uri.path().to_string(),
-        query: uri.query().unwrap_or("").to_string(),
+        query: without_param(uri.query().unwrap_or(""), credential_param),
         headers: headers
             .iter()
             .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
+                let value = if credential_headers.iter().any(|c| c == k.as_str()) {
+                    "[redacted]".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (k.as_str().to_string(), value)
             })
             .collect(),
         body: body.to_vec(),

@@ -7,6 +7,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod rate_limit;
 pub mod rejections;
+pub mod verify;
 
 use std::sync::Arc;
 

@@ -64,6 +64,11 @@ pub struct Hookyard {
 impl Hookyard {
     /// Writes `config` to `dir/hookyard.toml` and starts the binary on it.
     pub fn start(dir: &Path, config: &str) -> Hookyard {
+        Self::start_env(dir, config, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the process.
+    pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Hookyard {
         std::fs::create_dir_all(dir).unwrap();
         let config_path = dir.join("hookyard.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -73,6 +78,7 @@ impl Hookyard {
             .arg("--config")
             .arg(&config_path)
             .env("HOOKYARD_LOG", "info,hookyard=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -111,6 +117,10 @@ impl Hookyard {
             log,
             http: reqwest::Client::new(),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn log_text(&self) -> String {
