@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::IngestState;
@@ -28,6 +28,39 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         Json(json!({ "error": message.into(), "code": code })),
     )
         .into_response()
+}
+
+/// Past this, an over-limit body is not drained before the 413.
+const DRAIN_MAX: u64 = 8 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Unreadable(String),
+}
+
+/// Reads the body up to `limit`. An over-limit body is still read (and
+/// discarded) up to [`DRAIN_MAX`], so the 413 reaches the sender and its
+/// keep-alive connection stays usable, instead of a reset mid-upload.
+async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Unreadable(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > DRAIN_MAX {
+            return Err(BodyError::TooLarge);
+        }
+        if seen <= limit as u64 {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > limit as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(buf.freeze())
 }
 
 /// The query string without the parameter that carried a credential.
@@ -142,13 +175,14 @@ pub async fn receive(
             size,
         )
     };
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > DRAIN_MAX) {
+        // Too big to be worth draining: answer now (the connection closes).
         return too_large(declared);
     }
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(declared),
-        Err(e) => {
+    let body = match read_body(body, limit).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(declared),
+        Err(BodyError::Unreadable(e)) => {
             return reject(
                 StatusCode::BAD_REQUEST,
                 "body_unreadable",
