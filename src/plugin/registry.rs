@@ -54,13 +54,37 @@ pub struct ServingInfo {
     pub from_cache: bool,
 }
 
-#[derive(Default)]
 struct Entry {
     serving: Option<(Arc<LoadedPlugin>, ServingInfo)>,
     seen: Option<Fingerprint>,
     last_error: Option<LoadError>,
     removed_at: Option<u64>,
     stats: Arc<PluginStats>,
+    /// Bounds concurrent calls of this plugin, so a burst cannot create
+    /// dozens of instances (a Python instance is tens of MB) and a plugin
+    /// that spins until its timeout only holds up its own events.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Concurrent calls per plugin: enough to use every core.
+fn call_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            serving: None,
+            seen: None,
+            last_error: None,
+            removed_at: None,
+            stats: Arc::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(call_slots())),
+        }
+    }
 }
 
 /// One plugin as the admin API shows it.
@@ -324,22 +348,22 @@ impl Plugins {
             .collect()
     }
 
-    fn stats_for(&self, name: &str) -> Arc<PluginStats> {
+    fn stats_for(&self, name: &str) -> (Arc<PluginStats>, Arc<tokio::sync::Semaphore>) {
         if let Some(e) = self.read().get(name) {
-            return e.stats.clone();
+            return (e.stats.clone(), e.slots.clone());
         }
-        self.write()
-            .entry(name.to_string())
-            .or_default()
-            .stats
-            .clone()
+        let mut map = self.write();
+        let e = map.entry(name.to_string()).or_default();
+        (e.stats.clone(), e.slots.clone())
     }
 
     /// Calls the plugin on a blocking thread so a slow plugin never stalls
     /// the async runtime that accepts webhooks.
     pub async fn call(&self, plugin: Arc<LoadedPlugin>, event: Arc<Event>) -> CallReport {
-        let stats = self.stats_for(plugin.name());
+        let (stats, slots) = self.stats_for(plugin.name());
+        let permit = slots.acquire_owned().await.ok();
         let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let ev = to_plugin_event(&event);
             let started = Instant::now();
             let report = plugin.call(&ev, false);
