@@ -4,6 +4,7 @@
 #   Rust        plugins/rust/<name>/          -> plugins/dist/<name>.wasm
 #   Python      plugins/python/<name>/app.py  -> plugins/dist/<name>-python.wasm
 #   JavaScript  plugins/js/<name>/<name>.js   -> plugins/dist/<name>-js.wasm
+#   C           plugins/c/<name>/*.c          -> plugins/dist/<name>-c.wasm
 # The Python and JavaScript toolchains are installed on first use (a venv in
 # plugins/python/.venv, `npm ci` in plugins/js) and reinstalled only when
 # their pinned versions change; a component is rebuilt only when its inputs
@@ -161,4 +162,10 @@ for plugin_dir in "$js_dir"/*/; do
     echo "$hash" >"$(stamp_of "$dest")"
     echo "built $dest ($(wc -c <"$dest") bytes)"
 done
+fi
+
+# --- C: clang + wasi-libc, wit-bindgen's C generator, wasm-tools (its own
+# script: it installs pinned tools on first use).
+if wanted c; then
+    bash "$repo_root/scripts/build-c-plugins.sh"
 fi

@@ -76,7 +76,9 @@ async fn restart_loads_every_language_from_the_compiled_cache() {
 
     let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink));
     let warm_start = statuses(&hy).await;
-    eprintln!("language  load cold ms  load cached ms  warm µs/event (mean, p50)  fresh µs/event (mean, p50)");
+    eprintln!(
+        "language  load cold ms  load cached ms  warm µs/event (mean, p50)  fresh µs/event (mean, p50)"
+    );
     for (lang, _) in PLUGINS {
         let w = format!("{lang}-warm");
         let f = format!("{lang}-fresh");
@@ -90,15 +92,29 @@ async fn restart_loads_every_language_from_the_compiled_cache() {
             assert_eq!(s["status"], "ok");
             assert_eq!(s["serving"]["from_cache"], true, "{n} after restart: {s}");
         }
-        let cached_ms = find(&warm_start, &w)["serving"]["load_ms"].as_f64().unwrap();
+        let cached_ms = find(&warm_start, &w)["serving"]["load_ms"]
+            .as_f64()
+            .unwrap();
         let ws = &find(&after, &w)["stats"];
         let fs = &find(&after, &f)["stats"];
         assert_eq!(ws["calls"], N);
-        assert_eq!(fs["fresh_instances"], N, "fresh_instances = true: one instance per event");
-        assert!(ws["fresh_instances"].as_u64().unwrap() <= 2, "warm instances reused: {ws}");
+        assert_eq!(
+            fs["fresh_instances"], N,
+            "fresh_instances = true: one instance per event"
+        );
+        let slots = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2) as u64;
+        assert!(
+            ws["fresh_instances"].as_u64().unwrap() <= slots,
+            "warm instances reused: {ws}"
+        );
         eprintln!(
             "{lang:<8}  {cold_ms:>12.1}  {cached_ms:>14.1}  {:>12} {:>12}  {:>12} {:>12}",
-            ws["latency_us"]["mean"], ws["latency_us"]["p50"], fs["latency_us"]["mean"], fs["latency_us"]["p50"],
+            ws["latency_us"]["mean"],
+            ws["latency_us"]["p50"],
+            fs["latency_us"]["mean"],
+            fs["latency_us"]["p50"],
         );
     }
     let id = hy.send("python-warm", r#"{"type":"order.created"}"#).await;
