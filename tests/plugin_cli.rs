@@ -82,6 +82,80 @@ fn plugin_new_rust_builds_and_passes_plugin_test() {
     assert!(!again.status.success());
 }
 
+/// `plugin new --lang <lang>` builds as generated (reusing the toolchains
+/// scripts/build-plugins.sh installed) and passes `plugin test`.
+fn skeleton_builds_and_routes(lang: &str, env: (&str, std::path::PathBuf)) {
+    built_plugins();
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("my-{lang}-router");
+    let out = hookyard(&["plugin", "new", &name, "--lang", lang], tmp.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = tmp.path().join(&name);
+    let status = Command::new("bash")
+        .arg(root.join("build.sh"))
+        .env(env.0, env.1)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the generated {lang} skeleton builds");
+    std::fs::write(tmp.path().join("body.json"), r#"{"hello":"world"}"#).unwrap();
+    let wasm = format!("{name}/{name}.wasm");
+    let out = hookyard(
+        &[
+            "plugin",
+            "test",
+            &wasm,
+            "--event",
+            "body.json",
+            "--config",
+            "target=orders",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["result"]["outcome"], "deliver", "{v}");
+    assert_eq!(v["result"]["deliveries"][0]["target"], "orders");
+    assert_eq!(v["result"]["deliveries"][0]["headers"][0][1], name.as_str());
+    std::fs::write(tmp.path().join("empty"), "").unwrap();
+    let out = hookyard(
+        &["plugin", "test", &wasm, "--event", "empty", "--json"],
+        tmp.path(),
+    );
+    assert_eq!(json_of(&out)["result"]["reason"], "empty body");
+}
+
+#[test]
+fn plugin_new_python_builds_and_passes_plugin_test() {
+    let venv = repo_root().join("plugins/python/.venv");
+    skeleton_builds_and_routes("python", ("HOOKYARD_PY_VENV", venv));
+}
+
+#[test]
+fn plugin_new_js_builds_and_passes_plugin_test() {
+    let modules = repo_root().join("plugins/js/node_modules");
+    skeleton_builds_and_routes("js", ("HOOKYARD_JS_MODULES", modules));
+}
+
+#[test]
+fn plugin_new_c_builds_and_passes_plugin_test() {
+    let status = Command::new("bash")
+        .arg(repo_root().join("scripts/build-c-plugins.sh"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tools = repo_root().join("plugins/c/.tools");
+    skeleton_builds_and_routes("c", ("HOOKYARD_C_TOOLS", tools));
+}
+
 #[test]
 fn plugin_test_shows_drops_failures_and_takes_event_descriptions() {
     let tmp = tempfile::tempdir().unwrap();

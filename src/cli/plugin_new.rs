@@ -24,12 +24,53 @@ fn template(lang: &str) -> Result<Template> {
             ],
             executable: &["build.sh"],
         },
+        "python" => Template {
+            files: &[
+                ("app.py", include_str!("templates/python/app.py")),
+                (
+                    "requirements.txt",
+                    include_str!("templates/python/requirements.txt"),
+                ),
+                ("build.sh", include_str!("templates/python/build.sh")),
+                ("README.md", include_str!("templates/python/README.md")),
+            ],
+            executable: &["build.sh"],
+        },
+        "js" => Template {
+            files: &[
+                ("{{name}}.js", include_str!("templates/js/plugin.js")),
+                ("package.json", include_str!("templates/js/package.json")),
+                (
+                    "componentize.mjs",
+                    include_str!("templates/js/componentize.mjs"),
+                ),
+                ("build.sh", include_str!("templates/js/build.sh")),
+                ("README.md", include_str!("templates/js/README.md")),
+            ],
+            executable: &["build.sh"],
+        },
+        "c" => Template {
+            files: &[
+                ("plugin.c", include_str!("templates/c/plugin.c")),
+                ("build.sh", include_str!("templates/c/build.sh")),
+                ("README.md", include_str!("templates/c/README.md")),
+                (
+                    "tools/wasi-adapter/Cargo.toml",
+                    include_str!("../../plugins/c/tools/wasi-adapter/Cargo.toml"),
+                ),
+                (
+                    "tools/wasi-adapter/src/main.rs",
+                    include_str!("../../plugins/c/tools/wasi-adapter/src/main.rs"),
+                ),
+            ],
+            executable: &["build.sh"],
+        },
         other => bail!("--lang {other:?}: expected one of {}", LANGS.join(", ")),
     })
 }
 
 /// Languages `plugin new` can generate.
-pub const LANGS: &[&str] = &["rust"];
+pub const LANGS: &[&str] = &["rust", "python", "js", "c"];
 
 /// Writes the skeleton into `dir/name` and returns that path.
 pub fn run(name: &str, lang: &str, dir: &Path) -> Result<PathBuf> {
@@ -54,7 +95,7 @@ pub fn run(name: &str, lang: &str, dir: &Path) -> Result<PathBuf> {
             .replace("{{crate}}", &crate_name)
     };
     for (path, text) in t.files {
-        write(&root.join(path), &fill(text))?;
+        write(&root.join(fill(path)), &fill(text))?;
     }
     write(&root.join("wit/plugin.wit"), WIT)?;
     #[cfg(unix)]

@@ -152,7 +152,7 @@ pub fn run(run: TestRun) -> Result<bool> {
     let name = plugin_name(&run.wasm)?;
     let config = Config::parse(&plugin_config_toml(&run, &name)?, Path::new("."))?;
     let store: Arc<dyn Storage> = Arc::new(SledStore::temporary()?);
-    let plugins = Plugins::new(Arc::new(config), Some(store), None)?;
+    let plugins = Plugins::new(Arc::new(config), Some(store), cache_dir())?;
     let started = Instant::now();
     let (plugin, info) = plugins
         .compile_file(&run.wasm, &name)
@@ -242,6 +242,22 @@ pub fn run(run: TestRun) -> Result<bool> {
         }
     }
     Ok(ok)
+}
+
+/// Where `plugin test` keeps compiled components, so re-testing an
+/// unchanged JS or Python plugin skips the seconds-long compile:
+/// `$HOOKYARD_CACHE_DIR`, else `$XDG_CACHE_HOME/hookyard`, else
+/// `~/.cache/hookyard`.
+fn cache_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("HOOKYARD_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("hookyard")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/hookyard")))
+        .map(|d| d.join("plugin-cache"))
 }
 
 fn plugin_name(path: &Path) -> Result<String> {

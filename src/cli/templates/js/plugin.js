@@ -1,0 +1,22 @@
+// {{name}}: a hookyard routing plugin in JavaScript.
+//
+// hookyard calls `handle` once per received event. Return
+// `{ tag: 'drop', val: reason }` to filter it out, `{ tag: 'deliver', val: [...] }`
+// to send it to targets named in hookyard's config, or throw a string to
+// mark the event failed. Do not call host imports at the top level: that
+// code runs at build time.
+
+import { log, config } from 'hookyard:plugin/host@0.1.0';
+
+export function handle(event) {
+  if (event.body.length === 0) {
+    return { tag: 'drop', val: 'empty body' };
+  }
+  // `[plugins.{{name}}] config = { target = "..." }` in hookyard.toml.
+  const target = new Map(config()).get('target') ?? 'default';
+  log('info', `event ${event.id} -> ${target}`);
+  return {
+    tag: 'deliver',
+    val: [{ target, headers: [['x-routed-by', '{{name}}']], body: undefined }],
+  };
+}
