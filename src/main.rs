@@ -100,35 +100,7 @@ enum PluginCommand {
         dir: PathBuf,
     },
     /// Run a plugin once on a sample event and print its decision and logs.
-    Test {
-        /// The plugin component (<name>.wasm).
-        wasm: PathBuf,
-        /// A raw body file, or a JSON event description
-        /// ({"body": ..., "headers": {...}, "source": ..., ...}).
-        #[arg(long)]
-        event: Option<PathBuf>,
-        /// Treat --event as a raw body even if it looks like a description.
-        #[arg(long)]
-        raw: bool,
-        /// The source name the event pretends to come from.
-        #[arg(long, default_value = "test")]
-        source: String,
-        /// Extra request header, 'name: value' (repeatable).
-        #[arg(short = 'H', long = "header")]
-        headers: Vec<String>,
-        /// Plugin config entry key=value (repeatable).
-        #[arg(long = "config")]
-        config: Vec<String>,
-        /// Call time limit (default 1s).
-        #[arg(long)]
-        timeout: Option<String>,
-        /// Memory limit (default 64MiB).
-        #[arg(long)]
-        memory: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Test(hookyard::cli::plugin_test::TestRun),
 }
 
 fn main() -> ExitCode {
@@ -212,34 +184,11 @@ fn main() -> ExitCode {
                 );
             })
         }
-        Command::Plugin(PluginCommand::Test {
-            wasm,
-            event,
-            raw,
-            source,
-            headers,
-            config,
-            timeout,
-            memory,
-            json,
-        }) => {
-            let run = hookyard::cli::plugin_test::TestRun {
-                wasm,
-                event,
-                raw,
-                source,
-                headers,
-                config,
-                timeout,
-                memory,
-                json,
-            };
-            match hookyard::cli::plugin_test::run(run) {
-                Ok(true) => Ok(()),
-                Ok(false) => return ExitCode::from(1),
-                Err(e) => Err(e),
-            }
-        }
+        Command::Plugin(PluginCommand::Test(run)) => match hookyard::cli::plugin_test::run(run) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Check { config } => Config::load(&config).map(|c| {
             println!(
                 "config ok: {} sources, {} targets",

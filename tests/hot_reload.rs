@@ -21,12 +21,7 @@ fn replace_atomically(dir: &Path, built: &str, name: &str) {
 }
 
 async fn plugin_status(hy: &Hookyard, name: &str) -> Value {
-    let v: Value = reqwest::get(format!("{}/admin/plugins", hy.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = hy.admin_json("/admin/plugins").await;
     v["plugins"]
         .as_array()
         .unwrap()
@@ -182,12 +177,7 @@ async fn a_broken_file_keeps_the_last_good_version_and_removal_makes_events_wait
     );
     assert_eq!(s["stats"]["load_failures"], 1);
     assert!(hy.log_text().contains("plugin failed to load"), "logged");
-    let metrics = reqwest::get(format!("{}/metrics", hy.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hy.admin_text("/metrics").await;
     assert!(
         metrics.contains("hookyard_plugin_load_failures_total{plugin=\"p\"} 1"),
         "{metrics}"

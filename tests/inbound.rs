@@ -9,15 +9,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-async fn admin_json(hy: &Hookyard, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", hy.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_are_stored_and_routed_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -105,7 +96,7 @@ async fn duplicates_are_stored_and_routed_once() {
         5,
         "d-1, d-2, evt_stripe_1 and two keyless"
     );
-    let sources = admin_json(&hy, "/admin/sources").await;
+    let sources = hy.admin_json("/admin/sources").await;
     let gh = sources["sources"]
         .as_array()
         .unwrap()
@@ -193,7 +184,7 @@ async fn rate_limit_and_allowlist_refuse_with_clear_answers() {
     );
     assert_eq!(send("local", None).await.unwrap().status(), 202);
 
-    let sources = admin_json(&hy, "/admin/sources").await;
+    let sources = hy.admin_json("/admin/sources").await;
     let recent = sources["recent_rejections"].as_array().unwrap();
     assert!(!recent.is_empty());
     let text = serde_json::to_string(&sources).unwrap();
@@ -212,12 +203,7 @@ async fn rate_limit_and_allowlist_refuse_with_clear_answers() {
             .any(|h| h[0] == "authorization" && h[1] == "[redacted]")
     );
 
-    let metrics = reqwest::get(format!("{}/metrics", hy.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hy.admin_text("/metrics").await;
     assert!(
         metrics.contains("hookyard_requests_total{source=\"limited\",result=\"rate_limited\"} 2"),
         "{metrics}"

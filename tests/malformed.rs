@@ -26,6 +26,25 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// The headers GitHub would sign `body` with.
+fn github_signature(body: &str) -> Vec<(String, String)> {
+    sign_as(
+        "github",
+        GH_SECRET,
+        body.as_bytes(),
+        0,
+        &SignOptions::default(),
+    )
+    .unwrap()
+}
+
+/// `req` with `body`, signed as GitHub does.
+fn signed(req: reqwest::RequestBuilder, body: String) -> reqwest::RequestBuilder {
+    github_signature(&body)
+        .into_iter()
+        .fold(req.body(body), |r, (k, v)| r.header(k, v))
+}
+
 fn config(dir: &std::path::Path, sink: &Sink) -> String {
     format!(
         "{}\n[sources.gh]\nverify = {{ scheme = \"github\", secret = \"{GH_SECRET}\" }}\nmax_body = \"64KiB\"\ntargets = [\"t\"]\n\n\
@@ -45,22 +64,10 @@ async fn malformed_load_mixed_with_valid_requests() {
     // Warm up so the baseline includes the runtime's steady allocations.
     for i in 0..20 {
         let body = format!("{{\"warm\":{i}}}");
-        let headers = sign_as(
-            "github",
-            GH_SECRET,
-            body.as_bytes(),
-            0,
-            &SignOptions::default(),
-        )
-        .unwrap();
-        let mut r = http
+        let r = http
             .post(&url)
-            .header("x-github-delivery", format!("warm-{i}"))
-            .body(body);
-        for (k, v) in headers {
-            r = r.header(k, v);
-        }
-        assert_eq!(r.send().await.unwrap().status(), 202);
+            .header("x-github-delivery", format!("warm-{i}"));
+        assert_eq!(signed(r, body).send().await.unwrap().status(), 202);
     }
     sink.wait_for(20, Duration::from_secs(10)).await;
     let rss_before = rss_kib(hy.pid());
@@ -79,25 +86,14 @@ async fn malformed_load_mixed_with_valid_requests() {
                     return;
                 }
                 let body = format!("{{\"n\":{i}}}");
-                let good = sign_as(
-                    "github",
-                    GH_SECRET,
-                    body.as_bytes(),
-                    0,
-                    &SignOptions::default(),
-                )
-                .unwrap();
+                let good = github_signature(&body);
                 let req = http
                     .post(&url)
                     .header("x-github-delivery", format!("d-{i}"));
                 let (req, expect) = match i % 10 {
                     0 => {
-                        let mut r = req.body(body);
-                        for (k, v) in &good {
-                            r = r.header(k, v);
-                        }
                         valid.fetch_add(1, Ordering::SeqCst);
-                        (r, vec![202])
+                        (signed(req, body), vec![202])
                     }
                     1 => (
                         req.header("x-hub-signature-256", "sha256=00").body(body),
@@ -207,21 +203,7 @@ async fn arbitrary_bytes_on_the_socket_never_crash_the_router() {
     let health = reqwest::get(format!("{}/healthz", hy.admin)).await.unwrap();
     assert_eq!(health.status(), 200, "router still up");
     // And still accepting real webhooks.
-    let body = "{}";
-    let headers = sign_as(
-        "github",
-        GH_SECRET,
-        body.as_bytes(),
-        0,
-        &SignOptions::default(),
-    )
-    .unwrap();
-    let mut r = reqwest::Client::new()
-        .post(format!("{}/hooks/gh", hy.public))
-        .body(body);
-    for (k, v) in headers {
-        r = r.header(k, v);
-    }
-    assert_eq!(r.send().await.unwrap().status(), 202);
+    let r = reqwest::Client::new().post(format!("{}/hooks/gh", hy.public));
+    assert_eq!(signed(r, "{}".into()).send().await.unwrap().status(), 202);
     assert!(sink.received().len() <= 1, "no garbage was delivered");
 }

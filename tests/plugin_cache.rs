@@ -33,12 +33,7 @@ fn config(dir: &std::path::Path, sink: &Sink) -> String {
 }
 
 async fn statuses(hy: &Hookyard) -> Vec<Value> {
-    let v: Value = reqwest::get(format!("{}/admin/plugins", hy.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = hy.admin_json("/admin/plugins").await;
     v["plugins"].as_array().unwrap().clone()
 }
 

@@ -196,12 +196,7 @@ async fn every_scheme_accepts_the_genuine_and_names_what_is_wrong() {
     assert!(!serde_json::to_string(&stored).unwrap().contains(SECRET_B));
 
     // Rejections are listed with reasons, without secrets.
-    let sources: Value = reqwest::get(format!("{}/admin/sources", hy.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sources: Value = hy.admin_json("/admin/sources").await;
     let dump = serde_json::to_string(&sources).unwrap();
     for s in [SECRET_A, SECRET_B, &WH_A[6..]] {
         assert!(!dump.contains(s), "admin output leaks a secret");

@@ -16,16 +16,35 @@ use crate::plugin::{CallError, Level, PluginOutcome, Plugins, to_plugin_event};
 use crate::records::Event;
 use crate::store::{SledStore, Storage};
 
-/// What to run and on what.
+/// What to run and on what (the `plugin test` arguments).
+#[derive(clap::Args)]
 pub struct TestRun {
+    /// The plugin component (<name>.wasm).
     pub wasm: PathBuf,
+    /// A raw body file, or a JSON event description
+    /// ({"body": ..., "headers": {...}, "source": ..., ...}).
+    #[arg(long)]
     pub event: Option<PathBuf>,
+    /// Treat --event as a raw body even if it looks like a description.
+    #[arg(long)]
     pub raw: bool,
+    /// The source name the event pretends to come from.
+    #[arg(long, default_value = "test")]
     pub source: String,
+    /// Extra request header, 'name: value' (repeatable).
+    #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
+    /// Plugin config entry key=value (repeatable).
+    #[arg(long = "config")]
     pub config: Vec<String>,
+    /// Call time limit (default 1s).
+    #[arg(long)]
     pub timeout: Option<String>,
+    /// Memory limit (default 64MiB).
+    #[arg(long)]
     pub memory: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -155,6 +155,30 @@ impl Hookyard {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// GET on the admin listener, as JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// GET on the admin listener, as text (e.g. `/metrics`).
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn event(&self, id: &str) -> Value {
         self.http
             .get(format!("{}/admin/events/{id}", self.admin))
