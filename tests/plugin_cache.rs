@@ -14,6 +14,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("rust", "quickstart-router"),
     ("python", "chat-router-python"),
     ("js", "chat-router-js"),
+    ("c", "chat-router-c"),
 ];
 
 fn config(dir: &std::path::Path, sink: &Sink) -> String {
