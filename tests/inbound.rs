@@ -121,7 +121,7 @@ async fn post_without_key(http: &reqwest::Client, hy: &Hookyard) -> u16 {
 async fn rate_limit_and_allowlist_refuse_with_clear_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let config = format!(
-        "{}\n[sources.limited]\nrate_limit = {{ per_second = 2, burst = 3 }}\n\
+        "{}\n[sources.limited]\nrate_limit = {{ per_second = 0.5, burst = 3 }}\n\
          [sources.private]\nallow_ips = [\"10.0.0.0/8\"]\n\
          [sources.proxied]\nallow_ips = [\"10.0.0.0/8\"]\nclient_ip_header = \"x-forwarded-for\"\n\
          [sources.local]\nallow_ips = [\"127.0.0.0/8\", \"::1\"]\n",
@@ -153,7 +153,7 @@ async fn rate_limit_and_allowlist_refuse_with_clear_answers() {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&retry_after), "{retry_after}");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         send("limited", None).await.unwrap().status(),
         202,
