@@ -82,8 +82,6 @@ pub trait Storage: Send + Sync + 'static {
         limit: usize,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<(u64, String)>>;
-    /// When the earliest scheduled delivery is due, if any.
-    fn next_due(&self) -> Result<Option<u64>>;
     /// Stores an attempt and the delivery's new state; moves its schedule
     /// entry from `old_due` to `new_due` (none: no longer scheduled).
     fn record_attempt(
@@ -406,16 +404,6 @@ impl Storage for SledStore {
         Ok(out)
     }
 
-    fn next_due(&self) -> Result<Option<u64>> {
-        Ok(self
-            .tree
-            .scan_prefix([SCHEDULE])
-            .keys()
-            .next()
-            .transpose()?
-            .map(|k| u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"))))
-    }
-
     fn record_attempt(
         &self,
         delivery: &Delivery,
@@ -540,7 +528,10 @@ mod tests {
         assert!(s.due(9, 10, &|_| false).unwrap().is_empty());
         let due = s.due(10, 10, &|id| id == "dlv_a").unwrap();
         assert_eq!(due, vec![(10, "dlv_b".to_string())]);
-        assert_eq!(s.next_due().unwrap(), Some(10));
+        assert_eq!(
+            s.due(u64::MAX, 1, &|_| false).unwrap(),
+            vec![(10, "dlv_a".to_string())]
+        );
 
         let attempt = Attempt {
             n: 1,

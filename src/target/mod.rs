@@ -93,8 +93,14 @@ impl Dispatcher {
                 self.store.due(now, room, &|id| in_flight.contains(id))?
             };
             if due.is_empty() {
-                let sleep = match self.store.next_due()? {
-                    Some(at) if at > now => Duration::from_millis(at - now).min(IDLE_RESCAN),
+                // The earliest entry not already in flight (those wake us
+                // when they finish) decides how long to sleep.
+                let next = {
+                    let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                    self.store.due(u64::MAX, 1, &|id| in_flight.contains(id))?
+                };
+                let sleep = match next.first() {
+                    Some(&(at, _)) if at > now => Duration::from_millis(at - now).min(IDLE_RESCAN),
                     _ => IDLE_RESCAN,
                 };
                 return Ok(sleep);
