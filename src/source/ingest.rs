@@ -119,11 +119,6 @@ pub async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let sensitive = source
-        .verifier
-        .as_ref()
-        .map(|v| v.sensitive_headers())
-        .unwrap_or_default();
     let reject = |status: StatusCode, code: &str, message: String, size: Option<u64>| {
         state.log.reject(
             Rejected {
@@ -137,7 +132,12 @@ pub async fn receive(
                 body_size: size,
             },
             &headers,
-            &sensitive,
+            // Computed only on the rejection path, not for every request.
+            &source
+                .verifier
+                .as_ref()
+                .map(|v| v.sensitive_headers())
+                .unwrap_or_default(),
         );
         tracing::info!(source = %source_name, %client, reason = code, "webhook rejected: {message}");
         error(status, code, message)
