@@ -31,6 +31,15 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub durability: Durability,
+    /// Bearer token the admin listener requires (all but `/healthz`);
+    /// mandatory when it listens beyond loopback.
+    pub admin_token: Option<String>,
+    /// Events (with their deliveries and attempts) older than this are swept.
+    pub retention: Duration,
+    /// How often the retention sweep runs.
+    pub retention_sweep_every: Duration,
+    /// On SIGTERM/SIGINT, how long attempts in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 /// Whether a 202 waits for the event to reach the disk.
@@ -72,13 +81,41 @@ pub struct PluginSettings {
 
 #[derive(Debug, Clone)]
 pub struct DeliveryDefaults {
-    pub timeout: Duration,
-    pub retry_schedule: Vec<Duration>,
     /// Attempts in flight across all targets.
     pub max_in_flight: usize,
+    /// What a target table does not say.
+    pub policy: TargetPolicy,
+}
+
+/// How one target is treated: retries, limits, circuit breaker, SSRF guard.
+/// Every field has a global default under `[delivery]`.
+#[derive(Debug, Clone)]
+pub struct TargetPolicy {
+    pub timeout: Duration,
+    /// Delay before retry 1, 2, ...; its length is `max_attempts - 1`.
+    pub retry_schedule: Vec<Duration>,
+    /// Each delay is multiplied by a random factor in `1 ± jitter`, so a
+    /// burst of failures does not retry in lockstep.
+    pub jitter: f64,
     /// Upper bound on a `Retry-After` we honour, so a target cannot park a
     /// delivery for a year.
     pub max_retry_after: Duration,
+    /// Attempts in flight to this target.
+    pub max_in_flight: usize,
+    /// Requests per second and burst; `None` is unlimited.
+    pub rate_limit: Option<(f64, f64)>,
+    /// Consecutive failed attempts that open the circuit; 0 never opens it.
+    pub breaker_failures: u32,
+    /// How long an open circuit waits before one probe attempt (doubling
+    /// for each failed probe, up to 16 times).
+    pub breaker_cooldown: Duration,
+    /// A target failing without a success for this long is disabled until
+    /// an operator enables it.
+    pub disable_after: Duration,
+    /// Allow addresses in loopback, private, link-local and metadata ranges
+    /// (refused by default: a webhook URL is attacker-controlled input in a
+    /// multi-tenant setup).
+    pub allow_private: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -103,15 +140,33 @@ pub struct TargetConfig {
     pub url: url::Url,
     /// Decoded `whsec_` signing key; `None` sends unsigned deliveries.
     pub secret: Option<Vec<u8>>,
-    pub timeout: Duration,
+    /// The key being rotated out, still signed with (a second `v1,`
+    /// signature) until `previous_secret_until` (unix ms; `None`: until it is
+    /// removed from the config), so receivers can switch keys without a gap.
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_until: Option<u64>,
     pub headers: Vec<(String, String)>,
-    pub retry_schedule: Vec<Duration>,
+    pub policy: TargetPolicy,
 }
 
 impl TargetConfig {
     /// Attempts allowed in total: the first one plus one per schedule step.
     pub fn max_attempts(&self) -> u32 {
-        self.retry_schedule.len() as u32 + 1
+        self.policy.retry_schedule.len() as u32 + 1
+    }
+
+    /// The keys to sign with at `now_ms`: the current one, then the previous
+    /// one while its rotation window lasts.
+    pub fn signing_keys(&self, now_ms: u64) -> Vec<&[u8]> {
+        let mut keys: Vec<&[u8]> = self.secret.iter().map(Vec::as_slice).collect();
+        if let Some(old) = &self.previous_secret
+            && self
+                .previous_secret_until
+                .is_none_or(|until| now_ms < until)
+        {
+            keys.push(old);
+        }
+        keys
     }
 }
 
@@ -139,6 +194,10 @@ struct RawServer {
     admin_listen: Option<String>,
     data_dir: Option<PathBuf>,
     durability: Option<Durability>,
+    admin_token: Option<String>,
+    retention: Option<String>,
+    retention_sweep_every: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -165,12 +224,31 @@ struct RawPluginTable {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawDelivery {
+    max_in_flight: Option<usize>,
+    per_target_max_in_flight: Option<usize>,
+    #[serde(flatten)]
+    policy: RawPolicy,
+    /// Whatever the policy did not take: unknown keys, reported by name.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
+}
+
+/// Policy keys allowed both under `[delivery]` (defaults) and per target.
+/// (Flattened into both tables, so unknown keys are caught by the tables'
+/// `unknown` maps: serde cannot deny them through a flatten.)
+#[derive(Deserialize, Default)]
+struct RawPolicy {
     timeout: Option<String>,
     retry_schedule: Option<Vec<String>>,
-    max_in_flight: Option<usize>,
+    max_attempts: Option<u32>,
+    jitter: Option<f64>,
     max_retry_after: Option<String>,
+    rate_limit: Option<RawRateLimit>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown: Option<String>,
+    disable_after: Option<String>,
+    allow_private: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -197,14 +275,18 @@ struct RawRateLimit {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTarget {
     url: String,
     secret: Option<String>,
-    timeout: Option<String>,
+    previous_secret: Option<String>,
+    previous_secret_until: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    retry_schedule: Option<Vec<String>>,
+    max_in_flight: Option<usize>,
+    #[serde(flatten)]
+    policy: RawPolicy,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
 impl Config {
@@ -238,7 +320,31 @@ impl Config {
             admin_listen: parse_addr("server.admin_listen", &admin_listen)?,
             data_dir: base.join(data_dir),
             durability: raw.server.durability.unwrap_or(Durability::Flush),
+            admin_token: raw
+                .server
+                .admin_token
+                .map(|t| resolve_secret_text("server.admin_token", &t))
+                .transpose()?
+                .filter(|t| !t.is_empty()),
+            retention: opt_duration("server.retention", raw.server.retention.as_deref())?
+                .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
+            retention_sweep_every: opt_duration(
+                "server.retention_sweep_every",
+                raw.server.retention_sweep_every.as_deref(),
+            )?
+            .unwrap_or(Duration::from_secs(60)),
+            shutdown_grace: opt_duration(
+                "server.shutdown_grace",
+                raw.server.shutdown_grace.as_deref(),
+            )?
+            .unwrap_or(Duration::from_secs(10)),
         };
+        if server.admin_token.is_none() && !server.admin_listen.ip().is_loopback() {
+            bail!(
+                "server.admin_listen: {} is reachable beyond this machine; set server.admin_token (e.g. \"env:HOOKYARD_ADMIN_TOKEN\") so the admin API requires it",
+                server.admin_listen
+            );
+        }
 
         let defaults = PluginLimits {
             timeout: opt_duration("plugins.timeout", raw.plugins.timeout.as_deref())?
@@ -294,29 +400,21 @@ impl Config {
             plugins: plugin_settings,
         };
 
-        let default_schedule = match raw.delivery.retry_schedule {
-            Some(list) => parse_schedule("delivery.retry_schedule", &list)?,
-            None => ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
-                .iter()
-                .map(|s| humantime::parse_duration(s).expect("valid default"))
-                .collect(),
-        };
+        reject_unknown("delivery", &raw.delivery.unknown)?;
+        let defaults_policy = TargetPolicy::from_raw("delivery", &raw.delivery.policy, None)?;
         let delivery = DeliveryDefaults {
-            timeout: opt_duration("delivery.timeout", raw.delivery.timeout.as_deref())?
-                .unwrap_or(Duration::from_secs(10)),
-            retry_schedule: default_schedule,
             max_in_flight: raw.delivery.max_in_flight.unwrap_or(256).max(1),
-            max_retry_after: opt_duration(
-                "delivery.max_retry_after",
-                raw.delivery.max_retry_after.as_deref(),
-            )?
-            .unwrap_or(Duration::from_secs(24 * 3600)),
+            policy: TargetPolicy {
+                max_in_flight: raw.delivery.per_target_max_in_flight.unwrap_or(64).max(1),
+                ..defaults_policy
+            },
         };
 
         let mut targets = BTreeMap::new();
         for (name, t) in raw.targets {
             let key = format!("targets.{name}");
             check_name(&key, &name)?;
+            reject_unknown(&key, &t.unknown)?;
             let url = url::Url::parse(&t.url)
                 .map_err(|e| anyhow!("{key}.url: invalid URL {:?}: {e}", t.url))?;
             if !matches!(url.scheme(), "http" | "https") {
@@ -326,6 +424,17 @@ impl Config {
                 None => None,
                 Some(s) => Some(parse_secret(&format!("{key}.secret"), &s)?),
             };
+            let previous_secret = match t.previous_secret {
+                None => None,
+                Some(s) => Some(parse_secret(&format!("{key}.previous_secret"), &s)?),
+            };
+            let previous_secret_until = match t.previous_secret_until {
+                None => None,
+                Some(text) => Some(parse_time(&format!("{key}.previous_secret_until"), &text)?),
+            };
+            if previous_secret.is_some() && secret.is_none() {
+                bail!("{key}.previous_secret: set `secret` (the new key) too");
+            }
             let mut headers = Vec::new();
             for (k, v) in t.headers {
                 let hk = format!("{key}.headers.{k}");
@@ -335,20 +444,22 @@ impl Config {
                     .map_err(|_| anyhow!("{hk}: not a valid header value"))?;
                 headers.push((k.to_ascii_lowercase(), v));
             }
-            let retry_schedule = match t.retry_schedule {
-                Some(list) => parse_schedule(&format!("{key}.retry_schedule"), &list)?,
-                None => delivery.retry_schedule.clone(),
-            };
-            let timeout = opt_duration(&format!("{key}.timeout"), t.timeout.as_deref())?
-                .unwrap_or(delivery.timeout);
+            let mut policy = TargetPolicy::from_raw(&key, &t.policy, Some(&delivery.policy))?;
+            if let Some(n) = t.max_in_flight {
+                if n == 0 {
+                    bail!("{key}.max_in_flight: must be at least 1");
+                }
+                policy.max_in_flight = n;
+            }
             targets.insert(
                 name,
                 TargetConfig {
                     url,
                     secret,
-                    timeout,
+                    previous_secret,
+                    previous_secret_until,
                     headers,
-                    retry_schedule,
+                    policy,
                 },
             );
         }
@@ -482,6 +593,114 @@ impl Config {
     }
 }
 
+impl TargetPolicy {
+    /// Reads policy keys under `key`; `base` supplies what is not set
+    /// (`None`: the built-in defaults).
+    fn from_raw(key: &str, raw: &RawPolicy, base: Option<&TargetPolicy>) -> Result<TargetPolicy> {
+        let builtin;
+        let base = match base {
+            Some(b) => b,
+            None => {
+                builtin = TargetPolicy {
+                    timeout: Duration::from_secs(10),
+                    retry_schedule: ["5s", "5m", "30m", "2h", "5h", "10h", "10h"]
+                        .iter()
+                        .map(|s| humantime::parse_duration(s).expect("valid default"))
+                        .collect(),
+                    jitter: 0.2,
+                    max_retry_after: Duration::from_secs(24 * 3600),
+                    max_in_flight: 64,
+                    rate_limit: None,
+                    breaker_failures: 5,
+                    breaker_cooldown: Duration::from_secs(30),
+                    disable_after: Duration::from_secs(5 * 24 * 3600),
+                    allow_private: false,
+                };
+                &builtin
+            }
+        };
+        let mut retry_schedule = match &raw.retry_schedule {
+            Some(list) => parse_schedule(&format!("{key}.retry_schedule"), list)?,
+            None => base.retry_schedule.clone(),
+        };
+        if let Some(max) = raw.max_attempts {
+            if max == 0 {
+                bail!("{key}.max_attempts: must be at least 1");
+            }
+            // Fewer attempts: cut the schedule; more: repeat its last step.
+            let steps = max as usize - 1;
+            let last = retry_schedule
+                .last()
+                .copied()
+                .unwrap_or(Duration::from_secs(60));
+            retry_schedule.resize(steps, last);
+        }
+        let jitter = raw.jitter.unwrap_or(base.jitter);
+        if !(0.0..=1.0).contains(&jitter) {
+            bail!("{key}.jitter: must be between 0 and 1 (a fraction of the delay)");
+        }
+        let rate_limit = match &raw.rate_limit {
+            None => base.rate_limit,
+            Some(r) => {
+                let burst = r.burst.unwrap_or(1.0);
+                if !(r.per_second > 0.0 && r.per_second.is_finite() && burst >= 1.0) {
+                    bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
+                }
+                Some((r.per_second, burst))
+            }
+        };
+        let breaker_cooldown = opt_duration(
+            &format!("{key}.breaker_cooldown"),
+            raw.breaker_cooldown.as_deref(),
+        )?
+        .unwrap_or(base.breaker_cooldown);
+        if breaker_cooldown.is_zero() {
+            bail!("{key}.breaker_cooldown: must be more than 0");
+        }
+        Ok(TargetPolicy {
+            timeout: opt_duration(&format!("{key}.timeout"), raw.timeout.as_deref())?
+                .unwrap_or(base.timeout),
+            retry_schedule,
+            jitter,
+            max_retry_after: opt_duration(
+                &format!("{key}.max_retry_after"),
+                raw.max_retry_after.as_deref(),
+            )?
+            .unwrap_or(base.max_retry_after),
+            max_in_flight: base.max_in_flight,
+            rate_limit,
+            breaker_failures: raw.breaker_failures.unwrap_or(base.breaker_failures),
+            breaker_cooldown,
+            disable_after: opt_duration(
+                &format!("{key}.disable_after"),
+                raw.disable_after.as_deref(),
+            )?
+            .unwrap_or(base.disable_after),
+            allow_private: raw.allow_private.unwrap_or(base.allow_private),
+        })
+    }
+}
+
+/// Parses an RFC 3339 time (or unix milliseconds) into unix ms.
+pub fn parse_time(key: &str, text: &str) -> Result<u64> {
+    if let Ok(ms) = text.trim().parse::<u64>() {
+        return Ok(ms);
+    }
+    let t = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+        anyhow!("{key}: {text:?} is not a time like \"2026-11-23T10:00:00Z\" ({e})")
+    })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0))
+}
+
+fn reject_unknown(key: &str, unknown: &BTreeMap<String, toml::Value>) -> Result<()> {
+    match unknown.keys().next() {
+        Some(k) => bail!("{key}.{k}: unknown key (see README.md for the target and delivery keys)"),
+        None => Ok(()),
+    }
+}
+
 fn check_name(key: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name
@@ -583,8 +802,11 @@ mod tests {
     fn defaults_fill_an_empty_config() {
         let c = parse("").unwrap();
         assert_eq!(c.server.durability, Durability::Flush);
-        assert_eq!(c.delivery.retry_schedule.len(), 7);
-        assert_eq!(c.delivery.retry_schedule[1], Duration::from_secs(300));
+        assert_eq!(c.delivery.policy.retry_schedule.len(), 7);
+        assert_eq!(
+            c.delivery.policy.retry_schedule[1],
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
@@ -631,6 +853,60 @@ mod tests {
         let l = c.plugin_limits("router");
         assert_eq!(l.memory, 8 << 20);
         assert_eq!(l.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_policy_keys_are_named() {
+        let err = parse("[targets.t]\nurl = \"http://x\"\nretries = 3\n").unwrap_err();
+        assert!(format!("{err:#}").contains("targets.t.retries"), "{err:#}");
+        let err = parse("[delivery]\nbreaker_failure = 3\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("delivery.breaker_failure"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn target_policies_inherit_and_override() {
+        let c = parse(
+            "[delivery]\nbreaker_failures = 7\nper_target_max_in_flight = 8\nretry_schedule = [\"1s\", \"2s\"]\n\
+             [targets.a]\nurl = \"http://x\"\n\
+             [targets.b]\nurl = \"http://x\"\nmax_attempts = 5\nmax_in_flight = 2\nrate_limit = { per_second = 10 }\nallow_private = true\n",
+        )
+        .unwrap();
+        let a = &c.targets["a"].policy;
+        assert_eq!(
+            (a.breaker_failures, a.max_in_flight, a.allow_private),
+            (7, 8, false)
+        );
+        assert_eq!(c.targets["a"].max_attempts(), 3);
+        let b = &c.targets["b"];
+        assert_eq!(b.max_attempts(), 5);
+        assert_eq!(b.policy.retry_schedule[3], Duration::from_secs(2));
+        assert_eq!(b.policy.max_in_flight, 2);
+        assert_eq!(b.policy.rate_limit, Some((10.0, 1.0)));
+        assert!(b.policy.allow_private);
+    }
+
+    #[test]
+    fn admin_beyond_loopback_needs_a_token() {
+        let err = parse("[server]\nadmin_listen = \"0.0.0.0:8081\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("server.admin_token"), "{err:#}");
+        let c = parse("[server]\nadmin_listen = \"0.0.0.0:8081\"\nadmin_token = \"t\"\n").unwrap();
+        assert_eq!(c.server.admin_token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn rotation_signs_with_both_keys_until_the_window_ends() {
+        let c = parse(
+            "[targets.t]\nurl = \"http://x\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
+             previous_secret = \"whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\nprevious_secret_until = \"2026-01-01T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let t = &c.targets["t"];
+        let until = t.previous_secret_until.unwrap();
+        assert_eq!(t.signing_keys(until - 1).len(), 2);
+        assert_eq!(t.signing_keys(until).len(), 1);
     }
 
     #[test]

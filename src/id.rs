@@ -31,6 +31,10 @@ pub fn new_id(prefix: &str) -> String {
         }
         ((last.0 as u128) << 80) | last.1
     };
+    encode(prefix, value)
+}
+
+fn encode(prefix: &str, value: u128) -> String {
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);
     out.push('_');
@@ -39,6 +43,27 @@ pub fn new_id(prefix: &str) -> String {
         out.push(ALPHABET[digit] as char);
     }
     out
+}
+
+/// The creation time (unix ms) an id encodes; lets time filters and the
+/// retention sweep work on keys alone, without reading records.
+pub fn time_of(id: &str) -> Option<u64> {
+    let (_, code) = id.rsplit_once('_')?;
+    if code.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for c in code.bytes() {
+        let digit = ALPHABET.iter().position(|&a| a == c)? as u128;
+        value = value.checked_mul(32)? | digit;
+    }
+    Some((value >> 80) as u64)
+}
+
+/// The smallest id with this prefix created at `ms`: a key-range bound for
+/// "created at or after `ms`".
+pub fn lowest_at(prefix: &str, ms: u64) -> String {
+    encode(prefix, ((ms as u128) & ((1 << 48) - 1)) << 80)
 }
 
 #[cfg(test)]
@@ -54,5 +79,20 @@ mod tests {
             prev = next;
         }
         assert_eq!(prev.len(), 30);
+    }
+
+    #[test]
+    fn ids_encode_their_time() {
+        let before = now_ms();
+        let id = new_id("evt");
+        let t = time_of(&id).unwrap();
+        assert!(t >= before && t <= now_ms());
+        assert!(lowest_at("evt", t) <= id);
+        assert!(lowest_at("evt", t + 1) > id);
+        assert_eq!(
+            time_of(&lowest_at("msg", 1_763_892_000_123)),
+            Some(1_763_892_000_123)
+        );
+        assert_eq!(time_of("evt_short"), None);
     }
 }

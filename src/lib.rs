@@ -13,6 +13,7 @@ pub mod durability;
 pub mod id;
 pub mod plugin;
 pub mod records;
+pub mod retention;
 pub mod route;
 pub mod server;
 pub mod source;

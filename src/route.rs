@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::Result;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::admin::metrics::Metrics;
 use crate::config::Config;
 use crate::id::{new_id, now_ms};
 use crate::plugin::{PluginOutcome, Plugins};
@@ -25,12 +26,22 @@ use crate::target::Dispatcher;
 /// How many events are routed concurrently.
 const ROUTE_CONCURRENCY: usize = 64;
 
+/// What a replay request led to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replay {
+    Queued,
+    NotFound,
+    /// Still waiting to be routed: nothing to replay yet.
+    Pending,
+}
+
 /// Routes events handed to it by ingestion (and, at start, by recovery).
 pub struct Router {
     config: Arc<Config>,
     store: Arc<dyn Storage>,
     plugins: Arc<Plugins>,
     dispatcher: Arc<Dispatcher>,
+    metrics: Arc<Metrics>,
     queue: mpsc::UnboundedSender<Arc<Event>>,
     /// Events parked because a plugin of their source is not loaded (its
     /// file was removed or never compiled). They keep their "to route" mark
@@ -46,6 +57,7 @@ impl Router {
         store: Arc<dyn Storage>,
         plugins: Arc<Plugins>,
         dispatcher: Arc<Dispatcher>,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Router>> {
         let (tx, rx) = mpsc::unbounded_channel();
         let router = Arc::new(Router {
@@ -53,6 +65,7 @@ impl Router {
             store,
             plugins,
             dispatcher,
+            metrics,
             queue: tx,
             waiting: Mutex::new(Vec::new()),
         });
@@ -79,6 +92,21 @@ impl Router {
         // The receiver lives as long as the router task; if it is gone the
         // process is shutting down and the mark in the store resumes it.
         let _ = self.queue.send(event);
+    }
+
+    /// Routes a stored event again through the source's current plugins
+    /// (replay). The "to route" mark is written first, so an accepted
+    /// replay survives a crash like a new event does.
+    pub fn replay(&self, event_id: &str) -> Result<Replay> {
+        let Some(event) = self.store.event(event_id)? else {
+            return Ok(Replay::NotFound);
+        };
+        if !self.store.mark_to_route(event_id)? {
+            return Ok(Replay::Pending);
+        }
+        tracing::info!(event = %event_id, "replaying event");
+        self.enqueue(Arc::new(event));
+        Ok(Replay::Queued)
     }
 
     /// Re-queues parked events each time a plugin starts serving; routing
@@ -192,6 +220,12 @@ impl Router {
                 },
             };
             let elapsed = started.elapsed();
+            let label = match verdict {
+                PluginVerdict::Deliver => "routed",
+                PluginVerdict::Drop => "dropped",
+                PluginVerdict::Failed => "failed",
+            };
+            self.metrics.plugin_result(name, label, elapsed);
             match verdict {
                 PluginVerdict::Failed => {
                     tracing::warn!(event = %event.id, plugin = %name, reason = reason.as_deref().unwrap_or(""), "plugin failed")
@@ -238,8 +272,14 @@ impl Router {
         };
         self.store
             .record_outcome(&event.id, &outcome, &deliveries, now)?;
-        if !deliveries.is_empty() {
-            self.dispatcher.wake();
+        self.metrics.event(match status {
+            EventStatus::Routed => "routed",
+            EventStatus::Dropped => "dropped",
+            EventStatus::Failed => "failed",
+        });
+        for d in &deliveries {
+            self.dispatcher.note_scheduled(&d.target, 1);
+            self.dispatcher.wake(&d.target);
         }
         Ok(Some(outcome))
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
+use crate::admin::metrics::Metrics;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::durability::Committer;
@@ -29,12 +30,14 @@ pub async fn serve(config: Config) -> Result<()> {
     plugins.reconcile(true)?;
     crate::plugin::watcher::spawn(plugins.clone(), &config.plugins.dir)?;
 
-    let dispatcher = Dispatcher::new(config.clone(), store.clone())?;
+    let metrics = Arc::new(Metrics::new());
+    let dispatcher = Dispatcher::new(config.clone(), store.clone(), metrics.clone())?;
     let router = Router::start(
         config.clone(),
         store.clone(),
         plugins.clone(),
         dispatcher.clone(),
+        metrics.clone(),
     )?;
     dispatcher.start();
     let committer = Committer::start(store.clone(), config.server.durability);
@@ -61,11 +64,26 @@ pub async fn serve(config: Config) -> Result<()> {
         ingest_log.clone(),
     )));
     tokio::spawn(sweep_idempotency_keys(store.clone()));
+    tokio::spawn(crate::retention::run(
+        store.clone(),
+        metrics.clone(),
+        config.server.retention,
+        config.server.retention_sweep_every,
+    ));
+    metrics.collect_from(
+        ingest_log.clone(),
+        plugins.clone(),
+        router.clone(),
+        dispatcher.clone(),
+        store.clone(),
+    );
     let admin_app = admin::routes(Arc::new(AdminState {
         store: store.clone(),
         plugins: plugins.clone(),
         router: router.clone(),
+        dispatcher: dispatcher.clone(),
         ingest: ingest_log,
+        metrics,
         config: config.clone(),
     }));
 
@@ -98,8 +116,17 @@ pub async fn serve(config: Config) -> Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down: no longer accepting webhooks");
     let _ = stop_tx.send(true);
+    // Requests already being answered finish (their events are stored and
+    // acknowledged); then attempts in flight get the grace period.
     let _ = public_task.await;
-    let _ = admin_task.await;
+    let unfinished = dispatcher.shutdown(config.server.shutdown_grace).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            unfinished,
+            "attempts still in flight after the grace period; they stay scheduled and run after a restart"
+        );
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
     if let Ok(Err(e)) | Err(e) = flushed.map_err(anyhow::Error::from) {
         tracing::error!(error = %e, "final flush failed");

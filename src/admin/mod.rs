@@ -1,7 +1,11 @@
 //! The admin listener: health and inspection. Bound to loopback by default;
 //! it shows event bodies, so it must not face the internet.
 
+mod actions;
+mod auth;
+mod list;
 pub mod metrics;
+pub mod prom;
 
 use std::sync::Arc;
 
@@ -10,7 +14,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
@@ -18,27 +22,92 @@ use crate::config::Config;
 use crate::plugin::Plugins;
 use crate::records::Event;
 use crate::route::Router as EventRouter;
-use crate::source::ingest::{error, not_found};
+use crate::source::ingest::error;
 use crate::source::rejections::IngestLog;
 use crate::store::Storage;
+use crate::target::Dispatcher;
+use metrics::Metrics;
 
 pub struct AdminState {
     pub store: Arc<dyn Storage>,
     pub plugins: Arc<Plugins>,
     pub router: Arc<EventRouter>,
+    pub dispatcher: Arc<Dispatcher>,
     pub ingest: Arc<IngestLog>,
+    pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
 }
 
+/// Every endpoint, as `(method, path)`. docs/admin-api.md documents exactly
+/// these (a test compares them), and [`routes`] serves exactly these.
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("GET", "/admin/events"),
+    ("GET", "/admin/events/{id}"),
+    ("POST", "/admin/events/{id}/replay"),
+    ("POST", "/admin/events/replay"),
+    ("GET", "/admin/deliveries"),
+    ("GET", "/admin/deliveries/{id}"),
+    ("POST", "/admin/deliveries/{id}/retry"),
+    ("POST", "/admin/deliveries/retry"),
+    ("GET", "/admin/targets"),
+    ("GET", "/admin/targets/{name}"),
+    ("POST", "/admin/targets/{name}/pause"),
+    ("POST", "/admin/targets/{name}/resume"),
+    ("POST", "/admin/targets/{name}/enable"),
+    ("GET", "/admin/plugins"),
+    ("GET", "/admin/sources"),
+];
+
 pub fn routes(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
+    let protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/admin/events", get(list::events))
+        .route("/admin/events/replay", post(actions::replay_events))
         .route("/admin/events/{id}", get(show_event))
+        .route("/admin/events/{id}/replay", post(actions::replay_event))
+        .route("/admin/deliveries", get(list::deliveries))
+        .route("/admin/deliveries/retry", post(actions::retry_deliveries))
+        .route("/admin/deliveries/{id}", get(list::delivery))
+        .route(
+            "/admin/deliveries/{id}/retry",
+            post(actions::retry_delivery),
+        )
+        .route("/admin/targets", get(actions::targets))
+        .route("/admin/targets/{name}", get(actions::target))
+        .route(
+            "/admin/targets/{name}/{action}",
+            post(actions::control_target),
+        )
         .route("/admin/plugins", get(list_plugins))
         .route("/admin/sources", get(list_sources))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(no_route)
         .with_state(state)
+}
+
+async fn no_route(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!("no admin endpoint {}; see docs/admin-api.md", uri.path()),
+    )
+}
+
+/// A store failure as a 500 the operator can read.
+pub(crate) fn store_error(e: anyhow::Error) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "store_error",
+        format!("{e:#}"),
+    )
 }
 
 async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
@@ -75,12 +144,13 @@ async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let m = state.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || m.render())
+        .await
+        .unwrap_or_default();
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        metrics::render(&state.plugins, &state.ingest),
+        [(axum::http::header::CONTENT_TYPE, prom::CONTENT_TYPE)],
+        text,
     )
 }
 
@@ -90,7 +160,7 @@ async fn healthz() -> Json<Value> {
 
 /// Body as text when it is UTF-8 (what people want to read), always also as
 /// base64 (what scripts need for exact bytes).
-fn body_json(body: &[u8]) -> Value {
+pub(crate) fn body_json(body: &[u8]) -> Value {
     json!({
         "size": body.len(),
         "text": std::str::from_utf8(body).ok(),
@@ -112,11 +182,7 @@ async fn show_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>
             "not_found",
             format!("no event {id:?}"),
         ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store_error",
-            format!("{e:#}"),
-        ),
+        Err(e) => store_error(e),
     }
 }
 
@@ -148,4 +214,135 @@ pub fn event_view(store: &dyn Storage, id: &str) -> anyhow::Result<Option<Value>
         "outcome": outcome,
         "deliveries": deliveries,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ENDPOINTS;
+
+    /// docs/admin-api.md documents every endpoint, and only those: its
+    /// `### \`METHOD /path\`` headings must equal [`ENDPOINTS`].
+    #[test]
+    fn docs_match_routes() {
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/admin-api.md"))
+                .unwrap();
+        let mut documented: Vec<String> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("### `"))
+            .filter_map(|l| l.strip_suffix('`'))
+            .map(str::to_string)
+            .collect();
+        let mut served: Vec<String> = ENDPOINTS.iter().map(|(m, p)| format!("{m} {p}")).collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(
+            documented, served,
+            "docs/admin-api.md and admin::ENDPOINTS differ"
+        );
+    }
+
+    /// Every listed endpoint is served: none falls through to `no_route` or
+    /// answers 405.
+    #[tokio::test]
+    async fn every_endpoint_is_routed() {
+        use std::sync::Arc;
+        let config = Arc::new(
+            crate::config::Config::parse(
+                "[targets.t]\nurl = \"http://example.invalid/\"\n",
+                std::path::Path::new("/"),
+            )
+            .unwrap(),
+        );
+        let store: Arc<dyn crate::store::Storage> =
+            Arc::new(crate::store::SledStore::temporary().unwrap());
+        let plugins = Arc::new(
+            crate::plugin::Plugins::new(config.clone(), Some(store.clone()), None).unwrap(),
+        );
+        let metrics = Arc::new(super::Metrics::new());
+        let dispatcher =
+            crate::target::Dispatcher::new(config.clone(), store.clone(), metrics.clone()).unwrap();
+        let router = crate::route::Router::start(
+            config.clone(),
+            store.clone(),
+            plugins.clone(),
+            dispatcher.clone(),
+            metrics.clone(),
+        )
+        .unwrap();
+        let ingest: Arc<crate::source::rejections::IngestLog> = Default::default();
+        metrics.collect_from(
+            ingest.clone(),
+            plugins.clone(),
+            router.clone(),
+            dispatcher.clone(),
+            store.clone(),
+        );
+        let app = super::routes(Arc::new(super::AdminState {
+            store,
+            plugins,
+            router,
+            dispatcher,
+            ingest,
+            metrics,
+            config,
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        for (method, path) in ENDPOINTS {
+            let path = path.replace("{id}", "nope").replace("{name}", "t");
+            let url = format!("http://{addr}{path}");
+            let r = match *method {
+                "GET" => http.get(&url).send().await.unwrap(),
+                _ => http
+                    .post(&url)
+                    .body("{\"status\":\"failed\"}")
+                    .send()
+                    .await
+                    .unwrap(),
+            };
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert!(
+                status != 405 && !body.contains("no_route"),
+                "{method} {path}: {status} {body}"
+            );
+        }
+
+        // The metrics table in the docs lists exactly the families served.
+        let text = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut served: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/admin-api.md"))
+                .unwrap();
+        let mut documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `hookyard_"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let mut served: Vec<String> = served
+            .drain(..)
+            .map(|n| n.trim_start_matches("hookyard_").to_string())
+            .collect();
+        let mut documented: Vec<String> = documented.drain(..).map(str::to_string).collect();
+        served.sort();
+        documented.sort();
+        assert_eq!(
+            served, documented,
+            "docs/admin-api.md metrics table and /metrics differ"
+        );
+    }
 }

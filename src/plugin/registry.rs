@@ -362,8 +362,11 @@ impl Plugins {
     pub async fn call(&self, plugin: Arc<LoadedPlugin>, event: Arc<Event>) -> CallReport {
         let (stats, slots) = self.stats_for(plugin.name());
         let permit = slots.acquire_owned().await.ok();
+        // The plugin's own log lines carry the event id through this span.
+        let span = tracing::info_span!("plugin", event = %event.id);
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _span = span.enter();
             let ev = to_plugin_event(&event);
             let started = Instant::now();
             let report = plugin.call(&ev, false);

@@ -106,7 +106,10 @@ pub async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let received_at = now_ms();
+    // The id is taken on arrival and carries the arrival time, so listing
+    // and retention (which filter on id time) agree with `received_at`.
+    let id = new_id("evt");
+    let received_at = crate::id::time_of(&id).unwrap_or_else(now_ms);
     let Some(source) = state.config.sources.get(&source_name) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -215,7 +218,7 @@ pub async fn receive(
         .map(|v| v.credentials())
         .unwrap_or_default();
     let event = Event {
-        id: new_id("evt"),
+        id,
         source: source_name.clone(),
         received_at,
         method: method.to_string(),

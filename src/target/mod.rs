@@ -1,132 +1,435 @@
-//! Delivery: the dispatcher that walks the time-ordered schedule in the
-//! store and runs attempts, and the code that sends, signs and records them.
+//! Delivery: one dispatcher task per target walks that target's part of the
+//! time-ordered schedule in the store and runs attempts within the target's
+//! policy (pause, disable, circuit breaker, concurrency and rate limits).
 //!
 //! The schedule lives only in the store; the dispatcher keeps nothing but
-//! the set of attempts in flight. So a restart (or a crash) resumes every
-//! scheduled delivery by simply scanning the schedule again.
+//! the attempts in flight and each target's health. So a restart (or a
+//! crash) resumes every scheduled delivery by scanning the schedule again,
+//! and a target at its limit simply leaves its deliveries waiting there —
+//! they never burn attempts while they wait.
 
+pub mod ops;
 pub mod retry;
 pub mod send;
 pub mod signing;
+pub mod ssrf;
+pub mod state;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::config::Config;
+use crate::admin::metrics::Metrics;
+use crate::config::{Config, TargetConfig};
 use crate::id::now_ms;
+use crate::records::DeliveryStatus;
+use crate::source::rate_limit::TokenBucket;
 use crate::store::Storage;
+use state::{Control, Gate, TargetState};
 
-/// Longest the dispatcher sleeps without looking at the schedule, so a
-/// missed wake-up (or a clock step) costs at most this much latency.
+/// Longest a target's dispatcher sleeps without looking at the schedule, so
+/// a missed wake-up (or a clock step) costs at most this much latency.
 const IDLE_RESCAN: Duration = Duration::from_secs(1);
 
-/// Runs due deliveries, bounded by `delivery.max_in_flight`.
+/// Due entries read from the store per scan.
+const BATCH: usize = 64;
+
+/// Runs due deliveries for every configured target.
 pub struct Dispatcher {
-    config: Arc<Config>,
     store: Arc<dyn Storage>,
-    client: reqwest::Client,
+    /// Refuses private addresses at connect time (the SSRF guard).
+    guarded: reqwest::Client,
+    /// For targets with `allow_private = true`.
+    open: reqwest::Client,
+    global: Arc<Semaphore>,
+    targets: BTreeMap<String, Arc<Target>>,
+    metrics: Arc<Metrics>,
+    stopping: watch::Sender<bool>,
+    active: AtomicUsize,
+    drained: Notify,
+}
+
+/// One configured target and its live state.
+pub struct Target {
+    pub name: String,
+    pub config: TargetConfig,
     wake: Notify,
-    in_flight: Mutex<HashSet<String>>,
+    /// Deliveries claimed by an attempt in flight (skipped by scans).
+    claimed: Mutex<HashSet<String>>,
     slots: Arc<Semaphore>,
+    bucket: Option<TokenBucket>,
+    state: Mutex<TargetState>,
+    /// Scheduled deliveries (queue depth), counted at start and kept in step.
+    scheduled: AtomicI64,
+}
+
+impl Target {
+    fn state(&self) -> MutexGuard<'_, TargetState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn claimed(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Deliveries waiting on this target's schedule.
+    pub fn scheduled(&self) -> i64 {
+        self.scheduled.load(Ordering::Relaxed).max(0)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.state().in_flight
+    }
+
+    /// One word for dashboards: disabled and paused win over the circuit.
+    pub fn state_label(&self) -> &'static str {
+        let s = self.state();
+        if s.control.disabled.is_some() {
+            "disabled"
+        } else if s.control.paused {
+            "paused"
+        } else {
+            s.circuit(now_ms())
+        }
+    }
 }
 
 impl Dispatcher {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Storage>) -> Result<Arc<Dispatcher>> {
-        // One client for every target: connections are pooled per host.
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("hookyard/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(64)
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Dispatcher>> {
+        // One client per trust level for every target: connections are
+        // pooled per host.
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("hookyard/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(64)
+        };
+        let guarded = builder()
+            .dns_resolver(Arc::new(ssrf::GuardedResolver))
+            .no_proxy()
             .build()?;
-        let slots = Arc::new(Semaphore::new(config.delivery.max_in_flight));
+        let open = builder().build()?;
+        let depth = store.scheduled_per_target()?;
+        let mut targets = BTreeMap::new();
+        for (name, t) in &config.targets {
+            let control: Control = match store.target_control(name)? {
+                Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+                None => Control::default(),
+            };
+            let state = TargetState {
+                control,
+                ..TargetState::default()
+            };
+            targets.insert(
+                name.clone(),
+                Arc::new(Target {
+                    name: name.clone(),
+                    config: t.clone(),
+                    wake: Notify::new(),
+                    claimed: Mutex::new(HashSet::new()),
+                    slots: Arc::new(Semaphore::new(t.policy.max_in_flight)),
+                    bucket: t
+                        .policy
+                        .rate_limit
+                        .map(|(rate, burst)| TokenBucket::new(rate, burst)),
+                    state: Mutex::new(state),
+                    scheduled: AtomicI64::new(depth.get(name).copied().unwrap_or(0) as i64),
+                }),
+            );
+        }
+        for (name, n) in &depth {
+            if !targets.contains_key(name) {
+                tracing::warn!(target = %name, scheduled = n, "deliveries are scheduled for a target that is no longer configured; they will be marked dead");
+            }
+        }
         Ok(Arc::new(Dispatcher {
-            config,
             store,
-            client,
-            wake: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
-            slots,
+            guarded,
+            open,
+            global: Arc::new(Semaphore::new(config.delivery.max_in_flight)),
+            targets,
+            metrics,
+            stopping: watch::channel(false).0,
+            active: AtomicUsize::new(0),
+            drained: Notify::new(),
         }))
     }
 
-    /// Starts the dispatch loop.
+    /// Starts one dispatch task per target, and retires deliveries of
+    /// targets removed from the config.
     pub fn start(self: &Arc<Self>) {
-        tokio::spawn(self.clone().run());
+        for t in self.targets.values() {
+            tokio::spawn(self.clone().work(t.clone()));
+        }
+        tokio::spawn(self.clone().retire_orphans());
     }
 
-    /// Tells the dispatcher the schedule changed.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    async fn run(self: Arc<Self>) {
-        loop {
-            let woken = match self.dispatch_due().await {
-                Ok(sleep) => tokio::time::timeout(sleep, self.wake.notified()).await,
-                Err(e) => {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "reading the delivery schedule failed"
-                    );
-                    tokio::time::timeout(IDLE_RESCAN, self.wake.notified()).await
-                }
-            };
-            let _ = woken;
+    /// Tells the target's dispatcher its schedule changed.
+    pub fn wake(&self, target: &str) {
+        if let Some(t) = self.targets.get(target) {
+            t.wake.notify_one();
         }
     }
 
-    /// Starts every due delivery there is room for; returns how long to
-    /// sleep before looking again (unless woken earlier).
-    async fn dispatch_due(self: &Arc<Self>) -> Result<Duration> {
+    /// Counts deliveries just put on `target`'s schedule.
+    pub fn note_scheduled(&self, target: &str, n: i64) {
+        if let Some(t) = self.targets.get(target) {
+            t.scheduled.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.get(name)
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.targets.values()
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Stops starting attempts and waits (at most `grace`) for those in
+    /// flight to finish and be recorded. What does not finish stays on the
+    /// schedule and is retried after a restart.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let _ = self.stopping.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let room = self.slots.available_permits();
-            if room == 0 {
-                return Ok(IDLE_RESCAN);
+            let notified = self.drained.notified();
+            let left = self.active.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
             }
-            let now = now_ms();
-            let due = {
-                let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                self.store.due(now, room, &|id| in_flight.contains(id))?
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn idle(&self, t: &Target, max: Duration) {
+        let mut stop = self.stopping.subscribe();
+        tokio::select! {
+            _ = t.wake.notified() => {}
+            _ = tokio::time::sleep(max) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+
+    async fn work(self: Arc<Self>, t: Arc<Target>) {
+        while !self.is_stopping() {
+            if let Err(e) = self.dispatch(&t).await {
+                tracing::error!(target = %t.name, error = format!("{e:#}"), "reading the delivery schedule failed");
+                self.idle(&t, IDLE_RESCAN).await;
+            }
+        }
+    }
+
+    /// One round for a target: wait for its gate, read due deliveries and
+    /// start as many as its limits allow.
+    async fn dispatch(self: &Arc<Self>, t: &Arc<Target>) -> Result<()> {
+        let now = now_ms();
+        let gate = t.state().gate(now);
+        let probe = match gate {
+            Gate::Wait(d) => {
+                self.idle(t, d.unwrap_or(IDLE_RESCAN).min(IDLE_RESCAN))
+                    .await;
+                return Ok(());
+            }
+            Gate::Go { probe } => probe,
+        };
+        let want = if probe {
+            1
+        } else {
+            t.slots.available_permits().clamp(1, BATCH)
+        };
+        let due = {
+            let claimed = t.claimed();
+            self.store
+                .due(&t.name, now, want, &|id| claimed.contains(id))?
+        };
+        if due.is_empty() {
+            // The earliest entry not in flight (those wake us when they
+            // finish) decides how long to sleep.
+            let next = {
+                let claimed = t.claimed();
+                self.store
+                    .due(&t.name, u64::MAX, 1, &|id| claimed.contains(id))?
             };
-            if due.is_empty() {
-                // The earliest entry not already in flight (those wake us
-                // when they finish) decides how long to sleep.
-                let next = {
-                    let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    self.store.due(u64::MAX, 1, &|id| in_flight.contains(id))?
-                };
-                let sleep = match next.first() {
-                    Some(&(at, _)) if at > now => Duration::from_millis(at - now).min(IDLE_RESCAN),
-                    _ => IDLE_RESCAN,
-                };
-                return Ok(sleep);
+            let sleep = match next.first() {
+                Some(&(at, _)) if at > now => Duration::from_millis(at - now).min(IDLE_RESCAN),
+                Some(_) => Duration::ZERO,
+                None => IDLE_RESCAN,
+            };
+            if !sleep.is_zero() {
+                self.idle(t, sleep).await;
             }
-            for (due_ms, id) in due {
-                let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                    return Ok(IDLE_RESCAN);
-                };
-                self.in_flight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.clone());
-                let me = self.clone();
-                tokio::spawn(async move {
-                    if let Err(e) =
-                        send::attempt(&me.config, &*me.store, &me.client, due_ms, &id).await
-                    {
-                        tracing::error!(delivery = %id, error = format!("{e:#}"), "delivery attempt could not be recorded");
+            return Ok(());
+        }
+        let mut stop = self.stopping.subscribe();
+        for (due_ms, id) in due {
+            let local = tokio::select! {
+                p = t.slots.clone().acquire_owned() => p?,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            let global = tokio::select! {
+                p = self.global.clone().acquire_owned() => p?,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            if let Some(bucket) = &t.bucket {
+                while let Err(wait) = bucket.take() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
                     }
-                    me.in_flight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
-                    drop(permit);
-                    me.wake();
-                });
+                }
+            }
+            // The target may have been paused or opened while we waited.
+            {
+                let mut s = t.state();
+                if s.gate(now_ms()) != (Gate::Go { probe }) {
+                    return Ok(());
+                }
+                if probe {
+                    s.probing = true;
+                }
+                s.in_flight += 1;
+            }
+            t.claimed().insert(id.clone());
+            self.active.fetch_add(1, Ordering::SeqCst);
+            let me = self.clone();
+            let t2 = t.clone();
+            tokio::spawn(async move {
+                if !me.run_attempt(&t2, due_ms, &id, probe).await {
+                    // Recording failed (the store is in trouble): hold the
+                    // claim a moment so the entry is not re-sent in a loop.
+                    tokio::time::sleep(IDLE_RESCAN).await;
+                }
+                t2.claimed().remove(&id);
+                drop(local);
+                drop(global);
+                if me.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    me.drained.notify_waiters();
+                }
+                t2.wake.notify_one();
+            });
+            if probe {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one attempt and applies its result; false when it could not be
+    /// recorded.
+    async fn run_attempt(&self, t: &Target, due_ms: u64, id: &str, probe: bool) -> bool {
+        let client = if t.config.policy.allow_private {
+            &self.open
+        } else {
+            &self.guarded
+        };
+        let result =
+            send::attempt(&*self.store, client, &t.name, Some(&t.config), due_ms, id).await;
+        let now = now_ms();
+        let persist = {
+            let mut s = t.state();
+            s.in_flight -= 1;
+            if probe {
+                s.probing = false;
+            }
+            match &result {
+                Ok(Some(r)) => {
+                    let changed = match &r.error {
+                        None => s.on_success(now),
+                        Some(e) => s.on_failure(now, r.status_code, e, probe, &t.config.policy),
+                    };
+                    changed.then(|| s.control.clone())
+                }
+                _ => None,
+            }
+        };
+        let recorded = result.is_ok();
+        match result {
+            Ok(Some(r)) => {
+                self.metrics.attempt(&t.name, r.kind, r.latency);
+                if r.status != DeliveryStatus::Scheduled {
+                    t.scheduled.fetch_sub(1, Ordering::Relaxed);
+                    self.metrics.finished(&t.name, r.status);
+                }
+            }
+            Ok(None) => {
+                t.scheduled.fetch_sub(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(delivery = %id, target = %t.name, error = format!("{e:#}"), "delivery attempt could not be recorded");
+            }
+        }
+        if let Some(control) = persist {
+            self.log_transition(t, &control, now);
+            self.save_control(&t.name, &control);
+        }
+        recorded
+    }
+
+    fn log_transition(&self, t: &Target, c: &Control, now: u64) {
+        if let Some(d) = &c.disabled {
+            tracing::warn!(target = %t.name, reason = %d.reason, "target disabled; its deliveries wait until an operator enables it");
+        } else if let Some(until) = c.open_until {
+            tracing::warn!(target = %t.name, failures = c.consecutive_failures, reopen_in_ms = until.saturating_sub(now), "circuit open: deliveries wait, then one probe");
+        } else {
+            tracing::info!(target = %t.name, "circuit closed: delivering again");
+        }
+    }
+
+    pub(crate) fn save_control(&self, target: &str, control: &Control) {
+        let saved = serde_json::to_vec(control)
+            .map_err(anyhow::Error::from)
+            .and_then(|v| self.store.set_target_control(target, &v));
+        if let Err(e) = saved {
+            tracing::error!(target = %target, error = format!("{e:#}"), "saving the target's state failed");
+        }
+    }
+
+    /// Marks dead every delivery scheduled for a target that is no longer
+    /// configured, so they show in the dead-letter queue (and can be
+    /// retried if the target comes back) instead of waiting forever.
+    async fn retire_orphans(self: Arc<Self>) {
+        let depth = match self.store.scheduled_per_target() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "scanning the schedule failed");
+                return;
+            }
+        };
+        for name in depth.keys().filter(|n| !self.targets.contains_key(*n)) {
+            loop {
+                let due = match self.store.due(name, u64::MAX, 256, &|_| false) {
+                    Ok(d) => d,
+                    Err(_) => break,
+                };
+                if due.is_empty() {
+                    break;
+                }
+                for (due_ms, id) in due {
+                    match send::attempt(&*self.store, &self.guarded, name, None, due_ms, &id).await
+                    {
+                        Ok(Some(r)) => self.metrics.finished(name, r.status),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(delivery = %id, error = format!("{e:#}"), "could not retire a delivery of a removed target");
+                            return;
+                        }
+                    }
+                }
             }
         }
     }

@@ -5,19 +5,24 @@ use std::time::{Duration, SystemTime};
 use rand::Rng;
 
 /// Delay before the attempt after attempt `n` (1-based) failed, or `None`
-/// when the schedule is exhausted and the delivery is dead. Jitter (±20 %)
-/// spreads retries of a burst so a recovering target is not hit all at once.
+/// when the schedule is exhausted and the delivery is dead. Jitter (± that
+/// fraction) spreads retries of a burst so a recovering target is not hit
+/// all at once.
 pub fn next_delay(
     schedule: &[Duration],
     n: u32,
     retry_after: Option<Duration>,
+    jitter: f64,
 ) -> Option<Duration> {
     let base = *schedule.get(n.checked_sub(1)? as usize)?;
     if let Some(ra) = retry_after {
         // The target told us when it can take more: never earlier than that.
         return Some(ra.max(Duration::from_millis(1)));
     }
-    let factor = rand::rng().random_range(0.8..=1.2);
+    if jitter <= 0.0 {
+        return Some(base);
+    }
+    let factor = rand::rng().random_range(1.0 - jitter..=1.0 + jitter);
     Some(base.mul_f64(factor))
 }
 
@@ -40,20 +45,20 @@ mod tests {
     #[test]
     fn schedule_then_dead() {
         let s = [Duration::from_secs(5), Duration::from_secs(300)];
-        let d1 = next_delay(&s, 1, None).unwrap();
+        let d1 = next_delay(&s, 1, None, 0.2).unwrap();
         assert!(d1 >= Duration::from_secs(4) && d1 <= Duration::from_secs(6));
-        assert!(next_delay(&s, 2, None).unwrap() >= Duration::from_secs(240));
-        assert_eq!(next_delay(&s, 3, None), None);
+        assert!(next_delay(&s, 2, None, 0.2).unwrap() >= Duration::from_secs(240));
+        assert_eq!(next_delay(&s, 3, None, 0.2), None);
     }
 
     #[test]
     fn retry_after_wins_but_not_past_the_end() {
         let s = [Duration::from_secs(5)];
         assert_eq!(
-            next_delay(&s, 1, Some(Duration::from_secs(42))),
+            next_delay(&s, 1, Some(Duration::from_secs(42)), 0.2),
             Some(Duration::from_secs(42))
         );
-        assert_eq!(next_delay(&s, 2, Some(Duration::from_secs(42))), None);
+        assert_eq!(next_delay(&s, 2, Some(Duration::from_secs(42)), 0.2), None);
     }
 
     #[test]

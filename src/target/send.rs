@@ -7,48 +7,57 @@ use anyhow::Result;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{retry, signing};
-use crate::config::Config;
+use crate::config::{TargetConfig, TargetPolicy};
 use crate::id::now_ms;
-use crate::records::{Attempt, DeliveryStatus};
+use crate::records::{Attempt, Delivery, DeliveryStatus};
 use crate::store::Storage;
 
 /// How much of a response body is kept with the attempt.
 const KEPT_RESPONSE: usize = 4096;
 
-/// Runs the attempt for the delivery scheduled at `due_ms`.
+/// What one attempt did, for the target's circuit and the metrics.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub status_code: Option<u16>,
+    /// `None` on success.
+    pub error: Option<String>,
+    pub latency: Duration,
+    /// The delivery's status after the attempt.
+    pub status: DeliveryStatus,
+    /// `success`, `http_error`, `timeout`, `connect_error`, `refused` or
+    /// `request_error`: the metrics label.
+    pub kind: &'static str,
+}
+
+/// Runs the attempt for `target_name`'s delivery `id` scheduled at
+/// `due_ms`. `target` is `None` when the target is no longer configured:
+/// the delivery then dies with that reason. `None` back means the schedule
+/// entry was stale (nothing attempted).
 pub async fn attempt(
-    config: &Config,
     store: &dyn Storage,
     client: &reqwest::Client,
+    target_name: &str,
+    target: Option<&TargetConfig>,
     due_ms: u64,
     id: &str,
-) -> Result<()> {
+) -> Result<Option<Report>> {
     let Some(mut delivery) = store.delivery(id)? else {
         tracing::warn!(delivery = %id, "scheduled delivery has no record; unscheduling");
-        return store_unschedule(store, id, due_ms);
+        store.unschedule(target_name, id, due_ms)?;
+        return Ok(None);
     };
     if delivery.status != DeliveryStatus::Scheduled {
-        return store_unschedule(store, id, due_ms);
+        store.unschedule(target_name, id, due_ms)?;
+        return Ok(None);
     }
     let n = delivery.attempts + 1;
     let started_at = now_ms();
 
-    let Some(target) = config.targets.get(&delivery.target) else {
+    let Some(target) = target else {
         let error = format!("target {:?} is no longer configured", delivery.target);
-        let attempt = Attempt {
-            n,
-            at: started_at,
-            status_code: None,
-            latency_ms: 0.0,
-            error: Some(error.clone()),
-            response_body: String::new(),
-        };
-        delivery.attempts = n;
-        delivery.status = DeliveryStatus::Dead;
-        delivery.next_attempt_at = None;
-        delivery.last_error = Some(error);
-        return store.record_attempt(&delivery, &attempt, due_ms, None);
+        return die(store, delivery, due_ms, error).map(Some);
     };
+    let policy = &target.policy;
 
     let event = store.event(&delivery.event_id)?;
     let (body, content_type) = match (&delivery.body, &event) {
@@ -59,10 +68,8 @@ pub async fn attempt(
         ),
         (None, Some(e)) => (e.body.clone(), e.header("content-type").map(str::to_string)),
         (None, None) => {
-            anyhow::bail!(
-                "delivery {id} refers to missing event {}",
-                delivery.event_id
-            )
+            let error = format!("its event {} is no longer stored", delivery.event_id);
+            return die(store, delivery, due_ms, error).map(Some);
         }
     };
 
@@ -81,59 +88,49 @@ pub async fn attempt(
     }
     headers.insert("webhook-id", HeaderValue::from_str(&delivery.id)?);
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    if let Some(key) = &target.secret {
-        let sig = signing::sign(key, &delivery.id, timestamp, &body);
+    let keys = target.signing_keys(started_at);
+    if !keys.is_empty() {
+        // During a rotation both signatures go, space-separated: receivers
+        // accept the message if any one verifies.
+        let sig = keys
+            .iter()
+            .map(|k| signing::sign(k, &delivery.id, timestamp, &body))
+            .collect::<Vec<_>>()
+            .join(" ");
         headers.insert("webhook-signature", HeaderValue::from_str(&sig)?);
     }
 
     let clock = Instant::now();
-    let sent = client
-        .post(target.url.clone())
-        .headers(headers)
-        .timeout(target.timeout)
-        .body(body)
-        .send()
-        .await;
-    let (status_code, error, response_body, retry_after) = match sent {
-        Ok(mut resp) => {
-            let status = resp.status();
-            let retry_after = if status.as_u16() == 429 || status.as_u16() == 503 {
-                resp.headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry::parse_retry_after(v, config.delivery.max_retry_after))
-            } else {
-                None
-            };
-            let mut kept = Vec::new();
-            while kept.len() < KEPT_RESPONSE {
-                match tokio::time::timeout(target.timeout, resp.chunk()).await {
-                    Ok(Ok(Some(chunk))) => kept.extend_from_slice(&chunk),
-                    _ => break,
+    let refused = if policy.allow_private {
+        None
+    } else {
+        super::ssrf::check_url_host(&target.url).err()
+    };
+    let (status_code, error, response_body, retry_after, kind) = match refused {
+        Some(reason) => (None, Some(reason), String::new(), None, "refused"),
+        None => {
+            let sent = client
+                .post(target.url.clone())
+                .headers(headers)
+                .timeout(policy.timeout)
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(resp) => read_response(resp, policy).await,
+                Err(e) => {
+                    let (error, kind) = describe(&e, policy.timeout);
+                    (None, Some(error), String::new(), None, kind)
                 }
             }
-            kept.truncate(KEPT_RESPONSE);
-            let error = (!status.is_success()).then(|| format!("HTTP {status}"));
-            (
-                Some(status.as_u16()),
-                error,
-                String::from_utf8_lossy(&kept).into_owned(),
-                retry_after,
-            )
         }
-        Err(e) => (
-            None,
-            Some(describe(&e, target.timeout)),
-            String::new(),
-            None,
-        ),
     };
-    let latency_ms = clock.elapsed().as_secs_f64() * 1000.0;
+    let latency = clock.elapsed();
     let attempt = Attempt {
         n,
         at: started_at,
         status_code,
-        latency_ms,
+        latency_ms: latency.as_secs_f64() * 1000.0,
         error: error.clone(),
         response_body,
     };
@@ -148,7 +145,7 @@ pub async fn attempt(
         }
         Some(err) => {
             delivery.last_error = Some(err.clone());
-            match retry::next_delay(&target.retry_schedule, n, retry_after) {
+            match retry::next_delay(&policy.retry_schedule, n, retry_after, policy.jitter) {
                 Some(delay) => {
                     let at = now_ms() + delay.as_millis() as u64;
                     delivery.next_attempt_at = Some(at);
@@ -164,26 +161,97 @@ pub async fn attempt(
             }
         }
     };
-    store.record_attempt(&delivery, &attempt, due_ms, new_due)
+    store.record_attempt(&delivery, &attempt, due_ms, new_due)?;
+    Ok(Some(Report {
+        status_code,
+        error,
+        latency,
+        status: delivery.status,
+        kind,
+    }))
 }
 
-fn store_unschedule(store: &dyn Storage, id: &str, due_ms: u64) -> Result<()> {
-    store.unschedule(id, due_ms)
+/// Ends a delivery that can never be attempted (its target or its event is
+/// gone) as dead, with the reason as its one attempt.
+fn die(store: &dyn Storage, mut delivery: Delivery, due_ms: u64, error: String) -> Result<Report> {
+    let n = delivery.attempts + 1;
+    let attempt = Attempt {
+        n,
+        at: now_ms(),
+        status_code: None,
+        latency_ms: 0.0,
+        error: Some(error.clone()),
+        response_body: String::new(),
+    };
+    delivery.attempts = n;
+    delivery.status = DeliveryStatus::Dead;
+    delivery.next_attempt_at = None;
+    delivery.last_error = Some(error.clone());
+    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target = %delivery.target, reason = %error, "delivery is dead");
+    store.record_attempt(&delivery, &attempt, due_ms, None)?;
+    Ok(Report {
+        status_code: None,
+        error: Some(error),
+        latency: Duration::ZERO,
+        status: DeliveryStatus::Dead,
+        kind: "refused",
+    })
 }
 
-/// A short, operator-readable reason for a transport failure.
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        format!("timed out after {timeout:?}")
-    } else if e.is_connect() {
-        let mut source: Option<&dyn std::error::Error> = Some(e);
-        let mut last = String::new();
-        while let Some(s) = source {
-            last = s.to_string();
-            source = s.source();
-        }
-        format!("connection failed: {last}")
+type Read = (
+    Option<u16>,
+    Option<String>,
+    String,
+    Option<Duration>,
+    &'static str,
+);
+
+/// Status, error, the kept start of the body and any `Retry-After`.
+async fn read_response(mut resp: reqwest::Response, policy: &TargetPolicy) -> Read {
+    let status = resp.status();
+    let retry_after = if status.as_u16() == 429 || status.as_u16() == 503 {
+        resp.headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, policy.max_retry_after))
     } else {
-        format!("request failed: {e}")
+        None
+    };
+    let mut kept = Vec::new();
+    while kept.len() < KEPT_RESPONSE {
+        match tokio::time::timeout(policy.timeout, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => kept.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    kept.truncate(KEPT_RESPONSE);
+    let ok = status.is_success();
+    (
+        Some(status.as_u16()),
+        (!ok).then(|| format!("HTTP {status}")),
+        String::from_utf8_lossy(&kept).into_owned(),
+        retry_after,
+        if ok { "success" } else { "http_error" },
+    )
+}
+
+/// A short, operator-readable reason for a transport failure, and its
+/// metrics label.
+fn describe(e: &reqwest::Error, timeout: Duration) -> (String, &'static str) {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut last = String::new();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    if e.is_timeout() {
+        (format!("timed out after {timeout:?}"), "timeout")
+    } else if last.starts_with("refused:") {
+        // The SSRF guard's resolver said no.
+        (last, "refused")
+    } else if e.is_connect() {
+        (format!("connection failed: {last}"), "connect_error")
+    } else {
+        (format!("request failed: {last}"), "request_error")
     }
 }

@@ -12,25 +12,42 @@
 //! | `o`    | event id                    | outcome JSON               |
 //! | `d`    | delivery id                 | meta JSON + optional body  |
 //! | `x`    | event id `/` delivery id    | empty (event's deliveries) |
-//! | `s`    | due ms (BE u64) + delivery  | empty (retry schedule)     |
+//! | `q`    | target `\0` due ms (BE u64) delivery | empty (per-target schedule) |
 //! | `a`    | delivery id `/` n (BE u32)  | attempt JSON               |
+//! | `z`    | delivery id                 | target (dead-letter index) |
+//! | `t`    | target                      | target control JSON        |
 //! | `k`    | plugin `\0` key             | plugin KV value            |
 //! | `i`    | source `\0` idempotency key | expires ms (BE) + event id |
+//!
+//! The schedule is ordered by target first, so each target's dispatcher
+//! reads only its own due deliveries: a slow or blocked target with a large
+//! backlog costs the others nothing. (Stores written before the per-target
+//! schedule used prefix `s` without the target; [`SledStore::open`] moves
+//! those entries over.)
 
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::records::{Attempt, Delivery, Event, Outcome};
+use crate::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
+
+mod listing;
+mod retention;
+
+pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page};
+pub use retention::Swept;
 
 const EVENT: u8 = b'e';
 const TO_ROUTE: u8 = b'r';
 const OUTCOME: u8 = b'o';
 const DELIVERY: u8 = b'd';
 const EVENT_DELIVERY: u8 = b'x';
-const SCHEDULE: u8 = b's';
+const LEGACY_SCHEDULE: u8 = b's';
+const SCHEDULE: u8 = b'q';
 const ATTEMPT: u8 = b'a';
+const DEAD: u8 = b'z';
+const TARGET: u8 = b't';
 const KV: u8 = b'k';
 const IDEMPOTENCY: u8 = b'i';
 
@@ -74,16 +91,23 @@ pub trait Storage: Send + Sync + 'static {
     fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
     fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
     fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>>;
-    /// Up to `limit` scheduled (due ms, delivery id) pairs due at or before
-    /// `now_ms`, oldest first, skipping ids for which `skip` is true.
+    /// Up to `limit` of `target`'s scheduled (due ms, delivery id) pairs due
+    /// at or before `now_ms`, oldest first, skipping ids for which `skip` is
+    /// true.
     fn due(
         &self,
+        target: &str,
         now_ms: u64,
         limit: usize,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<(u64, String)>>;
-    /// Stores an attempt and the delivery's new state; moves its schedule
-    /// entry from `old_due` to `new_due` (none: no longer scheduled).
+    /// Scheduled deliveries per target (queue depth), counted once at start.
+    fn scheduled_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>>;
+    /// Dead deliveries per target.
+    fn dead_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>>;
+    /// Stores an attempt and the delivery's new state (keeping the
+    /// dead-letter index in step); moves its schedule entry from `old_due`
+    /// to `new_due` (none: no longer scheduled).
     fn record_attempt(
         &self,
         delivery: &Delivery,
@@ -91,8 +115,29 @@ pub trait Storage: Send + Sync + 'static {
         old_due: u64,
         new_due: Option<u64>,
     ) -> Result<()>;
+    /// Stores a delivery put back on the schedule by an operator (retry),
+    /// due at `due_ms`: its old schedule entry (if it had one) and its
+    /// dead-letter entry go, atomically.
+    fn reschedule(&self, delivery: &Delivery, old_due: Option<u64>, due_ms: u64) -> Result<()>;
     /// Drops a stale schedule entry (its delivery is gone or finished).
-    fn unschedule(&self, delivery_id: &str, due_ms: u64) -> Result<()>;
+    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()>;
+    /// Marks a stored, already routed event "to route" again (replay).
+    /// False when it is still waiting to be routed.
+    fn mark_to_route(&self, event_id: &str) -> Result<bool>;
+    /// One page of events, newest first.
+    fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>>;
+    /// One page of deliveries, newest first.
+    fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>>;
+    /// A target's persisted operator/circuit state (opaque JSON).
+    fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>>;
+    fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()>;
+    /// Removes up to `max_events` events received before `cutoff_ms` whose
+    /// routing and deliveries are finished, with their outcome, deliveries,
+    /// attempts and dead-letter entries; continues after `after`.
+    fn sweep_before(&self, cutoff_ms: u64, max_events: usize, after: Option<&str>)
+    -> Result<Swept>;
+    /// Bytes the store occupies on disk.
+    fn size_on_disk(&self) -> u64;
     fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<()>;
@@ -121,7 +166,33 @@ impl SledStore {
                 )
             })?;
         let tree = db.open_tree("hookyard")?;
-        Ok(SledStore { db, tree })
+        let store = SledStore { db, tree };
+        store.migrate_legacy_schedule()?;
+        Ok(store)
+    }
+
+    /// Moves schedule entries of the pre-per-target layout (`s` + due + id)
+    /// to the per-target schedule, one atomic batch per entry.
+    fn migrate_legacy_schedule(&self) -> Result<()> {
+        let mut moved = 0usize;
+        for k in self.tree.scan_prefix([LEGACY_SCHEDULE]).keys() {
+            let k = k?;
+            let mut batch = sled::Batch::default();
+            batch.remove(k.clone());
+            if k.len() > 9 {
+                let due = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+                let id = String::from_utf8_lossy(&k[9..]).into_owned();
+                if let Some(d) = self.delivery(&id)? {
+                    batch.insert(schedule_key(&d.target, due, &id), &[] as &[u8]);
+                }
+            }
+            self.tree.apply_batch(batch)?;
+            moved += 1;
+        }
+        if moved > 0 {
+            tracing::info!(moved, "moved schedule entries to the per-target schedule");
+        }
+        Ok(())
     }
 
     /// A throwaway store (deleted on drop), for running a plugin outside the
@@ -130,11 +201,6 @@ impl SledStore {
         let db = sled::Config::new().temporary(true).open()?;
         let tree = db.open_tree("hookyard")?;
         Ok(SledStore { db, tree })
-    }
-
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
     }
 }
 
@@ -195,8 +261,20 @@ fn decode_delivery(v: &[u8]) -> Result<Delivery> {
     Ok(d)
 }
 
-fn schedule_key(due_ms: u64, delivery_id: &str) -> Vec<u8> {
-    key(SCHEDULE, &[&due_ms.to_be_bytes(), delivery_id.as_bytes()])
+fn schedule_key(target: &str, due_ms: u64, delivery_id: &str) -> Vec<u8> {
+    key(
+        SCHEDULE,
+        &[
+            target.as_bytes(),
+            &[0],
+            &due_ms.to_be_bytes(),
+            delivery_id.as_bytes(),
+        ],
+    )
+}
+
+fn schedule_prefix(target: &str) -> Vec<u8> {
+    key(SCHEDULE, &[target.as_bytes(), &[0]])
 }
 
 fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
@@ -343,7 +421,7 @@ impl Storage for SledStore {
                 ),
                 &[] as &[u8],
             );
-            batch.insert(schedule_key(due_ms, &d.id), &[] as &[u8]);
+            batch.insert(schedule_key(&d.target, due_ms, &d.id), &[] as &[u8]);
         }
         batch.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
         self.tree.apply_batch(batch)?;
@@ -379,20 +457,23 @@ impl Storage for SledStore {
 
     fn due(
         &self,
+        target: &str,
         now_ms: u64,
         limit: usize,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<(u64, String)>> {
-        let end = key(SCHEDULE, &[&now_ms.saturating_add(1).to_be_bytes()]);
+        let prefix = schedule_prefix(target);
+        let mut end = prefix.clone();
+        end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
         let mut out = Vec::new();
-        for k in self
-            .tree
-            .range([SCHEDULE].as_slice()..end.as_slice())
-            .keys()
-        {
+        for k in self.tree.range(prefix.as_slice()..end.as_slice()).keys() {
             let k = k?;
-            let due = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-            let id = std::str::from_utf8(&k[9..]).unwrap_or_default();
+            let rest = &k[prefix.len()..];
+            if rest.len() < 8 {
+                continue;
+            }
+            let due = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+            let id = std::str::from_utf8(&rest[8..]).unwrap_or_default();
             if skip(id) {
                 continue;
             }
@@ -400,6 +481,33 @@ impl Storage for SledStore {
             if out.len() >= limit {
                 break;
             }
+        }
+        Ok(out)
+    }
+
+    fn scheduled_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>> {
+        let mut out = std::collections::BTreeMap::new();
+        for k in self.tree.scan_prefix([SCHEDULE]).keys() {
+            let k = k?;
+            let Some(end) = k[1..].iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let target = String::from_utf8_lossy(&k[1..1 + end]);
+            match out.get_mut(target.as_ref()) {
+                Some(n) => *n += 1,
+                None => {
+                    out.insert(target.into_owned(), 1);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn dead_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>> {
+        let mut out = std::collections::BTreeMap::new();
+        for v in self.tree.scan_prefix([DEAD]).values() {
+            *out.entry(String::from_utf8_lossy(&v?).into_owned())
+                .or_insert(0) += 1;
         }
         Ok(out)
     }
@@ -423,17 +531,86 @@ impl Storage for SledStore {
             ),
             serde_json::to_vec(attempt)?,
         );
-        batch.remove(schedule_key(old_due, &delivery.id));
+        batch.remove(schedule_key(&delivery.target, old_due, &delivery.id));
         if let Some(due) = new_due {
-            batch.insert(schedule_key(due, &delivery.id), &[] as &[u8]);
+            batch.insert(
+                schedule_key(&delivery.target, due, &delivery.id),
+                &[] as &[u8],
+            );
+        }
+        if delivery.status == DeliveryStatus::Dead {
+            batch.insert(
+                key(DEAD, &[delivery.id.as_bytes()]),
+                delivery.target.as_bytes(),
+            );
         }
         self.tree.apply_batch(batch)?;
         Ok(())
     }
 
-    fn unschedule(&self, delivery_id: &str, due_ms: u64) -> Result<()> {
-        self.tree.remove(schedule_key(due_ms, delivery_id))?;
+    fn reschedule(&self, delivery: &Delivery, old_due: Option<u64>, due_ms: u64) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            key(DELIVERY, &[delivery.id.as_bytes()]),
+            encode_delivery(delivery)?,
+        );
+        if let Some(old) = old_due {
+            batch.remove(schedule_key(&delivery.target, old, &delivery.id));
+        }
+        batch.insert(
+            schedule_key(&delivery.target, due_ms, &delivery.id),
+            &[] as &[u8],
+        );
+        batch.remove(key(DEAD, &[delivery.id.as_bytes()]));
+        self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()> {
+        self.tree
+            .remove(schedule_key(target, due_ms, delivery_id))?;
+        Ok(())
+    }
+
+    fn mark_to_route(&self, event_id: &str) -> Result<bool> {
+        let k = key(TO_ROUTE, &[event_id.as_bytes()]);
+        Ok(self
+            .tree
+            .compare_and_swap(&k, None as Option<&[u8]>, Some(&[] as &[u8]))?
+            .is_ok())
+    }
+
+    fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>> {
+        listing::events(self, q)
+    }
+
+    fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>> {
+        listing::deliveries(self, q)
+    }
+
+    fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree
+            .get(key(TARGET, &[target.as_bytes()]))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
+        self.tree.insert(key(TARGET, &[target.as_bytes()]), value)?;
+        Ok(())
+    }
+
+    fn sweep_before(
+        &self,
+        cutoff_ms: u64,
+        max_events: usize,
+        after: Option<&str>,
+    ) -> Result<Swept> {
+        retention::sweep(self, cutoff_ms, max_events, after)
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
     }
 
     fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
@@ -525,11 +702,11 @@ mod tests {
             Some(b"new".to_vec())
         );
         assert_eq!(s.delivery("dlv_a").unwrap().unwrap().body, None);
-        assert!(s.due(9, 10, &|_| false).unwrap().is_empty());
-        let due = s.due(10, 10, &|id| id == "dlv_a").unwrap();
+        assert!(s.due("t", 9, 10, &|_| false).unwrap().is_empty());
+        let due = s.due("t", 10, 10, &|id| id == "dlv_a").unwrap();
         assert_eq!(due, vec![(10, "dlv_b".to_string())]);
         assert_eq!(
-            s.due(u64::MAX, 1, &|_| false).unwrap(),
+            s.due("t", u64::MAX, 1, &|_| false).unwrap(),
             vec![(10, "dlv_a".to_string())]
         );
 
@@ -544,8 +721,8 @@ mod tests {
         let mut d = ds[1].clone();
         d.attempts = 1;
         s.record_attempt(&d, &attempt, 10, Some(50)).unwrap();
-        assert_eq!(s.due(49, 10, &|_| false).unwrap().len(), 1); // dlv_a only
-        assert_eq!(s.due(50, 10, &|_| false).unwrap().len(), 2);
+        assert_eq!(s.due("t", 49, 10, &|_| false).unwrap().len(), 1); // dlv_a only
+        assert_eq!(s.due("t", 50, 10, &|_| false).unwrap().len(), 2);
         assert_eq!(s.attempts("dlv_b").unwrap(), vec![attempt]);
     }
 

@@ -1,0 +1,165 @@
+//! Listing endpoints: events and deliveries, filtered and paged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{AdminState, body_json, store_error};
+use crate::config::parse_time;
+use crate::source::ingest::error;
+use crate::store::{DeliveryQuery, EventQuery};
+
+/// Page size when none is asked for, and the most one page may hold.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+pub(super) fn bad_request(message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_request", message)
+}
+
+/// Reads `since`/`until` (unix ms or RFC 3339) and `limit` from a query.
+pub(super) struct Common {
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub limit: usize,
+}
+
+/// Query problems are reported as text; handlers turn them into a 400.
+pub(super) fn common(
+    q: &HashMap<String, String>,
+    max: usize,
+    default: usize,
+) -> Result<Common, String> {
+    let time = |k: &str| {
+        q.get(k)
+            .map(|v| parse_time(k, v).map_err(|e| format!("{e:#}")))
+            .transpose()
+    };
+    let limit = match q.get("limit") {
+        None => default,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n >= 1 => n.min(max),
+            _ => return Err(format!("limit: {v:?} is not a positive number")),
+        },
+    };
+    Ok(Common {
+        since: time("since")?,
+        until: time("until")?,
+        limit,
+    })
+}
+
+pub(super) fn one_of(
+    q: &HashMap<String, String>,
+    key: &str,
+    allowed: &[&str],
+) -> Result<Option<String>, String> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
+        Some(v) => Err(format!("{key}: {v:?} is not one of {}", allowed.join(", "))),
+    }
+}
+
+pub(super) const EVENT_STATUSES: &[&str] = &["pending", "routed", "dropped", "failed"];
+pub(super) const DELIVERY_STATUSES: &[&str] = &["scheduled", "delivered", "dead"];
+
+pub(super) fn event_query(
+    q: &HashMap<String, String>,
+    max: usize,
+    default: usize,
+) -> Result<EventQuery, String> {
+    let c = common(q, max, default)?;
+    Ok(EventQuery {
+        source: q.get("source").cloned(),
+        status: one_of(q, "status", EVENT_STATUSES)?,
+        since: c.since,
+        until: c.until,
+        limit: c.limit,
+        cursor: q.get("cursor").cloned(),
+    })
+}
+
+pub(super) fn delivery_query(
+    q: &HashMap<String, String>,
+    max: usize,
+    default: usize,
+) -> Result<DeliveryQuery, String> {
+    let c = common(q, max, default)?;
+    Ok(DeliveryQuery {
+        status: one_of(q, "status", DELIVERY_STATUSES)?,
+        target: q.get("target").cloned(),
+        event: q.get("event").cloned(),
+        since: c.since,
+        until: c.until,
+        limit: c.limit,
+        cursor: q.get("cursor").cloned(),
+    })
+}
+
+pub async fn events(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let query = match event_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.list_events(&query)).await {
+        Ok(Ok(page)) => {
+            Json(json!({"events": page.items, "next_cursor": page.next_cursor})).into_response()
+        }
+        Ok(Err(e)) => store_error(e),
+        Err(e) => store_error(e.into()),
+    }
+}
+
+pub async fn deliveries(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let query = match delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.list_deliveries(&query)).await {
+        Ok(Ok(page)) => Json(json!({
+            "deliveries": page.items,
+            "next_cursor": page.next_cursor,
+        }))
+        .into_response(),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => store_error(e.into()),
+    }
+}
+
+pub async fn delivery(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    let view = || -> anyhow::Result<Option<Value>> {
+        let Some(d) = state.store.delivery(&id)? else {
+            return Ok(None);
+        };
+        let mut v = serde_json::to_value(&d)?;
+        v["body"] = match &d.body {
+            Some(b) => body_json(b),
+            None => Value::Null,
+        };
+        v["attempt_log"] = serde_json::to_value(state.store.attempts(&d.id)?)?;
+        Ok(Some(v))
+    };
+    match view() {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no delivery {id:?}"),
+        ),
+        Err(e) => store_error(e),
+    }
+}

@@ -1,0 +1,152 @@
+//! What operators do to targets and deliveries through the admin API:
+//! look at a target's health, pause, resume and re-enable it, and put
+//! deliveries back on the schedule.
+
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::{Dispatcher, Target};
+use crate::id::now_ms;
+use crate::records::DeliveryStatus;
+use crate::store::DeliveryQuery;
+
+/// Result of asking for a delivery to be retried.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retry {
+    Scheduled,
+    NotFound,
+    /// An attempt is running right now; its result decides.
+    InFlight,
+    /// Its target is no longer configured.
+    NoTarget,
+}
+
+impl Dispatcher {
+    /// A target's health as the admin API shows it.
+    pub fn target_status(&self, t: &Target, dead: usize) -> Value {
+        let now = now_ms();
+        let s = t.state();
+        let p = &t.config.policy;
+        json!({
+            "name": t.name,
+            "url": t.config.url.as_str(),
+            "state": s.circuit(now),
+            "paused": s.control.paused,
+            "disabled": s.control.disabled,
+            "in_flight": s.in_flight,
+            "scheduled": t.scheduled.load(Ordering::Relaxed).max(0),
+            "dead": dead,
+            "attempts": {"succeeded": s.succeeded, "failed": s.failed},
+            "success_rate": s.success_rate(),
+            "consecutive_failures": s.control.consecutive_failures,
+            "last_error": s.last_error,
+            "last_error_at": s.last_error_at,
+            "last_success_at": s.last_success_at,
+            "opened_until": s.control.open_until,
+            "policy": {
+                "max_in_flight": p.max_in_flight,
+                "rate_per_second": p.rate_limit.map(|(r, _)| r),
+                "rate_burst": p.rate_limit.map(|(_, b)| b),
+                "max_attempts": t.config.max_attempts(),
+                "timeout_ms": p.timeout.as_millis() as u64,
+                "breaker_failures": p.breaker_failures,
+                "breaker_cooldown_ms": p.breaker_cooldown.as_millis() as u64,
+                "disable_after_ms": p.disable_after.as_millis() as u64,
+                "allow_private": p.allow_private,
+            },
+        })
+    }
+
+    /// Every target's status.
+    pub fn target_statuses(&self) -> Result<Vec<Value>> {
+        let dead = self.store.dead_per_target()?;
+        Ok(self
+            .targets()
+            .map(|t| self.target_status(t, dead.get(&t.name).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    /// Applies an operator action (`pause`, `resume`, `enable`); `None`
+    /// for an unknown target.
+    pub fn control_target(&self, name: &str, action: &str) -> Result<Option<Value>> {
+        let Some(t) = self.target(name) else {
+            return Ok(None);
+        };
+        let control = {
+            let mut s = t.state();
+            match action {
+                "pause" => s.control.paused = true,
+                "resume" => s.control.paused = false,
+                "enable" => s.enable(),
+                other => anyhow::bail!("unknown target action {other:?}"),
+            }
+            s.control.clone()
+        };
+        tracing::info!(target = %name, action, "operator changed the target");
+        self.save_control(name, &control);
+        t.wake.notify_one();
+        let dead = self
+            .store
+            .dead_per_target()?
+            .get(name)
+            .copied()
+            .unwrap_or(0);
+        Ok(Some(self.target_status(t, dead)))
+    }
+
+    /// Puts one delivery on the schedule, due now.
+    pub fn retry_delivery(&self, id: &str) -> Result<Retry> {
+        let Some(mut d) = self.store.delivery(id)? else {
+            return Ok(Retry::NotFound);
+        };
+        let Some(t) = self.target(&d.target) else {
+            return Ok(Retry::NoTarget);
+        };
+        if t.claimed().contains(id) {
+            return Ok(Retry::InFlight);
+        }
+        let old_due = match d.status {
+            DeliveryStatus::Scheduled => d.next_attempt_at,
+            _ => None,
+        };
+        let was_scheduled = d.status == DeliveryStatus::Scheduled;
+        let now = now_ms();
+        d.status = DeliveryStatus::Scheduled;
+        d.next_attempt_at = Some(now);
+        self.store.reschedule(&d, old_due, now)?;
+        if !was_scheduled {
+            t.scheduled.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::info!(delivery = %id, event = %d.event_id, target = %d.target, "operator scheduled a retry");
+        t.wake.notify_one();
+        Ok(Retry::Scheduled)
+    }
+
+    /// Retries every delivery matching `q` (at most `q.limit`); returns how
+    /// many were scheduled.
+    pub fn retry_deliveries(&self, q: &DeliveryQuery) -> Result<usize> {
+        let mut q = q.clone();
+        let want = q.limit;
+        let mut ids = Vec::new();
+        // Collect first, then retry: retrying moves deliveries out of the
+        // index being paged through.
+        loop {
+            q.limit = (want - ids.len()).min(1000);
+            let page = self.store.list_deliveries(&q)?;
+            ids.extend(page.items.into_iter().map(|d| d.id));
+            match page.next_cursor {
+                Some(c) if ids.len() < want => q.cursor = Some(c),
+                _ => break,
+            }
+        }
+        let mut n = 0;
+        for id in ids {
+            if self.retry_delivery(&id)? == Retry::Scheduled {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
