@@ -205,11 +205,15 @@ async fn rate_limit_and_allowlist_refuse_with_clear_answers() {
 
     let metrics = hy.admin_text("/metrics").await;
     assert!(
-        metrics.contains("hookyard_requests_total{source=\"limited\",result=\"rate_limited\"} 2"),
+        metrics.contains(
+            "hookyard_requests_rejected_total{source=\"limited\",reason=\"rate_limited\"} 2"
+        ),
         "{metrics}"
     );
     assert!(
-        metrics.contains("hookyard_requests_total{source=\"private\",result=\"ip_not_allowed\"} 2"),
+        metrics.contains(
+            "hookyard_requests_rejected_total{source=\"private\",reason=\"ip_not_allowed\"} 2"
+        ),
         "{metrics}"
     );
 }

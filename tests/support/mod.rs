@@ -155,6 +155,54 @@ impl Hookyard {
         v["id"].as_str().unwrap().to_string()
     }
 
+    /// POST on the admin listener with a JSON body; status and JSON answer.
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.admin))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET on the admin listener; status and JSON answer.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// SIGTERM, then waits (at most `timeout`) for the process to exit.
+    pub fn sigterm(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "hookyard did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// GET on the admin listener, as JSON.
     pub async fn admin_json(&self, path: &str) -> Value {
         self.http
@@ -280,6 +328,10 @@ pub fn answer(status: u16) -> Answer {
 struct SinkState {
     received: Vec<Received>,
     script: VecDeque<Answer>,
+    /// How long each answer is held back.
+    delay: Duration,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// An HTTP receiver on 127.0.0.1 that records every request, verifies its
@@ -298,8 +350,8 @@ impl Sink {
 
     pub async fn start_on(addr: SocketAddr, script: Vec<Answer>) -> Sink {
         let state = Arc::new(Mutex::new(SinkState {
-            received: vec![],
             script: script.into(),
+            ..SinkState::default()
         }));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -311,7 +363,17 @@ impl Sink {
                 let st = st.clone();
                 async move {
                     let signature_ok = verify_signature(SECRET, &headers, &body);
+                    let delay = {
+                        let mut s = st.lock().unwrap();
+                        s.in_flight += 1;
+                        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+                        s.delay
+                    };
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let mut s = st.lock().unwrap();
+                    s.in_flight -= 1;
                     s.received.push(Received {
                         path: uri.path().to_string(),
                         headers,
@@ -337,6 +399,22 @@ impl Sink {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Holds every later answer back this long (a slow target). A request
+    /// is recorded when it is answered, so `at` is its answer time.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    /// The most requests the sink was handling at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
+    /// Replaces what the sink answers next (then 200).
+    pub fn script(&self, script: Vec<Answer>) {
+        self.state.lock().unwrap().script = script.into();
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -406,7 +484,7 @@ pub fn free_port() -> u16 {
 /// A config preamble: both listeners on port 0, data and plugins in `dir`.
 pub fn server_section(dir: &Path) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[plugins]\ndir = \"{}\"\n",
+        "[delivery]\n# Test sinks live on 127.0.0.1, which the SSRF guard refuses by default.\nallow_private = true\n\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[plugins]\ndir = \"{}\"\n",
         dir.join("data").display(),
         dir.join("plugins").display()
     )
