@@ -1,6 +1,7 @@
 //! Test harness: builds the real plugins from source, starts the real
 //! `hookyard` binary and a real HTTP sink on 127.0.0.1.
 #![allow(dead_code)]
+pub mod admin;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
