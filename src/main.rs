@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use hookyard::config::Config;
 
 #[derive(Parser)]
@@ -13,8 +13,24 @@ use hookyard::config::Config;
     about = "A self-hosted webhook router with WebAssembly plugins"
 )]
 struct Cli {
+    /// Log line format on stderr: text for people, json (one object per
+    /// line) for log collectors.
+    #[arg(
+        long,
+        env = "HOOKYARD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -84,6 +100,8 @@ enum Command {
         #[arg(short, long, env = "HOOKYARD_CONFIG", default_value = "hookyard.toml")]
         config: PathBuf,
     },
+    #[command(flatten)]
+    Ops(hookyard::cli::ops::OpsCommand),
 }
 
 #[derive(Subcommand)]
@@ -105,19 +123,13 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `plugin test` prints the plugin's log lines itself.
+    // `plugin test` prints the plugin's log lines itself, and the admin
+    // commands' output is their stdout.
     let default_filter = match cli.command {
-        Command::Plugin(_) => "warn",
+        Command::Plugin(_) | Command::Ops(_) => "warn",
         _ => "info,wasmtime=warn,cranelift=warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKYARD_LOG")
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logs(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve { config } => Config::load(&config).and_then(|config| {
             tokio::runtime::Builder::new_multi_thread()
@@ -196,6 +208,7 @@ fn main() -> ExitCode {
                 c.targets.len()
             );
         }),
+        Command::Ops(op) => hookyard::cli::ops::run(op),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,5 +216,27 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr so stdout stays the command's output. JSON puts each
+/// event's fields at the top level of its object, next to the span it ran
+/// in, which is what log collectors index.
+fn init_logs(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKYARD_LOG")
+        .unwrap_or_else(|_| default_filter.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }

@@ -1,6 +1,9 @@
 //! Subcommands other than `serve`: small tools around the router.
 
+mod admin_client;
+pub mod ops;
 pub mod plugin_new;
 pub mod plugin_test;
 pub mod send;
 pub mod sink;
+mod table;
