@@ -60,7 +60,7 @@ impl Metrics {
             ),
             attempts: r.counter(
                 "hookyard_delivery_attempts_total",
-                "Delivery attempts per target by result (success, http_error, timeout, connect_error, refused, request_error).",
+                "Delivery attempts per target by result (success, http_error, timeout, connect_error, refused, request_error, undeliverable).",
                 &["target", "result"],
             ),
             attempt_seconds: r.histogram(

@@ -24,8 +24,9 @@ pub struct Report {
     pub latency: Duration,
     /// The delivery's status after the attempt.
     pub status: DeliveryStatus,
-    /// `success`, `http_error`, `timeout`, `connect_error`, `refused` or
-    /// `request_error`: the metrics label.
+    /// `success`, `http_error`, `timeout`, `connect_error`, `refused` (SSRF
+    /// guard), `request_error` or `undeliverable` (target or event gone):
+    /// the metrics label.
     pub kind: &'static str,
 }
 
@@ -194,7 +195,7 @@ fn die(store: &dyn Storage, mut delivery: Delivery, due_ms: u64, error: String) 
         error: Some(error),
         latency: Duration::ZERO,
         status: DeliveryStatus::Dead,
-        kind: "refused",
+        kind: "undeliverable",
     })
 }
 
