@@ -515,16 +515,11 @@ impl Config {
                 s.idempotency.as_ref(),
                 preset,
             )?;
-            let rate_limit = match s.rate_limit {
-                None => None,
-                Some(r) => {
-                    let burst = r.burst.unwrap_or(r.per_second.max(1.0));
-                    if !(r.per_second > 0.0 && r.per_second.is_finite() && burst >= 1.0) {
-                        bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
-                    }
-                    Some((r.per_second, burst))
-                }
-            };
+            // A source absorbs a second's worth of burst by default.
+            let rate_limit = s
+                .rate_limit
+                .map(|r| r.validate(&key, r.per_second.max(1.0)))
+                .transpose()?;
             let allow_ips = s
                 .allow_ips
                 .iter()
@@ -593,6 +588,18 @@ impl Config {
     }
 }
 
+impl RawRateLimit {
+    /// `(per_second, burst)` after checking both, `default_burst` when the
+    /// burst is not given.
+    fn validate(&self, key: &str, default_burst: f64) -> Result<(f64, f64)> {
+        let burst = self.burst.unwrap_or(default_burst);
+        if !(self.per_second > 0.0 && self.per_second.is_finite() && burst >= 1.0) {
+            bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
+        }
+        Ok((self.per_second, burst))
+    }
+}
+
 impl TargetPolicy {
     /// Reads policy keys under `key`; `base` supplies what is not set
     /// (`None`: the built-in defaults).
@@ -639,15 +646,10 @@ impl TargetPolicy {
         if !(0.0..=1.0).contains(&jitter) {
             bail!("{key}.jitter: must be between 0 and 1 (a fraction of the delay)");
         }
+        // Deliveries are spaced evenly by default (burst 1).
         let rate_limit = match &raw.rate_limit {
             None => base.rate_limit,
-            Some(r) => {
-                let burst = r.burst.unwrap_or(1.0);
-                if !(r.per_second > 0.0 && r.per_second.is_finite() && burst >= 1.0) {
-                    bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
-                }
-                Some((r.per_second, burst))
-            }
+            Some(r) => Some(r.validate(key, 1.0)?),
         };
         let breaker_cooldown = opt_duration(
             &format!("{key}.breaker_cooldown"),

@@ -15,6 +15,7 @@ use super::list::{bad_request, delivery_query, event_query};
 use super::{AdminState, store_error};
 use crate::route::Replay;
 use crate::source::ingest::error;
+use crate::store::{EventQuery, collect_ids};
 use crate::target::ops::Retry;
 
 /// Most items one bulk request acts on, and the default.
@@ -82,23 +83,23 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
             "say which events to replay: at least one of source, status, since, until",
         );
     }
-    let mut q = match event_query(&filters, BULK_MAX, BULK_DEFAULT) {
+    let q = match event_query(&filters, BULK_MAX, BULK_DEFAULT) {
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
     let st = state.clone();
     let done = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let want = q.limit;
-        let mut ids = Vec::new();
-        loop {
-            q.limit = (want - ids.len()).min(1000);
-            let page = st.store.list_events(&q)?;
-            ids.extend(page.items.into_iter().map(|e| e.id));
-            match page.next_cursor {
-                Some(c) if ids.len() < want => q.cursor = Some(c),
-                _ => break,
-            }
-        }
+        let ids = collect_ids(
+            q.limit,
+            |limit, cursor| {
+                st.store.list_events(&EventQuery {
+                    limit,
+                    cursor,
+                    ..q.clone()
+                })
+            },
+            |e| e.id,
+        )?;
         let mut replayed = Vec::new();
         for id in ids {
             if st.router.replay(&id)? == Replay::Queued {

@@ -43,6 +43,27 @@ pub struct DeliveryQuery {
     pub cursor: Option<String>,
 }
 
+/// Ids of everything a paged query matches, up to `want`, following
+/// cursors (at most 1000 per page). Bulk actions collect first and act
+/// after, because acting (retrying, replaying) moves items out of the index
+/// being paged through. `page(limit, cursor)` fetches one page.
+pub fn collect_ids<T>(
+    want: usize,
+    mut page: impl FnMut(usize, Option<String>) -> Result<Page<T>>,
+    id: impl Fn(T) -> String,
+) -> Result<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = page((want - ids.len()).min(1000), cursor)?;
+        ids.extend(p.items.into_iter().map(&id));
+        match p.next_cursor {
+            Some(c) if ids.len() < want => cursor = Some(c),
+            _ => return Ok(ids),
+        }
+    }
+}
+
 /// One page of results and where the next one starts.
 #[derive(Debug, Clone, Serialize)]
 pub struct Page<T> {

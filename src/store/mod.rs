@@ -35,7 +35,7 @@ use crate::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 mod listing;
 mod retention;
 
-pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page};
+pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page, collect_ids};
 pub use retention::Swept;
 
 const EVENT: u8 = b'e';

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{Dispatcher, Target};
 use crate::id::now_ms;
 use crate::records::DeliveryStatus;
-use crate::store::DeliveryQuery;
+use crate::store::{DeliveryQuery, collect_ids};
 
 /// Result of asking for a delivery to be retried.
 #[derive(Debug, PartialEq, Eq)]
@@ -127,20 +127,17 @@ impl Dispatcher {
     /// Retries every delivery matching `q` (at most `q.limit`); returns how
     /// many were scheduled.
     pub fn retry_deliveries(&self, q: &DeliveryQuery) -> Result<usize> {
-        let mut q = q.clone();
-        let want = q.limit;
-        let mut ids = Vec::new();
-        // Collect first, then retry: retrying moves deliveries out of the
-        // index being paged through.
-        loop {
-            q.limit = (want - ids.len()).min(1000);
-            let page = self.store.list_deliveries(&q)?;
-            ids.extend(page.items.into_iter().map(|d| d.id));
-            match page.next_cursor {
-                Some(c) if ids.len() < want => q.cursor = Some(c),
-                _ => break,
-            }
-        }
+        let ids = collect_ids(
+            q.limit,
+            |limit, cursor| {
+                self.store.list_deliveries(&DeliveryQuery {
+                    limit,
+                    cursor,
+                    ..q.clone()
+                })
+            },
+            |d| d.id,
+        )?;
         let mut n = 0;
         for id in ids {
             if self.retry_delivery(&id)? == Retry::Scheduled {
