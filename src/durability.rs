@@ -46,7 +46,7 @@ impl Committer {
     /// Stores the event (and its "to route" mark); returns once it is as
     /// durable as the config asks.
     pub async fn commit(&self, event: &Event) -> Result<()> {
-        self.store.insert_event(event)?;
+        self.store.insert_event(event).done().await?;
         self.wait_durable().await
     }
 
@@ -60,7 +60,11 @@ impl Committer {
         dedup_key: &str,
         expires_at: u64,
     ) -> Result<Option<String>> {
-        let existing = self.store.insert_event_once(event, dedup_key, expires_at)?;
+        let existing = self
+            .store
+            .insert_event_once(event, dedup_key, expires_at)
+            .outcome()
+            .await?;
         self.wait_durable().await?;
         Ok(existing)
     }

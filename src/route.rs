@@ -173,7 +173,10 @@ impl Router {
                 }],
                 deliveries: vec![],
             };
-            self.store.record_outcome(&event.id, &outcome, &[], now)?;
+            self.store
+                .record_outcome(&event.id, &outcome, &[], now)
+                .done()
+                .await?;
             return Ok(Some(outcome));
         };
 
@@ -271,7 +274,9 @@ impl Router {
             deliveries: deliveries.iter().map(|d| d.id.clone()).collect(),
         };
         self.store
-            .record_outcome(&event.id, &outcome, &deliveries, now)?;
+            .record_outcome(&event.id, &outcome, &deliveries, now)
+            .done()
+            .await?;
         self.metrics.event(match status {
             EventStatus::Routed => "routed",
             EventStatus::Dropped => "dropped",

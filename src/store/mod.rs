@@ -34,9 +34,12 @@ use crate::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 
 mod listing;
 mod retention;
+mod writer;
 
 pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page, collect_ids};
 pub use retention::Swept;
+pub use writer::Written;
+use writer::{GroupWriter, Writes};
 
 const EVENT: u8 = b'e';
 const TO_ROUTE: u8 = b'r';
@@ -54,18 +57,15 @@ const IDEMPOTENCY: u8 = b'i';
 /// The storage operations hookyard needs. A trait so a replicated backend can
 /// replace sled without touching ingestion, routing or delivery.
 pub trait Storage: Send + Sync + 'static {
-    /// Stores a new event and marks it "to route", atomically.
-    fn insert_event(&self, event: &Event) -> Result<()>;
+    /// Stores a new event and marks it "to route", atomically. The hot-path
+    /// writes answer with a [`Written`] to await: they are grouped with
+    /// other callers' writes into one store batch.
+    fn insert_event(&self, event: &Event) -> Written;
     /// Stores a new event unless `dedup_key` (source-scoped) was seen and
     /// has not expired; then returns the original event's id instead. The
     /// check and the write are one transaction, so concurrent duplicates
     /// store exactly one event.
-    fn insert_event_once(
-        &self,
-        event: &Event,
-        dedup_key: &str,
-        expires_at: u64,
-    ) -> Result<Option<String>>;
+    fn insert_event_once(&self, event: &Event, dedup_key: &str, expires_at: u64) -> Written;
     /// Removes up to `limit` expired idempotency keys; returns how many.
     fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize>;
     /// Makes every write so far durable (blocking: one fsync).
@@ -87,7 +87,7 @@ pub trait Storage: Send + Sync + 'static {
         outcome: &Outcome,
         deliveries: &[Delivery],
         due_ms: u64,
-    ) -> Result<()>;
+    ) -> Written;
     fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
     fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
     fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>>;
@@ -114,7 +114,7 @@ pub trait Storage: Send + Sync + 'static {
         attempt: &Attempt,
         old_due: u64,
         new_due: Option<u64>,
-    ) -> Result<()>;
+    ) -> Written;
     /// Stores a delivery put back on the schedule by an operator (retry),
     /// due at `due_ms`: its old schedule entry (if it had one) and its
     /// dead-letter entry go, atomically.
@@ -148,6 +148,7 @@ pub trait Storage: Send + Sync + 'static {
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    writer: GroupWriter,
 }
 
 impl SledStore {
@@ -166,7 +167,8 @@ impl SledStore {
                 )
             })?;
         let tree = db.open_tree("hookyard")?;
-        let store = SledStore { db, tree };
+        let writer = GroupWriter::start(tree.clone())?;
+        let store = SledStore { db, tree, writer };
         store.migrate_legacy_schedule()?;
         Ok(store)
     }
@@ -200,7 +202,8 @@ impl SledStore {
     pub fn temporary() -> Result<SledStore> {
         let db = sled::Config::new().temporary(true).open()?;
         let tree = db.open_tree("hookyard")?;
-        Ok(SledStore { db, tree })
+        let writer = GroupWriter::start(tree.clone())?;
+        Ok(SledStore { db, tree, writer })
     }
 }
 
@@ -281,59 +284,46 @@ fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
     key(KV, &[plugin.as_bytes(), &[0], k.as_bytes()])
 }
 
+/// A new event and its "to route" mark.
+fn event_writes(event: &Event) -> Result<Writes> {
+    let mut w = Writes::default();
+    w.insert(
+        key(EVENT, &[event.id.as_bytes()]),
+        frame(event, Some(&event.body))?,
+    );
+    w.insert(key(TO_ROUTE, &[event.id.as_bytes()]), Vec::new());
+    Ok(w)
+}
+
 impl Storage for SledStore {
-    fn insert_event(&self, event: &Event) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            key(EVENT, &[event.id.as_bytes()]),
-            frame(event, Some(&event.body))?,
-        );
-        batch.insert(key(TO_ROUTE, &[event.id.as_bytes()]), &[] as &[u8]);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+    fn insert_event(&self, event: &Event) -> Written {
+        match event_writes(event) {
+            Ok(w) => self.writer.write(w),
+            Err(e) => Written::failed(e),
+        }
     }
 
-    fn insert_event_once(
-        &self,
-        event: &Event,
-        dedup_key: &str,
-        expires_at: u64,
-    ) -> Result<Option<String>> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
+    fn insert_event_once(&self, event: &Event, dedup_key: &str, expires_at: u64) -> Written {
         let dk = key(
             IDEMPOTENCY,
             &[event.source.as_bytes(), &[0], dedup_key.as_bytes()],
         );
         let mut dv = expires_at.to_be_bytes().to_vec();
         dv.extend_from_slice(event.id.as_bytes());
-        let ek = key(EVENT, &[event.id.as_bytes()]);
-        let ev = frame(event, Some(&event.body))?;
-        let rk = key(TO_ROUTE, &[event.id.as_bytes()]);
-        let now = event.received_at;
-        let result = self.tree.transaction(|tx| {
-            if let Some(old) = tx.get(&dk)? {
-                let live = old
-                    .get(..8)
-                    .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) > now)
-                    .unwrap_or(false);
-                if live {
-                    return Ok(Some(String::from_utf8_lossy(&old[8..]).into_owned()));
-                }
+        match event_writes(event) {
+            Ok(mut w) => {
+                w.insert(dk.clone(), dv);
+                // The writer thread checks and writes the key in one step;
+                // it is the only writer of idempotency keys (the sweep
+                // removes with compare-and-swap), so concurrent duplicates
+                // store exactly one event.
+                self.writer.write_unless(dk, event.received_at, w)
             }
-            tx.insert(dk.as_slice(), dv.as_slice())?;
-            tx.insert(ek.as_slice(), ev.as_slice())?;
-            tx.insert(rk.as_slice(), &[] as &[u8])?;
-            Ok::<_, ConflictableTransactionError<()>>(None)
-        });
-        match result {
-            Ok(v) => Ok(v),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(())) => Err(anyhow!("idempotency transaction aborted")),
+            Err(e) => Written::failed(e),
         }
     }
 
     fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize> {
-        let mut batch = sled::Batch::default();
         let mut n = 0;
         for kv in self.tree.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = kv?;
@@ -341,15 +331,20 @@ impl Storage for SledStore {
                 .get(..8)
                 .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) <= now_ms)
                 .unwrap_or(true);
-            if expired {
-                batch.remove(k);
+            // Compare-and-swap: a key the writer renewed since the scan
+            // read it stays.
+            if expired
+                && self
+                    .tree
+                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
+                    .is_ok()
+            {
                 n += 1;
                 if n >= limit {
                     break;
                 }
             }
         }
-        self.tree.apply_batch(batch)?;
         Ok(n)
     }
 
@@ -406,26 +401,28 @@ impl Storage for SledStore {
         outcome: &Outcome,
         deliveries: &[Delivery],
         due_ms: u64,
-    ) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            key(OUTCOME, &[event_id.as_bytes()]),
-            serde_json::to_vec(outcome)?,
-        );
+    ) -> Written {
+        let mut batch = Writes::default();
+        match serde_json::to_vec(outcome) {
+            Ok(v) => batch.insert(key(OUTCOME, &[event_id.as_bytes()]), v),
+            Err(e) => return Written::failed(e.into()),
+        }
         for d in deliveries {
-            batch.insert(key(DELIVERY, &[d.id.as_bytes()]), encode_delivery(d)?);
+            match encode_delivery(d) {
+                Ok(v) => batch.insert(key(DELIVERY, &[d.id.as_bytes()]), v),
+                Err(e) => return Written::failed(e),
+            }
             batch.insert(
                 key(
                     EVENT_DELIVERY,
                     &[event_id.as_bytes(), b"/", d.id.as_bytes()],
                 ),
-                &[] as &[u8],
+                Vec::new(),
             );
-            batch.insert(schedule_key(&d.target, due_ms, &d.id), &[] as &[u8]);
+            batch.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
         }
         batch.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.writer.write(batch)
     }
 
     fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
@@ -518,24 +515,26 @@ impl Storage for SledStore {
         attempt: &Attempt,
         old_due: u64,
         new_due: Option<u64>,
-    ) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            key(DELIVERY, &[delivery.id.as_bytes()]),
-            encode_delivery(delivery)?,
-        );
+    ) -> Written {
+        let (d, a) = match (encode_delivery(delivery), serde_json::to_vec(attempt)) {
+            (Ok(d), Ok(a)) => (d, a),
+            (Err(e), _) => return Written::failed(e),
+            (_, Err(e)) => return Written::failed(e.into()),
+        };
+        let mut batch = Writes::default();
+        batch.insert(key(DELIVERY, &[delivery.id.as_bytes()]), d);
         batch.insert(
             key(
                 ATTEMPT,
                 &[delivery.id.as_bytes(), b"/", &attempt.n.to_be_bytes()],
             ),
-            serde_json::to_vec(attempt)?,
+            a,
         );
         batch.remove(schedule_key(&delivery.target, old_due, &delivery.id));
         if let Some(due) = new_due {
             batch.insert(
                 schedule_key(&delivery.target, due, &delivery.id),
-                &[] as &[u8],
+                Vec::new(),
             );
         }
         if delivery.status == DeliveryStatus::Dead {
@@ -544,8 +543,7 @@ impl Storage for SledStore {
                 delivery.target.as_bytes(),
             );
         }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.writer.write(batch)
     }
 
     fn reschedule(&self, delivery: &Delivery, old_due: Option<u64>, due_ms: u64) -> Result<()> {
@@ -674,7 +672,7 @@ mod tests {
     fn event_round_trips_and_is_marked_to_route() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        s.insert_event(&event("evt_1")).unwrap();
+        s.insert_event(&event("evt_1")).wait().unwrap();
         assert_eq!(s.event("evt_1").unwrap().unwrap(), event("evt_1"));
         assert_eq!(s.events_to_route().unwrap(), vec!["evt_1".to_string()]);
     }
@@ -683,7 +681,7 @@ mod tests {
     fn outcome_creates_scheduled_deliveries_and_clears_mark() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        s.insert_event(&event("evt_1")).unwrap();
+        s.insert_event(&event("evt_1")).wait().unwrap();
         let outcome = Outcome {
             status: EventStatus::Routed,
             routed_at: 2,
@@ -694,7 +692,7 @@ mod tests {
             delivery("dlv_a", None),
             delivery("dlv_b", Some(b"new".to_vec())),
         ];
-        s.record_outcome("evt_1", &outcome, &ds, 10).unwrap();
+        s.record_outcome("evt_1", &outcome, &ds, 10).wait().unwrap();
         assert!(s.events_to_route().unwrap().is_empty());
         assert_eq!(s.deliveries_of_event("evt_1").unwrap().len(), 2);
         assert_eq!(
@@ -720,7 +718,7 @@ mod tests {
         };
         let mut d = ds[1].clone();
         d.attempts = 1;
-        s.record_attempt(&d, &attempt, 10, Some(50)).unwrap();
+        s.record_attempt(&d, &attempt, 10, Some(50)).wait().unwrap();
         assert_eq!(s.due("t", 49, 10, &|_| false).unwrap().len(), 1); // dlv_a only
         assert_eq!(s.due("t", 50, 10, &|_| false).unwrap().len(), 2);
         assert_eq!(s.attempts("dlv_b").unwrap(), vec![attempt]);
@@ -732,21 +730,30 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         let mut a = event("evt_a");
         a.received_at = 100;
-        assert_eq!(s.insert_event_once(&a, "k1", 200).unwrap(), None);
+        assert_eq!(
+            s.insert_event_once(&a, "k1", 200).wait_outcome().unwrap(),
+            None
+        );
         let mut b = event("evt_b");
         b.received_at = 150;
         assert_eq!(
-            s.insert_event_once(&b, "k1", 250).unwrap(),
+            s.insert_event_once(&b, "k1", 250).wait_outcome().unwrap(),
             Some("evt_a".into())
         );
         assert!(s.event("evt_b").unwrap().is_none());
         // Same key from another source is a different key.
         b.source = "other".into();
-        assert_eq!(s.insert_event_once(&b, "k1", 250).unwrap(), None);
+        assert_eq!(
+            s.insert_event_once(&b, "k1", 250).wait_outcome().unwrap(),
+            None
+        );
         // Expired: accepted as new.
         let mut c = event("evt_c");
         c.received_at = 300;
-        assert_eq!(s.insert_event_once(&c, "k1", 400).unwrap(), None);
+        assert_eq!(
+            s.insert_event_once(&c, "k1", 400).wait_outcome().unwrap(),
+            None
+        );
         assert_eq!(s.sweep_idempotency(350, 100).unwrap(), 1); // "other"'s key
         assert_eq!(s.sweep_idempotency(500, 100).unwrap(), 1);
     }

@@ -56,7 +56,7 @@ pub async fn attempt(
 
     let Some(target) = target else {
         let error = format!("target {:?} is no longer configured", delivery.target);
-        return die(store, delivery, due_ms, error).map(Some);
+        return die(store, delivery, due_ms, error).await.map(Some);
     };
     let policy = &target.policy;
 
@@ -70,7 +70,7 @@ pub async fn attempt(
         (None, Some(e)) => (e.body.clone(), e.header("content-type").map(str::to_string)),
         (None, None) => {
             let error = format!("its event {} is no longer stored", delivery.event_id);
-            return die(store, delivery, due_ms, error).map(Some);
+            return die(store, delivery, due_ms, error).await.map(Some);
         }
     };
 
@@ -162,7 +162,10 @@ pub async fn attempt(
             }
         }
     };
-    store.record_attempt(&delivery, &attempt, due_ms, new_due)?;
+    store
+        .record_attempt(&delivery, &attempt, due_ms, new_due)
+        .done()
+        .await?;
     Ok(Some(Report {
         status_code,
         error,
@@ -174,7 +177,12 @@ pub async fn attempt(
 
 /// Ends a delivery that can never be attempted (its target or its event is
 /// gone) as dead, with the reason as its one attempt.
-fn die(store: &dyn Storage, mut delivery: Delivery, due_ms: u64, error: String) -> Result<Report> {
+async fn die(
+    store: &dyn Storage,
+    mut delivery: Delivery,
+    due_ms: u64,
+    error: String,
+) -> Result<Report> {
     let n = delivery.attempts + 1;
     let attempt = Attempt {
         n,
@@ -189,7 +197,10 @@ fn die(store: &dyn Storage, mut delivery: Delivery, due_ms: u64, error: String) 
     delivery.next_attempt_at = None;
     delivery.last_error = Some(error.clone());
     tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target = %delivery.target, reason = %error, "delivery is dead");
-    store.record_attempt(&delivery, &attempt, due_ms, None)?;
+    store
+        .record_attempt(&delivery, &attempt, due_ms, None)
+        .done()
+        .await?;
     Ok(Report {
         status_code: None,
         error: Some(error),
