@@ -35,8 +35,11 @@ use state::{Control, Gate, TargetState};
 /// a missed wake-up (or a clock step) costs at most this much latency.
 const IDLE_RESCAN: Duration = Duration::from_secs(1);
 
-/// Due entries read from the store per scan.
-const BATCH: usize = 64;
+/// Most due entries read from the store per scan. They are claimed at once
+/// and started as the target's limits allow, so the schedule is scanned
+/// once per batch, not once per finished attempt (a scan walks past every
+/// claimed entry at the head of the range first).
+const BATCH: usize = 256;
 
 /// Runs due deliveries for every configured target.
 pub struct Dispatcher {
@@ -249,13 +252,21 @@ impl Dispatcher {
         };
         let want = if probe {
             1
-        } else {
+        } else if t.bucket.is_some() {
+            // Rate-limited: claim no more than can start now, so an
+            // operator's retry of a waiting delivery is not refused as
+            // "in flight" for seconds.
             t.slots.available_permits().clamp(1, BATCH)
+        } else {
+            BATCH
         };
         let due = {
-            let claimed = t.claimed();
-            self.store
-                .due(&t.name, now, want, &|id| claimed.contains(id))?
+            let mut claimed = t.claimed();
+            let due = self
+                .store
+                .due(&t.name, now, want, &|id| claimed.contains(id))?;
+            claimed.extend(due.iter().map(|(_, id)| id.clone()));
+            due
         };
         if due.is_empty() {
             // The earliest entry not in flight (those wake us when they
@@ -275,21 +286,44 @@ impl Dispatcher {
             }
             return Ok(());
         }
+        let mut due = due.into_iter();
+        let started = self.start_due(t, &mut due, probe).await;
+        // Entries not started (stopping, paused, opened) go back to the
+        // schedule's next scan.
+        let mut claimed = t.claimed();
+        for (_, id) in due {
+            claimed.remove(&id);
+        }
+        started
+    }
+
+    /// Starts the claimed due entries one by one as slots, the global limit
+    /// and the rate allow; returns early (leaving the rest in `due`) when
+    /// stopping or when the target's gate closes.
+    async fn start_due(
+        self: &Arc<Self>,
+        t: &Arc<Target>,
+        due: &mut std::vec::IntoIter<(u64, String)>,
+        probe: bool,
+    ) -> Result<()> {
         let mut stop = self.stopping.subscribe();
-        for (due_ms, id) in due {
+        let unclaim = |id: &str| {
+            t.claimed().remove(id);
+        };
+        while let Some((due_ms, id)) = due.next() {
             let local = tokio::select! {
                 p = t.slots.clone().acquire_owned() => p?,
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
             };
             let global = tokio::select! {
                 p = self.global.clone().acquire_owned() => p?,
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
             };
             if let Some(bucket) = &t.bucket {
                 while let Err(wait) = bucket.take() {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                        _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
                     }
                 }
             }
@@ -297,6 +331,8 @@ impl Dispatcher {
             {
                 let mut s = t.state();
                 if s.gate(now_ms()) != (Gate::Go { probe }) {
+                    drop(s);
+                    unclaim(&id);
                     return Ok(());
                 }
                 if probe {
@@ -304,7 +340,6 @@ impl Dispatcher {
                 }
                 s.in_flight += 1;
             }
-            t.claimed().insert(id.clone());
             self.active.fetch_add(1, Ordering::SeqCst);
             let me = self.clone();
             let t2 = t.clone();
