@@ -310,7 +310,7 @@ impl Dispatcher {
         let unclaim = |id: &str| {
             t.claimed().remove(id);
         };
-        while let Some((due_ms, id)) = due.next() {
+        for (due_ms, id) in due.by_ref() {
             let local = tokio::select! {
                 p = t.slots.clone().acquire_owned() => p?,
                 _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
