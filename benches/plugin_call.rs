@@ -8,7 +8,7 @@
 //! - `hookyard`: `LoadedPlugin::call`, hookyard's plugin runtime (instance
 //!   pool, epoch deadline, memory limiter, stderr tail, host imports),
 //! - `hookyard_runtime`: `Plugins::call`, what the router awaits (adds the
-//!   per-plugin semaphore, `spawn_blocking`, event conversion, stats),
+//!   the plugin's call lane, `spawn_blocking`, event conversion, stats),
 //!
 //! each with a warm (reused) instance and a fresh instance per call. At
 //! the end it prints hookyard / raw ratios (the goal: <= 1.5x).

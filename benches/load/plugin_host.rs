@@ -11,7 +11,7 @@
 //! API: `Plugins::new` + `reconcile` + `get` load the file exactly as the
 //! server does; `LoadedPlugin::call` is the synchronous call (instance pool,
 //! epoch deadline, store limiter, log capture, stderr tail);
-//! `Plugins::call` is what the router awaits (per-plugin semaphore,
+//! `Plugins::call` is what the router awaits (the plugin's call lane,
 //! `spawn_blocking`, the WIT event built from the stored event, stats).
 //! Neither side has a KV store (hookyard: `store = None`, raw: no-ops), so
 //! the comparison is the runtime, not sled.
@@ -161,7 +161,7 @@ impl HookyardHost {
         }
     }
 
-    /// `Plugins::call`: the async path the router awaits (semaphore,
+    /// `Plugins::call`: the async path the router awaits (call lane,
     /// `spawn_blocking`, event conversion, stats).
     pub async fn call_runtime(&self, event: Arc<hookyard::records::Event>) -> Result<()> {
         let report = self.plugins.call(self.plugin.clone(), event).await;

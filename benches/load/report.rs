@@ -157,7 +157,7 @@ impl Ctx {
             let _ = writeln!(
                 out,
                 "\nPlugin call (5), {RUST_PLUGIN}, us per call (in-process timing loop):\n\n\
-                 | instance | raw wasmtime | hookyard LoadedPlugin::call | ratio | hookyard Plugins::call (spawn_blocking) | ratio |\n\
+                 | instance | raw wasmtime | hookyard LoadedPlugin::call | ratio | hookyard Plugins::call (call lane) | ratio |\n\
                  |---|---:|---:|---:|---:|---:|\n\
                  | warm (reused) | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |\n\
                  | fresh per call | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",

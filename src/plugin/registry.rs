@@ -23,8 +23,9 @@ use wasmtime::component::{Component, Linker};
 use super::cache::CompileCache;
 use super::host::{PluginIdentity, PluginState};
 use super::instance::{CallReport, LoadedPlugin, hex};
+use super::lane::Lane;
 use super::stats::{PluginStats, StatsView};
-use super::{engine, instance, to_plugin_event};
+use super::{engine, instance};
 use crate::config::Config;
 use crate::id::now_ms;
 use crate::records::Event;
@@ -60,29 +61,20 @@ struct Entry {
     last_error: Option<LoadError>,
     removed_at: Option<u64>,
     stats: Arc<PluginStats>,
-    /// Bounds concurrent calls of this plugin, so a burst cannot create
-    /// dozens of instances (a Python instance is tens of MB) and a plugin
-    /// that spins until its timeout only holds up its own events.
-    slots: Arc<tokio::sync::Semaphore>,
-}
-
-/// Concurrent calls per plugin: enough to use every core.
-fn call_slots() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .max(2)
+    /// Queues this plugin's calls for a bounded number of runners.
+    lane: Arc<Lane>,
 }
 
 impl Default for Entry {
     fn default() -> Entry {
+        let stats = Arc::<PluginStats>::default();
         Entry {
             serving: None,
             seen: None,
             last_error: None,
             removed_at: None,
-            stats: Arc::default(),
-            slots: Arc::new(tokio::sync::Semaphore::new(call_slots())),
+            lane: Arc::new(Lane::new(stats.clone())),
+            stats,
         }
     }
 }
@@ -348,41 +340,21 @@ impl Plugins {
             .collect()
     }
 
-    fn stats_for(&self, name: &str) -> (Arc<PluginStats>, Arc<tokio::sync::Semaphore>) {
+    fn lane_for(&self, name: &str) -> Arc<Lane> {
         if let Some(e) = self.read().get(name) {
-            return (e.stats.clone(), e.slots.clone());
+            return e.lane.clone();
         }
-        let mut map = self.write();
-        let e = map.entry(name.to_string()).or_default();
-        (e.stats.clone(), e.slots.clone())
+        self.write()
+            .entry(name.to_string())
+            .or_default()
+            .lane
+            .clone()
     }
 
-    /// Calls the plugin on a blocking thread so a slow plugin never stalls
-    /// the async runtime that accepts webhooks.
+    /// Calls the plugin on a blocking thread (through its lane) so a slow
+    /// plugin never stalls the async runtime that accepts webhooks.
     pub async fn call(&self, plugin: Arc<LoadedPlugin>, event: Arc<Event>) -> CallReport {
-        let (stats, slots) = self.stats_for(plugin.name());
-        let permit = slots.acquire_owned().await.ok();
-        // The plugin's own log lines carry the event id through this span.
-        let span = tracing::info_span!("plugin", event = %event.id);
-        let result = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _span = span.enter();
-            let ev = to_plugin_event(&event);
-            let started = Instant::now();
-            let report = plugin.call(&ev, false);
-            stats.record_call(
-                started.elapsed(),
-                report.result.is_err(),
-                report.fresh_instance,
-            );
-            report
-        })
-        .await;
-        result.unwrap_or_else(|e| CallReport {
-            result: Err(super::CallError::Trap(format!("plugin call panicked: {e}"))),
-            logs: vec![],
-            fresh_instance: true,
-        })
+        self.lane_for(plugin.name()).call(plugin, event).await
     }
 }
 

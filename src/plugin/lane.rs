@@ -1,0 +1,138 @@
+//! Per-plugin call lanes: events queue for a plugin and a few blocking
+//! runners drain the queue, so under load one thread hand-off serves many
+//! calls.
+//!
+//! A `spawn_blocking` per call cost two thread wake-ups per event (out to a
+//! blocking thread, back to the runtime) plus a semaphore hand-off between
+//! calls; with every core busy those wake-ups, not the plugin, set the
+//! routing rate. Here a call queues its event and wakes a runner only when
+//! fewer than [`runners`] are draining: a busy runner goes from one event
+//! to the next without sleeping. The runner count still bounds concurrent
+//! calls, and so warm instances (a Python instance is tens of MB), and a
+//! plugin that spins until its timeout holds up only its own lane.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::instance::{CallReport, LoadedPlugin};
+use super::stats::PluginStats;
+use super::{CallError, to_plugin_event};
+use crate::records::Event;
+
+/// Runners per plugin: enough to use every core.
+pub fn runners() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+struct Job {
+    /// The version resolved when the call was made: a reload while the
+    /// event queued does not change which version runs it.
+    plugin: Arc<LoadedPlugin>,
+    event: Arc<Event>,
+    /// Carries the event id to the plugin's log lines.
+    span: tracing::Span,
+    reply: oneshot::Sender<CallReport>,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    running: usize,
+}
+
+/// One plugin's queue of calls and its runners.
+pub struct Lane {
+    state: Mutex<State>,
+    max_runners: usize,
+    stats: Arc<PluginStats>,
+}
+
+impl Lane {
+    pub fn new(stats: Arc<PluginStats>) -> Lane {
+        Lane {
+            state: Mutex::default(),
+            max_runners: runners(),
+            stats,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues the call and waits for its report.
+    pub async fn call(
+        self: &Arc<Self>,
+        plugin: Arc<LoadedPlugin>,
+        event: Arc<Event>,
+    ) -> CallReport {
+        let span = tracing::info_span!("plugin", event = %event.id);
+        let (reply, rx) = oneshot::channel();
+        let start = {
+            let mut s = self.state();
+            s.jobs.push_back(Job {
+                plugin,
+                event,
+                span,
+                reply,
+            });
+            let start = s.running < self.max_runners;
+            if start {
+                s.running += 1;
+            }
+            start
+        };
+        if start {
+            let lane = self.clone();
+            tokio::task::spawn_blocking(move || lane.drain());
+        }
+        rx.await.unwrap_or_else(|_| CallReport {
+            result: Err(CallError::Trap("the plugin runner stopped".into())),
+            logs: vec![],
+            fresh_instance: true,
+        })
+    }
+
+    /// Runs queued calls until the queue is empty.
+    fn drain(&self) {
+        loop {
+            let job = {
+                let mut s = self.state();
+                match s.jobs.pop_front() {
+                    Some(j) => j,
+                    None => {
+                        s.running -= 1;
+                        return;
+                    }
+                }
+            };
+            let report = std::panic::catch_unwind(AssertUnwindSafe(|| self.run(&job)))
+                .unwrap_or_else(|_| CallReport {
+                    result: Err(CallError::Trap("plugin call panicked".into())),
+                    logs: vec![],
+                    fresh_instance: true,
+                });
+            let _ = job.reply.send(report);
+        }
+    }
+
+    fn run(&self, job: &Job) -> CallReport {
+        let _span = job.span.enter();
+        let ev = to_plugin_event(&job.event);
+        let started = Instant::now();
+        let report = job.plugin.call(&ev, false);
+        self.stats.record_call(
+            started.elapsed(),
+            report.result.is_err(),
+            report.fresh_instance,
+        );
+        report
+    }
+}
