@@ -374,12 +374,20 @@ pub fn rss_probe(wasm: &Path, calls: u64) -> Result<()> {
             .unwrap_or(0)
     };
     let host = HookyardHost::load_named(wasm, &name, false)?;
-    let event = hookyard_event();
+    let base = stored_event();
     println!("{name}: loaded, RSS {} MiB", rss() / 1024);
     let step = (calls / 10).max(1);
     let started = Instant::now();
     for i in 1..=calls {
-        host.call(&event)?;
+        // A distinct id and body per call, as the router sees them.
+        let mut e = base.clone();
+        e.id = hookyard::id::new_id("evt");
+        e.body = format!(
+            "{{\"type\":\"order.created\",\"seq\":{i},\"data\":\"{}\"}}",
+            "x".repeat(400)
+        )
+        .into_bytes();
+        host.call(&hookyard::plugin::to_plugin_event(&e))?;
         if i % step == 0 {
             println!(
                 "{name}: {i} calls, RSS {} MiB, {:.1} us/call",

@@ -15,12 +15,21 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 /// Most callers' writes folded into one sled batch.
 const MAX_GROUP: usize = 512;
+
+/// How long a group waits for company once the previous group showed
+/// concurrency (more than one op). Every sled batch costs a log-buffer
+/// write and a `sync_file_range` on sled's IO threads; under load that
+/// costs more CPU than this wait costs latency. A lone writer never waits.
+/// (Bench, 30 000-event burst, Rust plugin, buffered: 0 µs 5 700, 200 µs
+/// 7 400, 500 µs 8 200, 1 000 µs 5 400 delivered/s; noisy, 300 chosen.)
+const LINGER: Duration = Duration::from_micros(300);
 
 /// An ordered list of key writes (`None` removes) applied atomically.
 #[derive(Default)]
@@ -122,14 +131,23 @@ impl GroupWriter {
 
 fn run(tree: sled::Tree, rx: mpsc::Receiver<(Op, Reply)>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut busy = false;
     while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + LINGER;
         group.push(first);
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
                 Ok(op) => group.push(op),
+                Err(mpsc::TryRecvError::Empty) if busy => {
+                    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                        Ok(op) => group.push(op),
+                        Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
+        busy = group.len() > 1;
         apply_group(&tree, &mut group);
     }
 }
