@@ -62,9 +62,9 @@ pub trait Storage: Send + Sync + 'static {
     /// other callers' writes into one store batch.
     fn insert_event(&self, event: &Event) -> Written;
     /// Stores a new event unless `dedup_key` (source-scoped) was seen and
-    /// has not expired; then returns the original event's id instead. The
-    /// check and the write are one transaction, so concurrent duplicates
-    /// store exactly one event.
+    /// has not expired; then answers with the original event's id
+    /// ([`Written::outcome`]). The check and the write are one atomic step,
+    /// so concurrent duplicates store exactly one event.
     fn insert_event_once(&self, event: &Event, dedup_key: &str, expires_at: u64) -> Written;
     /// Removes up to `limit` expired idempotency keys; returns how many.
     fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize>;
