@@ -16,6 +16,7 @@ pub mod ssrf;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
+use std::iter::Peekable;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -286,7 +287,7 @@ impl Dispatcher {
             }
             return Ok(());
         }
-        let mut due = due.into_iter();
+        let mut due = due.into_iter().peekable();
         let started = self.start_due(t, &mut due, probe).await;
         // Entries not started (stopping, paused, opened) go back to the
         // schedule's next scan.
@@ -298,32 +299,30 @@ impl Dispatcher {
     }
 
     /// Starts the claimed due entries one by one as slots, the global limit
-    /// and the rate allow; returns early (leaving the rest in `due`) when
-    /// stopping or when the target's gate closes.
+    /// and the rate allow; returns early when stopping or when the target's
+    /// gate closes, leaving the entries not started in `due` (an entry is
+    /// taken from it only once it starts).
     async fn start_due(
         self: &Arc<Self>,
         t: &Arc<Target>,
-        due: &mut std::vec::IntoIter<(u64, String)>,
+        due: &mut Peekable<std::vec::IntoIter<(u64, String)>>,
         probe: bool,
     ) -> Result<()> {
         let mut stop = self.stopping.subscribe();
-        let unclaim = |id: &str| {
-            t.claimed().remove(id);
-        };
-        for (due_ms, id) in due.by_ref() {
+        while let Some((due_ms, id)) = due.peek().cloned() {
             let local = tokio::select! {
                 p = t.slots.clone().acquire_owned() => p?,
-                _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
+                _ = stop.wait_for(|s| *s) => return Ok(()),
             };
             let global = tokio::select! {
                 p = self.global.clone().acquire_owned() => p?,
-                _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
+                _ = stop.wait_for(|s| *s) => return Ok(()),
             };
             if let Some(bucket) = &t.bucket {
                 while let Err(wait) = bucket.take() {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = stop.wait_for(|s| *s) => { unclaim(&id); return Ok(()) }
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
                     }
                 }
             }
@@ -331,8 +330,6 @@ impl Dispatcher {
             {
                 let mut s = t.state();
                 if s.gate(now_ms()) != (Gate::Go { probe }) {
-                    drop(s);
-                    unclaim(&id);
                     return Ok(());
                 }
                 if probe {
@@ -340,6 +337,7 @@ impl Dispatcher {
                 }
                 s.in_flight += 1;
             }
+            due.next();
             self.active.fetch_add(1, Ordering::SeqCst);
             let me = self.clone();
             let t2 = t.clone();
