@@ -8,9 +8,9 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, TO_ROUTE, key, unframe};
+use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, TO_ROUTE, key};
 use crate::id::lowest_at;
-use crate::records::{Delivery, DeliveryStatus, Event, Outcome};
+use crate::records::{Delivery, DeliveryStatus, Outcome};
 
 /// Records examined per request at most.
 pub const SCAN_CAP: usize = 5000;
@@ -160,10 +160,9 @@ pub(super) fn events(store: &SledStore, q: &EventQuery) -> Result<Page<EventSumm
             limit: q.limit,
         },
         |id| {
-            let Some(v) = store.tree.get(key(EVENT, &[id.as_bytes()]))? else {
+            let Some((event, size)) = store.read_event(id, false)? else {
                 return Ok(None);
             };
-            let (event, body): (Event, &[u8]) = unframe(&v)?;
             if q.source.as_ref().is_some_and(|s| *s != event.source) {
                 return Ok(None);
             }
@@ -194,7 +193,7 @@ pub(super) fn events(store: &SledStore, q: &EventQuery) -> Result<Page<EventSumm
                 source: event.source,
                 received_at: event.received_at,
                 status,
-                size: body.len(),
+                size,
                 deliveries,
             }))
         },

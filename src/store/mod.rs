@@ -7,10 +7,11 @@
 //!
 //! | prefix | key                         | value                      |
 //! |--------|-----------------------------|----------------------------|
-//! | `e`    | event id                    | meta JSON + body           |
+//! | `e`    | event id                    | tag · meta JSON · body ref |
 //! | `r`    | event id                    | empty ("to route" mark)    |
 //! | `o`    | event id                    | outcome JSON               |
-//! | `d`    | delivery id                 | meta JSON + optional body  |
+//! | `d`    | delivery id                 | meta JSON · body flag      |
+//! | `y`    | delivery id                 | body ref (own body only)   |
 //! | `x`    | event id `/` delivery id    | empty (event's deliveries) |
 //! | `q`    | target `\0` due ms (BE u64) delivery | empty (per-target schedule) |
 //! | `a`    | delivery id `/` n (BE u32)  | attempt JSON               |
@@ -18,6 +19,12 @@
 //! | `t`    | target                      | target control JSON        |
 //! | `k`    | plugin `\0` key             | plugin KV value            |
 //! | `i`    | source `\0` idempotency key | expires ms (BE) + event id |
+//! | `l`    | body segment (BE u64)       | live references (BE i64)   |
+//!
+//! Bodies themselves are in the body log (`bodies.rs`), not in sled: a
+//! body ref is 20 bytes. (Stores written before the body log keep event
+//! bodies inline, which still reads; inline delivery bodies are moved to
+//! the log at open.)
 //!
 //! The schedule is ordered by target first, so each target's dispatcher
 //! reads only its own due deliveries: a slow or blocked target with a large
@@ -26,19 +33,22 @@
 //! those entries over.)
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 
+pub mod bodies;
 mod listing;
 mod retention;
 mod writer;
 
+use bodies::{BodyLog, BodyRef};
 pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page, collect_ids};
 pub use retention::Swept;
-pub use writer::Written;
+pub use writer::{Checked, Written};
 use writer::{GroupWriter, Writes};
 
 const EVENT: u8 = b'e';
@@ -53,6 +63,18 @@ const DEAD: u8 = b'z';
 const TARGET: u8 = b't';
 const KV: u8 = b'k';
 const IDEMPOTENCY: u8 = b'i';
+const DELIVERY_BODY: u8 = b'y';
+const LIVE: u8 = b'l';
+
+/// First byte of an event value whose body is in the body log. (Values
+/// written before start with a u32 BE header length, whose first byte is
+/// 0 for any header under 16 MiB.)
+const EVENT_IN_LOG: u8 = 0xB1;
+
+/// A delivery value's last byte says where its body is.
+const BODY_OF_EVENT: u8 = 0;
+const BODY_INLINE: u8 = 1;
+const BODY_IN_LOG: u8 = 2;
 
 /// The storage operations hookyard needs. A trait so a replicated backend can
 /// replace sled without touching ingestion, routing or delivery.
@@ -74,11 +96,16 @@ pub trait Storage: Send + Sync + 'static {
     /// How many events are stored.
     fn event_count(&self) -> Result<usize>;
     /// Why an event that is still to be routed waits (empty: it does not).
-    fn set_route_note(&self, event_id: &str, note: &str) -> Result<()>;
+    /// An event no longer marked "to route" is left alone.
+    fn set_route_note(&self, event_id: &str, note: &str) -> Written;
     /// The event's "to route" note, if it is still to be routed.
     fn route_note(&self, event_id: &str) -> Result<Option<String>>;
-    /// Events accepted but not yet routed (crash recovery), oldest first.
-    fn events_to_route(&self) -> Result<Vec<String>>;
+    /// Up to `limit` events marked "to route", oldest first, after `after`
+    /// (exclusive): routing reads its backlog from the store a page at a
+    /// time instead of holding it in memory.
+    fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>>;
+    /// Clears the "to route" mark of an event that is gone (swept).
+    fn drop_route_mark(&self, event_id: &str) -> Written;
     /// Records the routing outcome, creates the deliveries with their first
     /// attempt due at `due_ms`, and clears the "to route" mark, atomically.
     fn record_outcome(
@@ -90,7 +117,13 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Written;
     fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
     fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
-    fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>>;
+    /// One page of an event's deliveries, oldest first, after `after`.
+    fn deliveries_of_event(
+        &self,
+        event_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
     /// Up to `limit` of `target`'s scheduled (due ms, delivery id) pairs due
     /// at or before `now_ms`, oldest first, skipping ids for which `skip` is
     /// true.
@@ -103,7 +136,7 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<(u64, String)>>;
     /// Scheduled deliveries per target (queue depth), counted once at start.
     fn scheduled_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>>;
-    /// Dead deliveries per target.
+    /// Dead deliveries per target, counted once at start.
     fn dead_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>>;
     /// Stores an attempt and the delivery's new state (keeping the
     /// dead-letter index in step); moves its schedule entry from `old_due`
@@ -115,22 +148,22 @@ pub trait Storage: Send + Sync + 'static {
         old_due: u64,
         new_due: Option<u64>,
     ) -> Written;
-    /// Stores a delivery put back on the schedule by an operator (retry),
-    /// due at `due_ms`: its old schedule entry (if it had one) and its
-    /// dead-letter entry go, atomically.
-    fn reschedule(&self, delivery: &Delivery, old_due: Option<u64>, due_ms: u64) -> Result<()>;
+    /// Puts a delivery back on the schedule, due at `due_ms` (an
+    /// operator's retry): its old schedule entry (if it had one) and its
+    /// dead-letter entry go, atomically. What the delivery was before, or
+    /// `None` when it is gone (swept).
+    fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Checked<Option<Delivery>>;
     /// Drops a stale schedule entry (its delivery is gone or finished).
-    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()>;
+    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Written;
     /// Marks a stored, already routed event "to route" again (replay).
-    /// False when it is still waiting to be routed.
-    fn mark_to_route(&self, event_id: &str) -> Result<bool>;
+    fn mark_to_route(&self, event_id: &str) -> Checked<Mark>;
     /// One page of events, newest first.
     fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>>;
     /// One page of deliveries, newest first.
     fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>>;
     /// A target's persisted operator/circuit state (opaque JSON).
     fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>>;
-    fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()>;
+    fn set_target_control(&self, target: &str, value: &[u8]) -> Written;
     /// Removes up to `max_events` events received before `cutoff_ms` whose
     /// routing and deliveries are finished, with their outcome, deliveries,
     /// attempts and dead-letter entries; continues after `after`.
@@ -138,10 +171,32 @@ pub trait Storage: Send + Sync + 'static {
     -> Result<Swept>;
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> u64;
+    /// Frees space the retention sweep emptied (body log segments); returns
+    /// how many pieces went. Blocking.
+    fn collect_garbage(&self) -> Result<usize>;
     fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
     fn kv_set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<()>;
     fn kv_delete(&self, plugin: &str, key: &str) -> Result<()>;
+}
+
+/// An event waiting to be routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToRoute {
+    pub id: String,
+    /// It waits for a plugin that is not loaded (its mark carries a note).
+    pub parked: bool,
+}
+
+/// What asking to route a stored event again found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Marked "to route".
+    Marked,
+    /// Already waiting to be routed: nothing to do.
+    AlreadyPending,
+    /// No such event (never stored, or swept).
+    NoEvent,
 }
 
 /// sled's page cache. The hot set is recent events and the schedule's
@@ -153,7 +208,10 @@ const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    bodies: Arc<BodyLog>,
     writer: GroupWriter,
+    /// A throwaway store's directory, removed on drop.
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl SledStore {
@@ -172,10 +230,45 @@ impl SledStore {
                 )
             })?;
         let tree = db.open_tree("hookyard")?;
-        let writer = GroupWriter::start(tree.clone())?;
-        let store = SledStore { db, tree, writer };
+        let bodies = Arc::new(BodyLog::open(&dir.join("bodies"))?);
+        let writer = GroupWriter::start(tree.clone(), bodies.clone())?;
+        let store = SledStore {
+            db,
+            tree,
+            bodies,
+            writer,
+            _temp: None,
+        };
         store.migrate_legacy_schedule()?;
+        store.migrate_inline_delivery_bodies()?;
         Ok(store)
+    }
+
+    /// Moves delivery bodies stored inline (before the body log) into the
+    /// log, so attempts, which rewrite a delivery's record, never have to
+    /// carry its body.
+    fn migrate_inline_delivery_bodies(&self) -> Result<()> {
+        let mut moved = 0usize;
+        for kv in self.tree.scan_prefix([DELIVERY]) {
+            let (k, v) = kv?;
+            let Ok((d, BODY_INLINE, Some(body))) = decode_delivery_value(&v) else {
+                continue;
+            };
+            let mut w = Writes::default();
+            w.insert(k.to_vec(), encode_delivery_meta(&d, true)?);
+            w.insert_body(
+                key(DELIVERY_BODY, &[d.id.as_bytes()]),
+                Vec::new(),
+                &d.id,
+                body.to_vec(),
+            );
+            self.writer.write(w).wait()?;
+            moved += 1;
+        }
+        if moved > 0 {
+            tracing::info!(moved, "moved delivery bodies into the body log");
+        }
+        Ok(())
     }
 
     /// Moves schedule entries of the pre-per-target layout (`s` + due + id)
@@ -205,10 +298,34 @@ impl SledStore {
     /// A throwaway store (deleted on drop), for running a plugin outside the
     /// server (`hookyard plugin test`) with working KV.
     pub fn temporary() -> Result<SledStore> {
-        let db = sled::Config::new().temporary(true).open()?;
-        let tree = db.open_tree("hookyard")?;
-        let writer = GroupWriter::start(tree.clone())?;
-        Ok(SledStore { db, tree, writer })
+        let dir = tempfile::tempdir()?;
+        let mut store = SledStore::open(dir.path())?;
+        store._temp = Some(dir);
+        Ok(store)
+    }
+
+    /// An event's stored value split into its parts; the body is read only
+    /// when asked for.
+    fn read_event(&self, id: &str, with_body: bool) -> Result<Option<(Event, usize)>> {
+        let Some(v) = self.tree.get(key(EVENT, &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let (mut event, body) = decode_event_value(&v)?;
+        let size = match body {
+            StoredBody::Inline(b) => {
+                if with_body {
+                    event.body = b.to_vec();
+                }
+                b.len()
+            }
+            StoredBody::Log(r) => {
+                if with_body {
+                    event.body = self.bodies.read(&r, id)?;
+                }
+                r.len as usize
+            }
+        };
+        Ok(Some((event, size)))
     }
 }
 
@@ -245,28 +362,49 @@ fn unframe<T: DeserializeOwned>(v: &[u8]) -> Result<(T, &[u8])> {
     Ok((serde_json::from_slice(meta)?, &v[4 + len..]))
 }
 
-/// Delivery values carry one flag byte before the body: 1 = own body,
-/// 0 = send the event's body.
-fn encode_delivery(d: &Delivery) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    match &d.body {
-        Some(b) => {
-            body.reserve(b.len() + 1);
-            body.push(1);
-            body.extend_from_slice(b);
-        }
-        None => body.push(0),
-    }
-    frame(d, Some(&body))
+/// Where an event's body is.
+enum StoredBody<'a> {
+    Inline(&'a [u8]),
+    Log(BodyRef),
 }
 
+fn decode_event_value(v: &[u8]) -> Result<(Event, StoredBody<'_>)> {
+    match v.split_first() {
+        Some((&EVENT_IN_LOG, rest)) => {
+            let (e, r): (Event, &[u8]) = unframe(rest)?;
+            Ok((e, StoredBody::Log(BodyRef::decode(r)?)))
+        }
+        _ => {
+            let (e, body): (Event, &[u8]) = unframe(v)?;
+            Ok((e, StoredBody::Inline(body)))
+        }
+    }
+}
+
+/// A delivery's record without its body: JSON header, then one byte
+/// saying where the body is (the event's, or its own in the log under
+/// `y`). Attempts rewrite this record; the body is written once.
+fn encode_delivery_meta(d: &Delivery, own_body: bool) -> Result<Vec<u8>> {
+    frame(
+        d,
+        Some(&[if own_body { BODY_IN_LOG } else { BODY_OF_EVENT }]),
+    )
+}
+
+/// A delivery record: the delivery (body not loaded), where its body is,
+/// and an inline body (stores from before the body log).
+fn decode_delivery_value(v: &[u8]) -> Result<(Delivery, u8, Option<&[u8]>)> {
+    let (d, rest): (Delivery, &[u8]) = unframe(v)?;
+    Ok(match rest.split_first() {
+        Some((&BODY_INLINE, body)) => (d, BODY_INLINE, Some(body)),
+        Some((&BODY_IN_LOG, _)) => (d, BODY_IN_LOG, None),
+        _ => (d, BODY_OF_EVENT, None),
+    })
+}
+
+/// A delivery without its body (listing, sweeps, state checks).
 fn decode_delivery(v: &[u8]) -> Result<Delivery> {
-    let (mut d, rest): (Delivery, &[u8]) = unframe(v)?;
-    d.body = match rest.split_first() {
-        Some((1, body)) => Some(body.to_vec()),
-        _ => None,
-    };
-    Ok(d)
+    decode_delivery_value(v).map(|(d, _, _)| d)
 }
 
 fn schedule_key(target: &str, due_ms: u64, delivery_id: &str) -> Vec<u8> {
@@ -289,12 +427,16 @@ fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
     key(KV, &[plugin.as_bytes(), &[0], k.as_bytes()])
 }
 
-/// A new event and its "to route" mark.
+/// A new event (its body to the body log) and its "to route" mark.
 fn event_writes(event: &Event) -> Result<Writes> {
     let mut w = Writes::default();
-    w.insert(
+    let mut head = vec![EVENT_IN_LOG];
+    head.extend_from_slice(&frame(event, None)?);
+    w.insert_body(
         key(EVENT, &[event.id.as_bytes()]),
-        frame(event, Some(&event.body))?,
+        head,
+        &event.id,
+        event.body.clone(),
     );
     w.insert(key(TO_ROUTE, &[event.id.as_bytes()]), Vec::new());
     Ok(w)
@@ -354,17 +496,15 @@ impl Storage for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
+        // Bodies first: sled's references must never be durable ahead of
+        // the bytes they point at.
+        self.bodies.sync()?;
         self.db.flush()?;
         Ok(())
     }
 
     fn event(&self, id: &str) -> Result<Option<Event>> {
-        let Some(v) = self.tree.get(key(EVENT, &[id.as_bytes()]))? else {
-            return Ok(None);
-        };
-        let (mut e, body): (Event, &[u8]) = unframe(&v)?;
-        e.body = body.to_vec();
-        Ok(Some(e))
+        Ok(self.read_event(id, true)?.map(|(e, _)| e))
     }
 
     fn event_count(&self) -> Result<usize> {
@@ -376,13 +516,20 @@ impl Storage for SledStore {
         Ok(n)
     }
 
-    fn set_route_note(&self, event_id: &str, note: &str) -> Result<()> {
+    fn set_route_note(&self, event_id: &str, note: &str) -> Written {
         let k = key(TO_ROUTE, &[event_id.as_bytes()]);
-        // Only annotate a mark that exists: a finished event stays finished.
-        self.tree
-            .compare_and_swap(&k, Some(&[] as &[u8]), Some(note.as_bytes()))?
-            .ok();
-        Ok(())
+        let note = note.as_bytes().to_vec();
+        self.writer
+            .check(move |tree| {
+                let mut w = Writes::default();
+                // Only annotate a mark that exists: a finished event stays
+                // finished.
+                if tree.contains_key(&k)? {
+                    w.insert(k, note);
+                }
+                Ok((w, ()))
+            })
+            .into_written()
     }
 
     fn route_note(&self, event_id: &str) -> Result<Option<String>> {
@@ -392,12 +539,30 @@ impl Storage for SledStore {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    fn events_to_route(&self) -> Result<Vec<String>> {
-        self.tree
-            .scan_prefix([TO_ROUTE])
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?[1..]).into_owned()))
-            .collect()
+    fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>> {
+        let mut lower = key(TO_ROUTE, &[after.unwrap_or("").as_bytes()]);
+        if after.is_some() {
+            lower.push(0); // exclusive
+        }
+        let upper = [TO_ROUTE + 1];
+        let mut out = Vec::new();
+        for kv in self.tree.range(lower.as_slice()..upper.as_slice()) {
+            let (k, v) = kv?;
+            out.push(ToRoute {
+                id: String::from_utf8_lossy(&k[1..]).into_owned(),
+                parked: !v.is_empty(),
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn drop_route_mark(&self, event_id: &str) -> Written {
+        let mut w = Writes::default();
+        w.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
+        self.writer.write(w)
     }
 
     fn record_outcome(
@@ -413,9 +578,17 @@ impl Storage for SledStore {
             Err(e) => return Written::failed(e.into()),
         }
         for d in deliveries {
-            match encode_delivery(d) {
+            match encode_delivery_meta(d, d.body.is_some()) {
                 Ok(v) => batch.insert(key(DELIVERY, &[d.id.as_bytes()]), v),
                 Err(e) => return Written::failed(e),
+            }
+            if let Some(body) = &d.body {
+                batch.insert_body(
+                    key(DELIVERY_BODY, &[d.id.as_bytes()]),
+                    Vec::new(),
+                    &d.id,
+                    body.clone(),
+                );
             }
             batch.insert(
                 key(
@@ -438,23 +611,55 @@ impl Storage for SledStore {
     }
 
     fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        self.tree
-            .get(key(DELIVERY, &[id.as_bytes()]))?
-            .map(|v| decode_delivery(&v))
-            .transpose()
+        let Some(v) = self.tree.get(key(DELIVERY, &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let (mut d, place, inline) = decode_delivery_value(&v)?;
+        d.body = match place {
+            BODY_INLINE => inline.map(<[u8]>::to_vec),
+            BODY_IN_LOG => {
+                let r = self
+                    .tree
+                    .get(key(DELIVERY_BODY, &[id.as_bytes()]))?
+                    .ok_or_else(|| anyhow!("delivery {id} has no body reference"))?;
+                Some(self.bodies.read(&BodyRef::decode(&r)?, id)?)
+            }
+            _ => None,
+        };
+        Ok(Some(d))
     }
 
-    fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>> {
+    fn deliveries_of_event(
+        &self,
+        event_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>> {
         let prefix = key(EVENT_DELIVERY, &[event_id.as_bytes(), b"/"]);
-        let mut out = Vec::new();
-        for k in self.tree.scan_prefix(&prefix).keys() {
+        let mut lower = prefix.clone();
+        if let Some(after) = after {
+            lower.extend_from_slice(after.as_bytes());
+            lower.push(0); // exclusive
+        }
+        let mut upper = prefix.clone();
+        upper.push(0xff);
+        let mut items = Vec::new();
+        let mut keys = self.tree.range(lower..upper).keys();
+        for k in keys.by_ref() {
             let k = k?;
             let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
             if let Some(d) = self.delivery(&id)? {
-                out.push(d);
+                items.push(d);
+            }
+            if items.len() >= limit {
+                break;
             }
         }
-        Ok(out)
+        let next_cursor = match keys.next() {
+            Some(_) => items.last().map(|d| d.id.clone()),
+            None => None,
+        };
+        Ok(Page { items, next_cursor })
     }
 
     fn due(
@@ -521,7 +726,8 @@ impl Storage for SledStore {
         old_due: u64,
         new_due: Option<u64>,
     ) -> Written {
-        let (d, a) = match (encode_delivery(delivery), serde_json::to_vec(attempt)) {
+        let meta = encode_delivery_meta(delivery, delivery.body.is_some());
+        let (d, a) = match (meta, serde_json::to_vec(attempt)) {
             (Ok(d), Ok(a)) => (d, a),
             (Err(e), _) => return Written::failed(e),
             (_, Err(e)) => return Written::failed(e.into()),
@@ -551,36 +757,54 @@ impl Storage for SledStore {
         self.writer.write(batch)
     }
 
-    fn reschedule(&self, delivery: &Delivery, old_due: Option<u64>, due_ms: u64) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            key(DELIVERY, &[delivery.id.as_bytes()]),
-            encode_delivery(delivery)?,
-        );
-        if let Some(old) = old_due {
-            batch.remove(schedule_key(&delivery.target, old, &delivery.id));
-        }
-        batch.insert(
-            schedule_key(&delivery.target, due_ms, &delivery.id),
-            &[] as &[u8],
-        );
-        batch.remove(key(DEAD, &[delivery.id.as_bytes()]));
-        self.tree.apply_batch(batch)?;
-        Ok(())
+    fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Checked<Option<Delivery>> {
+        let k = key(DELIVERY, &[delivery_id.as_bytes()]);
+        self.writer.check(move |tree| {
+            let mut w = Writes::default();
+            // Read here, on the writer thread, so a sweep or an attempt
+            // cannot change the delivery between the read and the write.
+            let Some(v) = tree.get(&k)? else {
+                return Ok((w, None));
+            };
+            let (before, place, _) = decode_delivery_value(&v)?;
+            let mut d = before.clone();
+            if d.status == DeliveryStatus::Scheduled
+                && let Some(old) = d.next_attempt_at
+            {
+                w.remove(schedule_key(&d.target, old, &d.id));
+            }
+            d.status = DeliveryStatus::Scheduled;
+            d.next_attempt_at = Some(due_ms);
+            w.insert(k, encode_delivery_meta(&d, place == BODY_IN_LOG)?);
+            w.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
+            w.remove(key(DEAD, &[d.id.as_bytes()]));
+            Ok((w, Some(before)))
+        })
     }
 
-    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()> {
-        self.tree
-            .remove(schedule_key(target, due_ms, delivery_id))?;
-        Ok(())
+    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Written {
+        let mut w = Writes::default();
+        w.remove(schedule_key(target, due_ms, delivery_id));
+        self.writer.write(w)
     }
 
-    fn mark_to_route(&self, event_id: &str) -> Result<bool> {
-        let k = key(TO_ROUTE, &[event_id.as_bytes()]);
-        Ok(self
-            .tree
-            .compare_and_swap(&k, None as Option<&[u8]>, Some(&[] as &[u8]))?
-            .is_ok())
+    fn mark_to_route(&self, event_id: &str) -> Checked<Mark> {
+        let mark = key(TO_ROUTE, &[event_id.as_bytes()]);
+        let event = key(EVENT, &[event_id.as_bytes()]);
+        self.writer.check(move |tree| {
+            let mut w = Writes::default();
+            // The event and its mark are looked at on the writer thread, so
+            // a retention sweep cannot remove the event in between.
+            let answer = if !tree.contains_key(&event)? {
+                Mark::NoEvent
+            } else if tree.contains_key(&mark)? {
+                Mark::AlreadyPending
+            } else {
+                w.insert(mark, Vec::new());
+                Mark::Marked
+            };
+            Ok((w, answer))
+        })
     }
 
     fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>> {
@@ -598,9 +822,10 @@ impl Storage for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
-        self.tree.insert(key(TARGET, &[target.as_bytes()]), value)?;
-        Ok(())
+    fn set_target_control(&self, target: &str, value: &[u8]) -> Written {
+        let mut w = Writes::default();
+        w.insert(key(TARGET, &[target.as_bytes()]), value.to_vec());
+        self.writer.write(w)
     }
 
     fn sweep_before(
@@ -613,7 +838,14 @@ impl Storage for SledStore {
     }
 
     fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.bodies.size()
+    }
+
+    /// Deletes body segments nothing refers to any more. It flushes first,
+    /// so the removals that emptied them are durable before the bytes go.
+    fn collect_garbage(&self) -> Result<usize> {
+        self.flush()?;
+        Ok(self.bodies.delete_doomed())
     }
 
     fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
@@ -670,6 +902,7 @@ mod tests {
             next_attempt_at: Some(10),
             last_error: None,
             body,
+            refused_headers: vec![],
         }
     }
 
@@ -679,7 +912,13 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         s.insert_event(&event("evt_1")).wait().unwrap();
         assert_eq!(s.event("evt_1").unwrap().unwrap(), event("evt_1"));
-        assert_eq!(s.events_to_route().unwrap(), vec!["evt_1".to_string()]);
+        assert_eq!(
+            s.to_route_after(None, 10).unwrap(),
+            vec![ToRoute {
+                id: "evt_1".into(),
+                parked: false
+            }]
+        );
     }
 
     #[test]
@@ -698,8 +937,13 @@ mod tests {
             delivery("dlv_b", Some(b"new".to_vec())),
         ];
         s.record_outcome("evt_1", &outcome, &ds, 10).wait().unwrap();
-        assert!(s.events_to_route().unwrap().is_empty());
-        assert_eq!(s.deliveries_of_event("evt_1").unwrap().len(), 2);
+        assert!(s.to_route_after(None, 10).unwrap().is_empty());
+        let page = s.deliveries_of_event("evt_1", None, 1).unwrap();
+        assert_eq!(page.items.len(), 1);
+        let rest = s
+            .deliveries_of_event("evt_1", page.next_cursor.as_deref(), 10)
+            .unwrap();
+        assert_eq!((rest.items.len(), rest.next_cursor), (1, None));
         assert_eq!(
             s.delivery("dlv_b").unwrap().unwrap().body,
             Some(b"new".to_vec())
@@ -761,6 +1005,109 @@ mod tests {
         );
         assert_eq!(s.sweep_idempotency(350, 100).unwrap(), 1); // "other"'s key
         assert_eq!(s.sweep_idempotency(500, 100).unwrap(), 1);
+    }
+
+    #[test]
+    fn replay_marks_only_stored_finished_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.mark_to_route("evt_1").wait_value().unwrap(),
+            Mark::NoEvent
+        );
+        s.insert_event(&event("evt_1")).wait().unwrap();
+        assert_eq!(
+            s.mark_to_route("evt_1").wait_value().unwrap(),
+            Mark::AlreadyPending
+        );
+        s.set_route_note("evt_1", "waiting").wait().unwrap();
+        assert_eq!(
+            s.to_route_after(None, 10).unwrap(),
+            vec![ToRoute {
+                id: "evt_1".into(),
+                parked: true
+            }]
+        );
+        let outcome = Outcome {
+            status: EventStatus::Dropped,
+            routed_at: 2,
+            plugins: vec![],
+            deliveries: vec![],
+        };
+        s.record_outcome("evt_1", &outcome, &[], 2).wait().unwrap();
+        // A note for a finished event is not written.
+        s.set_route_note("evt_1", "late").wait().unwrap();
+        assert_eq!(s.route_note("evt_1").unwrap(), None);
+        assert_eq!(s.mark_to_route("evt_1").wait_value().unwrap(), Mark::Marked);
+        assert_eq!(s.to_route_after(Some("evt_1"), 10).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_sweep_keeps_an_event_marked_after_its_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let old = crate::id::lowest_at("evt", 1_000);
+        let mut e = event(&old);
+        e.received_at = 1_000;
+        s.insert_event(&e).wait().unwrap();
+        let outcome = Outcome {
+            status: EventStatus::Dropped,
+            routed_at: 2,
+            plugins: vec![],
+            deliveries: vec![],
+        };
+        s.record_outcome(&old, &outcome, &[], 2).wait().unwrap();
+        // Replayed: the sweep, which decides on the writer thread, keeps it.
+        assert_eq!(s.mark_to_route(&old).wait_value().unwrap(), Mark::Marked);
+        let swept = s.sweep_before(10_000, 100, None).unwrap();
+        assert_eq!((swept.events, swept.kept), (0, 1));
+        assert!(s.event(&old).unwrap().is_some());
+        s.record_outcome(&old, &outcome, &[], 3).wait().unwrap();
+        let swept = s.sweep_before(10_000, 100, None).unwrap();
+        assert_eq!((swept.events, swept.kept), (1, 0));
+        assert!(s.event(&old).unwrap().is_none());
+        assert_eq!(s.mark_to_route(&old).wait_value().unwrap(), Mark::NoEvent);
+    }
+
+    /// Bodies go to the body log; a segment the sweep emptied is deleted,
+    /// the others stay readable.
+    #[test]
+    fn swept_bodies_free_their_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        // Two bodies fill a segment: segments 0 (e0, e1), 1 (e2, e3), 2 (e4).
+        let big = vec![9u8; (bodies::SEGMENT_BYTES / 2 - 100) as usize];
+        let mut ids = Vec::new();
+        for at in [1_000u64, 2_000, 3_000, 50_000, 60_000] {
+            let id = crate::id::lowest_at("evt", at);
+            let mut e = event(&id);
+            e.received_at = at;
+            e.body = big.clone();
+            s.insert_event(&e).wait().unwrap();
+            let outcome = Outcome {
+                status: EventStatus::Dropped,
+                routed_at: at,
+                plugins: vec![],
+                deliveries: vec![],
+            };
+            s.record_outcome(&id, &outcome, &[], at).wait().unwrap();
+            ids.push(id);
+        }
+        assert_eq!(s.bodies.segments(), vec![0, 1, 2]);
+        // e0, e1 and e2 are old: segment 0 is empty, segment 1 keeps e3.
+        let swept = s.sweep_before(10_000, 100, None).unwrap();
+        assert_eq!(swept.events, 3, "{swept:?}");
+        assert_eq!(s.collect_garbage().unwrap(), 1);
+        assert_eq!(s.bodies.segments(), vec![1, 2]);
+        assert_eq!(s.event(&ids[3]).unwrap().unwrap().body, big);
+        assert!(s.event(&ids[0]).unwrap().is_none());
+        // Reopened, the counts are where they were: sweeping e3 frees 1.
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.event(&ids[4]).unwrap().unwrap().body, big);
+        assert_eq!(s.sweep_before(55_000, 100, None).unwrap().events, 1);
+        assert_eq!(s.collect_garbage().unwrap(), 1);
+        assert_eq!(s.bodies.segments(), vec![2]);
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! younger than the cutoff. Idempotency keys and plugin KV have their own
 //! expiry and are not touched.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use serde::Serialize;
 
+use super::bodies::BodyRef;
+use super::writer::Writes;
 use super::{
-    ATTEMPT, DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, TO_ROUTE, decode_delivery,
-    key,
+    ATTEMPT, DEAD, DELIVERY, DELIVERY_BODY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, StoredBody,
+    TO_ROUTE, decode_delivery, decode_event_value, key,
 };
 use crate::id::lowest_at;
 use crate::records::DeliveryStatus;
@@ -24,10 +28,16 @@ pub struct Swept {
     pub attempts: usize,
     /// Old events kept because something about them is unfinished.
     pub kept: usize,
+    /// Dead deliveries removed, per target (the dead-letter counts).
+    pub dead: BTreeMap<String, usize>,
     /// Where the next batch continues; `None` when the old range is done.
     pub next: Option<String>,
 }
 
+/// Picks the next `max_events` old events by key alone, then decides and
+/// removes them on the store's writer thread: a replay or a retry that
+/// lands between the scan and the removal is seen there, so a sweep never
+/// leaves deliveries whose event is gone.
 pub(super) fn sweep(
     store: &SledStore,
     cutoff_ms: u64,
@@ -42,70 +52,93 @@ pub(super) fn sweep(
     if lower >= upper {
         return Ok(Swept::default());
     }
-    let mut out = Swept::default();
-    let mut batch = sled::Batch::default();
-    let mut scanned = 0;
-    for k in store.tree.range(lower..upper).keys() {
-        let k = k?;
-        let id = String::from_utf8_lossy(&k[1..]).into_owned();
-        scanned += 1;
-        out.next = Some(id.clone());
-        if sweep_one(store, &id, cutoff_ms, &mut batch, &mut out)? {
-            out.events += 1;
-        } else {
-            out.kept += 1;
-        }
-        if out.events >= max_events || scanned >= max_events * 4 {
-            store.tree.apply_batch(batch)?;
-            return Ok(out);
+    let mut ids = Vec::with_capacity(max_events);
+    let mut keys = store.tree.range(lower..upper).keys();
+    for k in keys.by_ref() {
+        ids.push(String::from_utf8_lossy(&k?[1..]).into_owned());
+        if ids.len() >= max_events {
+            break;
         }
     }
-    store.tree.apply_batch(batch)?;
-    out.next = None;
+    let more = keys.next().is_some();
+    let next = if more { ids.last().cloned() } else { None };
+    let mut out = store
+        .writer
+        .check(move |tree| {
+            let mut w = Writes::default();
+            let mut out = Swept::default();
+            for id in &ids {
+                if sweep_one(tree, id, cutoff_ms, &mut w, &mut out)? {
+                    out.events += 1;
+                } else {
+                    out.kept += 1;
+                }
+            }
+            Ok((w, out))
+        })
+        .wait_value()?;
+    out.next = next;
     Ok(out)
 }
 
-/// Adds the removal of one event and everything hanging off it to `batch`,
+/// Adds the removal of one event and everything hanging off it to `w`,
 /// unless something about it is unfinished.
 fn sweep_one(
-    store: &SledStore,
+    tree: &sled::Tree,
     id: &str,
     cutoff_ms: u64,
-    batch: &mut sled::Batch,
+    w: &mut Writes,
     out: &mut Swept,
 ) -> Result<bool> {
-    if store.tree.contains_key(key(TO_ROUTE, &[id.as_bytes()]))? {
+    if tree.contains_key(key(TO_ROUTE, &[id.as_bytes()]))? {
         return Ok(false);
     }
     let x_prefix = key(EVENT_DELIVERY, &[id.as_bytes(), b"/"]);
     let mut links = Vec::new();
-    for k in store.tree.scan_prefix(&x_prefix).keys() {
+    for k in tree.scan_prefix(&x_prefix).keys() {
         let k = k?;
         let did = String::from_utf8_lossy(&k[x_prefix.len()..]).into_owned();
-        if let Some(v) = store.tree.get(key(DELIVERY, &[did.as_bytes()]))? {
+        let mut dead_for = None;
+        if let Some(v) = tree.get(key(DELIVERY, &[did.as_bytes()]))? {
             let d = decode_delivery(&v)?;
             if d.status == DeliveryStatus::Scheduled || d.created_at >= cutoff_ms {
                 return Ok(false);
             }
+            if d.status == DeliveryStatus::Dead {
+                dead_for = Some(d.target);
+            }
         }
-        links.push((k, did));
+        links.push((k, did, dead_for));
     }
     let mut attempts = 0;
-    for (link, did) in &links {
-        batch.remove(link.clone());
-        batch.remove(key(DELIVERY, &[did.as_bytes()]));
-        batch.remove(key(DEAD, &[did.as_bytes()]));
-        for a in store
-            .tree
+    for (link, did, dead_for) in links.iter() {
+        w.remove(link.to_vec());
+        w.remove(key(DELIVERY, &[did.as_bytes()]));
+        w.remove(key(DEAD, &[did.as_bytes()]));
+        let body = key(DELIVERY_BODY, &[did.as_bytes()]);
+        if let Some(r) = tree.get(&body)? {
+            w.release(BodyRef::decode(&r)?);
+            w.remove(body);
+        }
+        if let Some(target) = dead_for {
+            *out.dead.entry(target.clone()).or_insert(0) += 1;
+        }
+        for a in tree
             .scan_prefix(key(ATTEMPT, &[did.as_bytes(), b"/"]))
             .keys()
         {
-            batch.remove(a?);
+            w.remove(a?.to_vec());
             attempts += 1;
         }
     }
-    batch.remove(key(EVENT, &[id.as_bytes()]));
-    batch.remove(key(OUTCOME, &[id.as_bytes()]));
+    let event = key(EVENT, &[id.as_bytes()]);
+    if let Some(v) = tree.get(&event)?
+        && let (_, StoredBody::Log(r)) = decode_event_value(&v)?
+    {
+        w.release(r);
+    }
+    w.remove(event);
+    w.remove(key(OUTCOME, &[id.as_bytes()]));
     out.deliveries += links.len();
     out.attempts += attempts;
     Ok(true)

@@ -12,13 +12,20 @@
 //! Each caller's writes stay atomic (they are inside one sled batch) and
 //! keep their order (later writes to a key win, as if applied one by one).
 //! The thread also keeps sled off the async workers.
+//!
+//! It is also the only appender of the body log (`bodies.rs`): a group's
+//! bodies are written out before the sled batch that references them, and
+//! the live-reference count of each segment moves in that same batch.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
+
+use super::bodies::{Appender, BodyLog, BodyRef, LiveDelta};
+use super::{LIVE, key};
 
 /// Most callers' writes folded into one sled batch.
 const MAX_GROUP: usize = 512;
@@ -31,23 +38,71 @@ const MAX_GROUP: usize = 512;
 /// 7 400, 500 µs 8 200, 1 000 µs 5 400 delivered/s; noisy, 300 chosen.)
 const LINGER: Duration = Duration::from_micros(300);
 
-/// An ordered list of key writes (`None` removes) applied atomically.
+/// One write of a group.
+enum Write {
+    Put(Vec<u8>, Vec<u8>),
+    Del(Vec<u8>),
+    /// Appends `body` to the body log as `owner`'s, then puts `key` =
+    /// `prefix` followed by the encoded reference.
+    Body {
+        key: Vec<u8>,
+        prefix: Vec<u8>,
+        owner: String,
+        body: Vec<u8>,
+    },
+    /// A reference removed with the record that held it.
+    Release(BodyRef),
+}
+
+/// An ordered list of key writes applied atomically.
 #[derive(Default)]
-pub struct Writes(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+pub struct Writes(Vec<Write>);
 
 impl Writes {
     pub fn insert(&mut self, k: Vec<u8>, v: impl Into<Vec<u8>>) {
-        self.0.push((k, Some(v.into())));
+        self.0.push(Write::Put(k, v.into()));
     }
 
     pub fn remove(&mut self, k: Vec<u8>) {
-        self.0.push((k, None));
+        self.0.push(Write::Del(k));
+    }
+
+    /// Stores `body` in the body log and `key` = `prefix` + its reference.
+    pub fn insert_body(&mut self, k: Vec<u8>, prefix: Vec<u8>, owner: &str, body: Vec<u8>) {
+        self.0.push(Write::Body {
+            key: k,
+            prefix,
+            owner: owner.to_string(),
+            body,
+        });
+    }
+
+    /// Notes that a record holding `r` is removed by these writes.
+    pub fn release(&mut self, r: BodyRef) {
+        self.0.push(Write::Release(r));
+    }
+
+    /// The value this put for `k`, if a plain put.
+    fn value_of(&self, k: &[u8]) -> Option<&[u8]> {
+        self.0.iter().find_map(|w| match w {
+            Write::Put(key, v) if key == k => Some(v.as_slice()),
+            _ => None,
+        })
     }
 }
+
+/// Decides a write from the store as it is at that moment: runs on the
+/// writer thread after every earlier write was applied, so nothing can slip
+/// in between the check and the write.
+type Check = Box<dyn FnOnce(&sled::Tree) -> Result<(Writes, Option<String>)> + Send>;
 
 /// A write submitted to the writer thread.
 enum Op {
     Writes(Writes),
+    /// A read-then-write that must not interleave with other writes
+    /// (replay marks, route notes, retries, the retention sweep). Rare, so
+    /// the writer applies what it gathered before running it.
+    Check(Check),
     /// Writes unless `key` holds a value whose first 8 bytes (BE ms) are
     /// after `now`; then answers with the rest of that value instead. The
     /// idempotency check: only this thread writes such keys, so the check
@@ -98,18 +153,87 @@ impl Written {
     }
 }
 
-/// Handle to the writer thread; the thread ends when the handle is dropped.
+/// The answer to a [`GroupWriter::check`]: a typed value, handed out only
+/// once the writes the check decided on are applied.
+pub struct Checked<T> {
+    written: Written,
+    value: std::sync::Arc<std::sync::Mutex<Option<T>>>,
+}
+
+impl<T> Checked<T> {
+    /// Waits until applied; the check's value.
+    pub async fn value(self) -> Result<T> {
+        let Checked { written, value } = self;
+        written.done().await?;
+        take(&value)
+    }
+
+    /// Blocking [`value`](Self::value), for code outside the async runtime.
+    pub fn wait_value(self) -> Result<T> {
+        let Checked { written, value } = self;
+        written.wait()?;
+        take(&value)
+    }
+
+    /// Just the completion, for a caller that wants no value.
+    pub fn into_written(self) -> Written {
+        self.written
+    }
+}
+
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Result<T> {
+    slot.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or_else(|| anyhow!("the store's writer gave no answer"))
+}
+
+/// Handle to the writer thread; the thread ends when the handle is dropped
+/// (after what was queued), and the drop waits for it, so the store can be
+/// opened again right after.
 pub struct GroupWriter {
-    tx: mpsc::Sender<(Op, Reply)>,
+    tx: Option<mpsc::Sender<(Op, Reply)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for GroupWriter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the writer thread owns.
+struct Writer {
+    tree: sled::Tree,
+    bodies: Arc<BodyLog>,
+    /// Live references per body segment, as stored under `LIVE`.
+    live: HashMap<u64, i64>,
 }
 
 impl GroupWriter {
-    pub fn start(tree: sled::Tree) -> Result<GroupWriter> {
+    pub fn start(tree: sled::Tree, bodies: Arc<BodyLog>) -> Result<GroupWriter> {
+        let mut live = HashMap::new();
+        for kv in tree.scan_prefix([LIVE]) {
+            let (k, v) = kv?;
+            if let (Some(seg), Some(n)) = (k.get(1..9), v.get(..8)) {
+                live.insert(
+                    u64::from_be_bytes(seg.try_into().expect("8 bytes")),
+                    i64::from_be_bytes(n.try_into().expect("8 bytes")),
+                );
+            }
+        }
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let mut w = Writer { tree, bodies, live };
+        let thread = std::thread::Builder::new()
             .name("hookyard-store-writer".into())
-            .spawn(move || run(tree, rx))?;
-        Ok(GroupWriter { tx })
+            .spawn(move || run(&mut w, rx))?;
+        Ok(GroupWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
     }
 
     pub fn write(&self, writes: Writes) -> Written {
@@ -120,16 +244,36 @@ impl GroupWriter {
         self.submit(Op::Unless { key, now, writes })
     }
 
+    /// Runs `decide` on the writer thread against the store as it is after
+    /// every earlier write, and applies the writes it returns.
+    pub fn check<T: Send + 'static>(
+        &self,
+        decide: impl FnOnce(&sled::Tree) -> Result<(Writes, T)> + Send + 'static,
+    ) -> Checked<T> {
+        let value = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = value.clone();
+        let written = self.submit(Op::Check(Box::new(move |tree| {
+            let (writes, v) = decide(tree)?;
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+            Ok((writes, None))
+        })));
+        Checked { written, value }
+    }
+
     fn submit(&self, op: Op) -> Written {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::SendError((_, reply))) = self.tx.send((op, reply)) {
+        let sent = match &self.tx {
+            Some(tx) => tx.send((op, reply)).map_err(|mpsc::SendError((_, r))| r),
+            None => Err(reply),
+        };
+        if let Err(reply) = sent {
             let _ = reply.send(Err(anyhow!("the store's writer stopped")));
         }
         Written(rx)
     }
 }
 
-fn run(tree: sled::Tree, rx: mpsc::Receiver<(Op, Reply)>) {
+fn run(w: &mut Writer, rx: mpsc::Receiver<(Op, Reply)>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut busy = false;
     while let Ok(first) = rx.recv() {
@@ -148,59 +292,159 @@ fn run(tree: sled::Tree, rx: mpsc::Receiver<(Op, Reply)>) {
             }
         }
         busy = group.len() > 1;
-        apply_group(&tree, &mut group);
+        w.apply_group(&mut group);
     }
 }
 
-/// Applies every op of the group in one sled batch and answers each.
-fn apply_group(tree: &sled::Tree, group: &mut Vec<(Op, Reply)>) {
-    let mut batch = sled::Batch::default();
-    let mut answers: Vec<(Reply, Option<String>)> = Vec::with_capacity(group.len());
-    // Conditional keys written earlier in this group (not yet in the tree).
-    let mut pending: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    for (op, reply) in group.drain(..) {
-        let writes = match op {
-            Op::Writes(w) => w,
-            Op::Unless { key, now, writes } => {
-                let current = match pending.get(&key) {
-                    Some(v) => Some(v.clone()),
-                    None => match tree.get(&key) {
-                        Ok(v) => v.map(|v| v.to_vec()),
-                        Err(e) => {
-                            let _ = reply.send(Err(e.into()));
-                            continue;
+/// A group being built: the sled batch, the body records to write before
+/// it, the count changes, and who to answer.
+struct Group<'a> {
+    batch: sled::Batch,
+    appender: Appender<'a>,
+    delta: LiveDelta,
+    answers: Vec<(Reply, Option<String>)>,
+    /// Why the group cannot be applied (a body could not be appended).
+    broken: Option<String>,
+}
+
+impl Writer {
+    /// Applies every op of the group in one sled batch and answers each. A
+    /// [`Op::Check`] splits the group: what came before it is applied
+    /// first, so its check sees every earlier write.
+    fn apply_group(&mut self, ops: &mut Vec<(Op, Reply)>) {
+        let bodies = self.bodies.clone();
+        let mut g = Group::new(&bodies);
+        // Conditional keys written earlier in this group (not yet in the tree).
+        let mut pending: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for (op, reply) in ops.drain(..) {
+            let writes = match op {
+                Op::Writes(w) => w,
+                Op::Check(check) => {
+                    self.commit(std::mem::replace(&mut g, Group::new(&bodies)));
+                    pending.clear();
+                    match check(&self.tree) {
+                        Ok((w, answer)) => {
+                            g.add(w);
+                            g.answers.push((reply, answer));
                         }
-                    },
-                };
-                if let Some(existing) = current.as_deref().and_then(|v| live_rest(v, now)) {
-                    answers.push((reply, Some(existing)));
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
                     continue;
                 }
-                if let Some(v) = writes
-                    .0
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .and_then(|w| w.1.clone())
-                {
-                    pending.insert(key, v);
+                Op::Unless { key, now, writes } => {
+                    let current = match pending.get(&key) {
+                        Some(v) => Some(v.clone()),
+                        None => match self.tree.get(&key) {
+                            Ok(v) => v.map(|v| v.to_vec()),
+                            Err(e) => {
+                                let _ = reply.send(Err(e.into()));
+                                continue;
+                            }
+                        },
+                    };
+                    if let Some(existing) = current.as_deref().and_then(|v| live_rest(v, now)) {
+                        g.answers.push((reply, Some(existing)));
+                        continue;
+                    }
+                    if let Some(v) = writes.value_of(&key) {
+                        pending.insert(key, v.to_vec());
+                    }
+                    writes
                 }
-                writes
+            };
+            g.add(writes);
+            g.answers.push((reply, None));
+        }
+        self.commit(g);
+    }
+
+    /// Writes the group's bodies, then applies its batch (with the new live
+    /// counts), and answers everyone whose writes it holds.
+    fn commit(&mut self, mut g: Group<'_>) {
+        if g.answers.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut g.batch);
+        let mut emptied = Vec::new();
+        let mut counts = Vec::new();
+        for (&segment, &d) in &g.delta.0 {
+            if d == 0 {
+                continue;
             }
-        };
-        for (k, v) in writes.0 {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+            let n = self.live.get(&segment).copied().unwrap_or(0) + d;
+            counts.push((segment, n));
+            let k = key(LIVE, &[&segment.to_be_bytes()]);
+            if n <= 0 {
+                batch.remove(k);
+                emptied.push(segment);
+            } else {
+                batch.insert(k, &n.to_be_bytes());
             }
         }
-        answers.push((reply, None));
+        let applied = match g.broken.take() {
+            Some(why) => Err(anyhow!("{why}")),
+            None => g
+                .appender
+                .finish()
+                .and_then(|()| self.tree.apply_batch(batch).map_err(anyhow::Error::from)),
+        };
+        if applied.is_ok() {
+            for (segment, n) in counts {
+                if n <= 0 {
+                    self.live.remove(&segment);
+                } else {
+                    self.live.insert(segment, n);
+                }
+            }
+            if !emptied.is_empty() {
+                self.bodies.doom(emptied);
+            }
+        }
+        for (reply, existing) in g.answers.drain(..) {
+            let _ = reply.send(match &applied {
+                Ok(()) => Ok(existing),
+                Err(e) => Err(anyhow!("store write failed: {e:#}")),
+            });
+        }
     }
-    let applied = tree.apply_batch(batch);
-    for (reply, existing) in answers {
-        let _ = reply.send(match &applied {
-            Ok(()) => Ok(existing),
-            Err(e) => Err(anyhow!("store write failed: {e}")),
-        });
+}
+
+impl<'a> Group<'a> {
+    fn new(bodies: &'a BodyLog) -> Group<'a> {
+        Group {
+            batch: sled::Batch::default(),
+            appender: Appender::new(bodies),
+            delta: LiveDelta::default(),
+            answers: Vec::new(),
+            broken: None,
+        }
+    }
+
+    fn add(&mut self, writes: Writes) {
+        for w in writes.0 {
+            match w {
+                Write::Put(k, v) => self.batch.insert(k, v),
+                Write::Del(k) => self.batch.remove(k),
+                Write::Body {
+                    key,
+                    mut prefix,
+                    owner,
+                    body,
+                } => match self.appender.add(&owner, &body) {
+                    Ok(r) => {
+                        prefix.extend_from_slice(&r.encode());
+                        self.batch.insert(key, prefix);
+                        self.delta.add(r.segment, 1);
+                    }
+                    Err(e) => {
+                        self.broken.get_or_insert(format!("{e:#}"));
+                    }
+                },
+                Write::Release(r) => self.delta.add(r.segment, -1),
+            }
+        }
     }
 }
 
@@ -215,16 +459,18 @@ fn live_rest(v: &[u8], now: u64) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn tree() -> (sled::Db, sled::Tree) {
+    fn tree() -> (sled::Db, sled::Tree, Arc<BodyLog>, tempfile::TempDir) {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let t = db.open_tree("t").unwrap();
-        (db, t)
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(BodyLog::open(dir.path()).unwrap());
+        (db, t, log, dir)
     }
 
     #[test]
     fn later_writes_to_a_key_win_within_a_group() {
-        let (_db, t) = tree();
-        let w = GroupWriter::start(t.clone()).unwrap();
+        let (_db, t, log, _dir) = tree();
+        let w = GroupWriter::start(t.clone(), log).unwrap();
         let mut a = Writes::default();
         a.insert(b"k".to_vec(), b"1".to_vec());
         a.insert(b"gone".to_vec(), b"x".to_vec());
@@ -240,8 +486,8 @@ mod tests {
 
     #[test]
     fn conditional_writes_in_one_group_see_each_other() {
-        let (_db, t) = tree();
-        let w = GroupWriter::start(t.clone()).unwrap();
+        let (_db, t, log, _dir) = tree();
+        let w = GroupWriter::start(t.clone(), log).unwrap();
         let cond = |id: &str, expires: u64| {
             let mut v = expires.to_be_bytes().to_vec();
             v.extend_from_slice(id.as_bytes());
