@@ -139,10 +139,14 @@ fn main() -> ExitCode {
     init_logs(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve { config } => Config::load(&config).and_then(|config| {
-            tokio::runtime::Builder::new_multi_thread()
+            let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build()?
-                .block_on(hookyard::server::serve(config))
+                .build()?;
+            let served = rt.block_on(hookyard::server::serve(config));
+            // A plugin call still running on a blocking thread (up to its
+            // time limit) must not hold the exit: its event keeps its mark.
+            rt.shutdown_timeout(std::time::Duration::from_millis(100));
+            served
         }),
         Command::Sink {
             listen,
@@ -208,12 +212,19 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             Err(e) => Err(e),
         },
-        Command::Check { config } => Config::load(&config).map(|c| {
+        Command::Check { config } => Config::load(&config).and_then(|c| {
+            // `serve` starts without a plugin (its events wait); a check
+            // before a deploy says so up front.
+            let missing = c.missing_plugins();
+            if !missing.is_empty() {
+                anyhow::bail!("{}", missing.join("\n"));
+            }
             println!(
                 "config ok: {} sources, {} targets",
                 c.sources.len(),
                 c.targets.len()
             );
+            Ok(())
         }),
         Command::Ops(op) => hookyard::cli::ops::run(op),
     };

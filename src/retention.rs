@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::admin::metrics::Metrics;
 use crate::id::now_ms;
 use crate::store::Storage;
+use crate::target::Dispatcher;
 
 /// Events removed per batch: small enough that one batch is a short write.
 const BATCH: usize = 200;
@@ -16,6 +17,7 @@ const BATCH: usize = 200;
 pub async fn run(
     store: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
+    dispatcher: Arc<Dispatcher>,
     retention: Duration,
     every: Duration,
 ) {
@@ -35,6 +37,7 @@ pub async fn run(
                     metrics.swept("events", batch.events);
                     metrics.swept("deliveries", batch.deliveries);
                     metrics.swept("attempts", batch.attempts);
+                    dispatcher.note_swept_dead(&batch.dead);
                     total += batch.events;
                     match batch.next {
                         Some(next) => after = Some(next),
@@ -52,6 +55,16 @@ pub async fn run(
         }
         if total > 0 {
             tracing::info!(events = total, "retention sweep removed old events");
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.collect_garbage()).await {
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(segments = n, "deleted emptied body log segments")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = format!("{e:#}"), "freeing body log space failed")
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -27,7 +27,8 @@ pub async fn serve(config: Config) -> Result<()> {
         Some(store.clone()),
         Some(config.server.data_dir.join("plugin-cache")),
     )?);
-    plugins.reconcile(true)?;
+    plugins.reconcile()?;
+    plugins.warn_missing();
     crate::plugin::watcher::spawn(plugins.clone(), &config.plugins.dir)?;
 
     let metrics = Arc::new(Metrics::new());
@@ -67,6 +68,7 @@ pub async fn serve(config: Config) -> Result<()> {
     tokio::spawn(crate::retention::run(
         store.clone(),
         metrics.clone(),
+        dispatcher.clone(),
         config.server.retention,
         config.server.retention_sweep_every,
     ));
@@ -114,19 +116,39 @@ pub async fn serve(config: Config) -> Result<()> {
     println!("hookyard listening public=http://{public_addr} admin=http://{admin_addr}");
 
     shutdown_signal().await;
-    tracing::info!("shutting down: no longer accepting webhooks");
+    let grace = config.server.shutdown_grace;
+    tracing::info!(grace = ?grace, "shutting down: no longer accepting webhooks");
     let _ = stop_tx.send(true);
+    // Everything below shares one grace period: the process is gone
+    // within it (plus the final flush) whatever a client, a plugin or a
+    // target does. What does not finish keeps its mark or schedule entry in
+    // the store and runs after a restart.
+    let deadline = tokio::time::Instant::now() + grace;
     // Requests already being answered finish (their events are stored and
-    // acknowledged); then attempts in flight get the grace period.
-    let _ = public_task.await;
-    let unfinished = dispatcher.shutdown(config.server.shutdown_grace).await;
-    if unfinished > 0 {
+    // acknowledged).
+    if tokio::time::timeout_at(deadline, public_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still open at the end of the grace period were cut off");
+    }
+    // Queued plugin calls are dropped; calls running finish.
+    plugins.stop();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let (routing, attempts) = tokio::join!(router.shutdown(left), dispatcher.shutdown(left));
+    if routing > 0 {
         tracing::warn!(
-            unfinished,
+            routing,
+            "events still being routed after the grace period; they are routed again after a restart"
+        );
+    }
+    if attempts > 0 {
+        tracing::warn!(
+            attempts,
             "attempts still in flight after the grace period; they stay scheduled and run after a restart"
         );
     }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), admin_task).await;
     let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
     if let Ok(Err(e)) | Err(e) = flushed.map_err(anyhow::Error::from) {
         tracing::error!(error = %e, "final flush failed");

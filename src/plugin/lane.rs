@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -52,14 +53,19 @@ pub struct Lane {
     state: Mutex<State>,
     max_runners: usize,
     stats: Arc<PluginStats>,
+    /// Set at shutdown: queued calls are answered
+    /// [`CallError::ShuttingDown`] instead of run, so the process exits
+    /// within its grace period (their events keep their "to route" marks).
+    stopping: Arc<AtomicBool>,
 }
 
 impl Lane {
-    pub fn new(stats: Arc<PluginStats>) -> Lane {
+    pub fn new(stats: Arc<PluginStats>, stopping: Arc<AtomicBool>) -> Lane {
         Lane {
             state: Mutex::default(),
             max_runners: runners(),
             stats,
+            stopping,
         }
     }
 
@@ -73,6 +79,9 @@ impl Lane {
         plugin: Arc<LoadedPlugin>,
         event: Arc<Event>,
     ) -> CallReport {
+        if self.stopping.load(Ordering::SeqCst) {
+            return CallReport::failed(CallError::ShuttingDown);
+        }
         let span = tracing::info_span!("plugin", event = %event.id);
         let (reply, rx) = oneshot::channel();
         let start = {
@@ -93,10 +102,8 @@ impl Lane {
             let lane = self.clone();
             tokio::task::spawn_blocking(move || lane.drain());
         }
-        rx.await.unwrap_or_else(|_| CallReport {
-            result: Err(CallError::Trap("the plugin runner stopped".into())),
-            logs: vec![],
-            fresh_instance: true,
+        rx.await.unwrap_or_else(|_| {
+            CallReport::failed(CallError::Trap("the plugin runner stopped".into()))
         })
     }
 
@@ -113,11 +120,13 @@ impl Lane {
                     }
                 }
             };
+            if self.stopping.load(Ordering::SeqCst) {
+                let _ = job.reply.send(CallReport::failed(CallError::ShuttingDown));
+                continue;
+            }
             let report = std::panic::catch_unwind(AssertUnwindSafe(|| self.run(&job)))
-                .unwrap_or_else(|_| CallReport {
-                    result: Err(CallError::Trap("plugin call panicked".into())),
-                    logs: vec![],
-                    fresh_instance: true,
+                .unwrap_or_else(|_| {
+                    CallReport::failed(CallError::Trap("plugin call panicked".into()))
                 });
             let _ = job.reply.send(report);
         }
@@ -133,6 +142,7 @@ impl Lane {
             report.result.is_err(),
             report.fresh_instance,
         );
+        self.stats.record_log_cut(report.log_cut.0);
         report
     }
 }

@@ -271,7 +271,7 @@ pub async fn receive(
     }
     state.log.count(&source_name, "accepted");
     tracing::debug!(event = %event.id, source = %event.source, bytes = event.body.len(), "event accepted");
-    let id = event.id.clone();
-    state.router.enqueue(Arc::new(event));
+    let id = event.id;
+    state.router.enqueue(id.clone());
     (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()
 }
