@@ -71,7 +71,20 @@ pub struct PluginLimits {
     pub warm_instances: usize,
     /// Optional instruction budget per call (deterministic, unlike time).
     pub fuel: Option<u64>,
+    /// Most deliveries one call may ask for: the plugin's memory limit
+    /// does not bound what the host builds and stores from its answer.
+    pub max_deliveries: usize,
+    /// Most bytes (targets, headers, bodies) of one call's deliveries.
+    pub max_outcome_bytes: usize,
 }
+
+/// Default bound on deliveries per plugin call: generous for fan-out to
+/// every team's channel, far below what exhausts memory.
+pub const DEFAULT_MAX_DELIVERIES: usize = 1000;
+/// Highest `max_deliveries` a config may ask for.
+pub const MAX_MAX_DELIVERIES: usize = 100_000;
+/// Default bound on the bytes of one call's deliveries.
+pub const DEFAULT_MAX_OUTCOME_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Default)]
 pub struct PluginSettings {
@@ -207,6 +220,8 @@ struct RawPlugins {
     memory: Option<String>,
     warm_instances: Option<usize>,
     fuel: Option<u64>,
+    max_deliveries: Option<usize>,
+    max_outcome_size: Option<String>,
     #[serde(flatten)]
     per_plugin: BTreeMap<String, toml::Value>,
 }
@@ -221,6 +236,8 @@ struct RawPluginTable {
     warm_instances: Option<usize>,
     fresh_instances: Option<bool>,
     fuel: Option<u64>,
+    max_deliveries: Option<usize>,
+    max_outcome_size: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -353,6 +370,13 @@ impl Config {
                 .unwrap_or(64 * 1024 * 1024),
             warm_instances: raw.plugins.warm_instances.unwrap_or(4),
             fuel: raw.plugins.fuel,
+            max_deliveries: max_deliveries("plugins.max_deliveries", raw.plugins.max_deliveries)?
+                .unwrap_or(DEFAULT_MAX_DELIVERIES),
+            max_outcome_bytes: opt_size(
+                "plugins.max_outcome_size",
+                raw.plugins.max_outcome_size.as_deref(),
+            )?
+            .unwrap_or(DEFAULT_MAX_OUTCOME_BYTES),
         };
         let mut plugin_settings = BTreeMap::new();
         for (name, value) in raw.plugins.per_plugin {
@@ -376,6 +400,8 @@ impl Config {
                 || table.warm_instances.is_some()
                 || table.fresh_instances.is_some()
                 || table.fuel.is_some()
+                || table.max_deliveries.is_some()
+                || table.max_outcome_size.is_some()
             {
                 let warm = match table.fresh_instances {
                     Some(true) => 0,
@@ -388,6 +414,16 @@ impl Config {
                         .unwrap_or(defaults.memory),
                     warm_instances: warm,
                     fuel: table.fuel.or(defaults.fuel),
+                    max_deliveries: max_deliveries(
+                        &format!("{key}.max_deliveries"),
+                        table.max_deliveries,
+                    )?
+                    .unwrap_or(defaults.max_deliveries),
+                    max_outcome_bytes: opt_size(
+                        &format!("{key}.max_outcome_size"),
+                        table.max_outcome_size.as_deref(),
+                    )?
+                    .unwrap_or(defaults.max_outcome_bytes),
                 })
             } else {
                 None
@@ -479,15 +515,12 @@ impl Config {
                     bail!("{key}.targets[{i}]: unknown target {t:?} (no [targets.{t}] table)");
                 }
             }
+            // Names only: whether the files exist is the plugin
+            // registry's business at runtime (a missing plugin makes its
+            // events wait, it does not stop the router) and `hookyard
+            // check`'s before a deploy (see `missing_plugins`).
             for (i, p) in s.plugins.iter().enumerate() {
                 check_name(&format!("{key}.plugins[{i}]"), p)?;
-                let file = plugins.dir.join(format!("{p}.wasm"));
-                if !file.is_file() {
-                    bail!(
-                        "{key}.plugins[{i}]: plugin {p:?} not found: no file {}",
-                        file.display()
-                    );
-                }
             }
             let verifier = s
                 .verify
@@ -556,6 +589,25 @@ impl Config {
             sources,
             targets,
         })
+    }
+
+    /// Plugins a source lists that have no file in the plugin directory,
+    /// as errors naming the key (symlinks are followed, as the registry
+    /// follows them).
+    pub fn missing_plugins(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, s) in &self.sources {
+            for (i, p) in s.plugins.iter().enumerate() {
+                let file = self.plugins.dir.join(format!("{p}.wasm"));
+                if !file.is_file() {
+                    out.push(format!(
+                        "sources.{name}.plugins[{i}]: plugin {p:?} not found: no file {}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// Limits for one plugin: its own table's, else the global defaults.
@@ -736,6 +788,15 @@ fn parse_schedule(key: &str, list: &[String]) -> Result<Vec<Duration>> {
         .collect()
 }
 
+fn max_deliveries(key: &str, n: Option<usize>) -> Result<Option<usize>> {
+    match n {
+        Some(n) if n == 0 || n > MAX_MAX_DELIVERIES => {
+            bail!("{key}: must be between 1 and {MAX_MAX_DELIVERIES}")
+        }
+        n => Ok(n),
+    }
+}
+
 fn opt_size(key: &str, text: Option<&str>) -> Result<Option<usize>> {
     text.map(|t| parse_size(key, t)).transpose()
 }
@@ -828,11 +889,10 @@ mod tests {
 
     #[test]
     fn missing_plugin_file_names_the_key() {
-        let err = parse("[sources.s]\nplugins = [\"ghost\"]\n").unwrap_err();
-        assert!(
-            format!("{err:#}").contains("sources.s.plugins[0]"),
-            "{err:#}"
-        );
+        let c = parse("[sources.s]\nplugins = [\"ghost\"]\n").unwrap();
+        let missing = c.missing_plugins();
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].contains("sources.s.plugins[0]"), "{missing:?}");
     }
 
     #[test]

@@ -100,6 +100,18 @@ pub struct Delivery {
     /// `None` sends the event's body unchanged (not copied, to save space).
     #[serde(skip)]
     pub body: Option<Vec<u8>>,
+    /// Headers the plugin asked for that hookyard does not send (framing,
+    /// hop-by-hop, its own signature headers, invalid names or values),
+    /// with why: `headers` is exactly what goes on the wire.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_headers: Vec<RefusedHeader>,
+}
+
+/// A header left off a delivery, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefusedHeader {
+    pub name: String,
+    pub reason: String,
 }
 
 /// One try at sending a delivery.

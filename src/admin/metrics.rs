@@ -221,6 +221,18 @@ impl Metrics {
                     .collect()
             },
         );
+        let p = plugins.clone();
+        r.counter_fn(
+            "hookyard_plugin_log_lines_cut_total",
+            "Plugin log lines past the per-call limit, counted and not written.",
+            &["plugin"],
+            move || {
+                p.statuses()
+                    .into_iter()
+                    .map(|s| (vec![s.name.clone()], s.stats.log_lines_cut))
+                    .collect()
+            },
+        );
         let p = plugins;
         r.counter_fn(
             "hookyard_plugin_load_failures_total",
@@ -251,16 +263,14 @@ impl Metrics {
                     .collect()
             },
         );
-        let s = store.clone();
+        let d = dispatcher.clone();
         r.gauge_fn(
             "hookyard_deliveries_dead",
             "Dead deliveries (the dead-letter queue), per target.",
             &["target"],
             move || {
-                s.dead_per_target()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(t, n)| (vec![t], n as f64))
+                d.targets()
+                    .map(|t| (vec![t.name.clone()], t.dead() as f64))
                     .collect()
             },
         );

@@ -303,6 +303,8 @@ fn error_kind(e: &CallError) -> &'static str {
         CallError::Timeout(_) => "timeout",
         CallError::OutOfMemory(_) => "out-of-memory",
         CallError::Trap(_) => "trap",
+        CallError::Limit(_) => "limit",
+        CallError::ShuttingDown => "shutting-down",
     }
 }
 

@@ -23,6 +23,51 @@ pub struct PluginState {
     /// test`); otherwise they only go to tracing.
     pub(crate) captured: Option<Vec<(Level, String)>>,
     pub(crate) stderr: StderrTail,
+    /// The first host-side limit the current call broke (a KV key or value
+    /// too large): the call fails with it even if the plugin returns `ok`,
+    /// so the plugin's author sees why instead of a silently ignored write.
+    pub(crate) violation: Option<String>,
+    /// What the current call may still log, and what it logged past that.
+    pub(crate) log: LogBudget,
+}
+
+/// Log lines one call may write: a plugin in a loop could write hundreds of
+/// MB within its time limit. Past the budget lines are counted, not written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LogBudget {
+    pub lines: usize,
+    pub bytes: usize,
+    pub cut_lines: u64,
+    pub cut_bytes: u64,
+}
+
+/// Log lines per call, and bytes per call.
+pub const MAX_LOG_LINES: usize = 100;
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
+/// Longest log line kept (longer ones are cut).
+const MAX_LOG_LINE: usize = 4096;
+
+impl LogBudget {
+    pub fn full() -> LogBudget {
+        LogBudget {
+            lines: MAX_LOG_LINES,
+            bytes: MAX_LOG_BYTES,
+            cut_lines: 0,
+            cut_bytes: 0,
+        }
+    }
+
+    /// Whether a line of `len` bytes may be written; counts it if not.
+    fn take(&mut self, len: usize) -> bool {
+        if self.lines == 0 || self.bytes < len {
+            self.cut_lines += 1;
+            self.cut_bytes += len as u64;
+            return false;
+        }
+        self.lines -= 1;
+        self.bytes -= len;
+        true
+    }
 }
 
 /// Who the plugin is, for its log lines, config and private KV namespace.
@@ -55,6 +100,8 @@ impl PluginState {
             plugin,
             captured: None,
             stderr,
+            violation: None,
+            log: LogBudget::full(),
         }
     }
 }
@@ -71,12 +118,41 @@ impl WasiView for PluginState {
 impl hookyard::plugin::types::Host for PluginState {}
 
 /// Largest KV value a plugin may store; KV is for small state, not blobs.
-const MAX_KV_VALUE: usize = 64 * 1024;
+pub const MAX_KV_VALUE: usize = 64 * 1024;
+/// Longest KV key.
+pub const MAX_KV_KEY: usize = 1024;
+
+impl PluginState {
+    /// Records the first limit this call broke.
+    fn violate(&mut self, what: String) {
+        tracing::warn!(plugin = %self.plugin.name, "{what}");
+        self.violation.get_or_insert(what);
+    }
+
+    /// Whether `key` may be used; records a violation if not.
+    fn key_ok(&mut self, op: &str, key: &str) -> bool {
+        if key.len() > MAX_KV_KEY {
+            self.violate(format!(
+                "{op}: a key of {} bytes is longer than the {MAX_KV_KEY}-byte limit",
+                key.len()
+            ));
+            return false;
+        }
+        true
+    }
+}
 
 impl hookyard::plugin::host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
+        if !self.log.take(message.len().min(MAX_LOG_LINE)) {
+            return;
+        }
         let plugin = self.plugin.name.as_str();
-        let message: String = message.chars().take(4096).collect();
+        let message = if message.len() > MAX_LOG_LINE {
+            crate::route::cap_text(message)
+        } else {
+            message
+        };
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
             Level::Debug => tracing::debug!(plugin, "{message}"),
@@ -96,6 +172,9 @@ impl hookyard::plugin::host::Host for PluginState {
     }
 
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        if !self.key_ok("kv-get", &key) {
+            return None;
+        }
         let store = self.plugin.store.as_ref()?;
         match store.kv_get(&self.plugin.name, &key) {
             Ok(v) => v,
@@ -107,19 +186,28 @@ impl hookyard::plugin::host::Host for PluginState {
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) {
+        if !self.key_ok("kv-set", &key) {
+            return;
+        }
+        if value.len() > MAX_KV_VALUE {
+            self.violate(format!(
+                "kv-set: a value of {} bytes is larger than the {MAX_KV_VALUE}-byte limit",
+                value.len()
+            ));
+            return;
+        }
         let Some(store) = &self.plugin.store else {
             return;
         };
-        if value.len() > MAX_KV_VALUE {
-            tracing::warn!(plugin = %self.plugin.name, key, len = value.len(), "kv-set value too large; ignored");
-            return;
-        }
         if let Err(e) = store.kv_set(&self.plugin.name, &key, &value) {
             tracing::error!(plugin = %self.plugin.name, error = %e, "kv-set failed");
         }
     }
 
     fn kv_delete(&mut self, key: String) {
+        if !self.key_ok("kv-delete", &key) {
+            return;
+        }
         let Some(store) = &self.plugin.store else {
             return;
         };

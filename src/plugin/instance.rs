@@ -27,6 +27,11 @@ pub enum CallError {
     OutOfMemory(String),
     /// Any other trap or instantiation failure.
     Trap(String),
+    /// The call broke a host-side limit (a KV key or value too large).
+    Limit(String),
+    /// hookyard is shutting down: the call did not run, and the event is
+    /// routed after the restart.
+    ShuttingDown,
 }
 
 impl CallError {
@@ -42,6 +47,8 @@ impl CallError {
             CallError::Timeout(m) => CallError::Timeout(add(m)),
             CallError::OutOfMemory(m) => CallError::OutOfMemory(add(m)),
             CallError::Trap(m) => CallError::Trap(add(m)),
+            CallError::Limit(m) => CallError::Limit(add(m)),
+            CallError::ShuttingDown => CallError::ShuttingDown,
         }
     }
 }
@@ -53,6 +60,8 @@ impl std::fmt::Display for CallError {
             CallError::Timeout(m) => write!(f, "plugin timed out: {m}"),
             CallError::OutOfMemory(m) => write!(f, "plugin ran out of memory: {m}"),
             CallError::Trap(m) => write!(f, "plugin trapped: {m}"),
+            CallError::Limit(m) => write!(f, "plugin broke a limit: {m}"),
+            CallError::ShuttingDown => write!(f, "hookyard is shutting down"),
         }
     }
 }
@@ -62,6 +71,20 @@ pub struct CallReport {
     pub result: Result<Outcome, CallError>,
     pub logs: Vec<(Level, String)>,
     pub fresh_instance: bool,
+    /// Log lines (and their bytes) past the call's log budget, not written.
+    pub log_cut: (u64, u64),
+}
+
+impl CallReport {
+    /// A call that never ran.
+    pub fn failed(error: CallError) -> CallReport {
+        CallReport {
+            result: Err(error),
+            logs: vec![],
+            fresh_instance: true,
+            log_cut: (0, 0),
+        }
+    }
 }
 
 struct Warm {
@@ -146,33 +169,46 @@ impl LoadedPlugin {
             Some(w) => w,
             None => match self.instantiate() {
                 Ok(w) => w,
-                Err(e) => {
-                    return CallReport {
-                        result: Err(e),
-                        logs: vec![],
-                        fresh_instance,
-                    };
-                }
+                Err(e) => return CallReport::failed(e),
             },
         };
-        warm.store.data_mut().captured = capture_logs.then(Vec::new);
-        warm.store.data().stderr.take();
+        {
+            let state = warm.store.data_mut();
+            state.captured = capture_logs.then(Vec::new);
+            state.violation = None;
+            state.log = super::host::LogBudget::full();
+            state.stderr.take();
+        }
         warm.store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout));
         self.refuel(&mut warm.store);
         let started = Instant::now();
         let raw = warm.bindings.call_handle(&mut warm.store, event);
-        let logs = warm.store.data_mut().captured.take().unwrap_or_default();
-        let result = match raw {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(message)) => Err(CallError::Returned(message)),
-            Err(e) => {
+        let state = warm.store.data_mut();
+        let logs = state.captured.take().unwrap_or_default();
+        let budget = state.log;
+        let log_cut = (budget.cut_lines, budget.cut_bytes);
+        if budget.cut_lines > 0 {
+            tracing::warn!(
+                plugin = %self.name(),
+                lines = budget.cut_lines,
+                bytes = budget.cut_bytes,
+                "plugin log lines past the per-call limit were not written"
+            );
+        }
+        let violation = state.violation.take();
+        let result = match (raw, violation) {
+            (Ok(_), Some(broken)) => Err(CallError::Limit(broken)),
+            (Ok(Ok(outcome)), None) => Ok(outcome),
+            (Ok(Err(message)), None) => Err(CallError::Returned(message)),
+            (Err(e), _) => {
                 tracing::debug!(plugin = %self.name(), elapsed = ?started.elapsed(), "plugin call trapped");
                 let stderr = warm.store.data().stderr.take();
                 return CallReport {
                     result: Err(self.classify(e).with_stderr(&stderr)),
                     logs,
                     fresh_instance,
+                    log_cut,
                 };
             }
         };
@@ -184,6 +220,7 @@ impl LoadedPlugin {
             result,
             logs,
             fresh_instance,
+            log_cut,
         }
     }
 

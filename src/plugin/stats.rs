@@ -18,6 +18,7 @@ pub struct PluginStats {
     total_us: AtomicU64,
     max_us: AtomicU64,
     load_failures: AtomicU64,
+    log_lines_cut: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
 }
 
@@ -28,6 +29,8 @@ pub struct StatsView {
     /// Calls that had to instantiate (no warm instance was free).
     pub fresh_instances: u64,
     pub load_failures: u64,
+    /// Log lines past the per-call limit, not written.
+    pub log_lines_cut: u64,
     pub latency_us: LatencyView,
 }
 
@@ -54,6 +57,12 @@ impl PluginStats {
         self.max_us.fetch_max(us, Ordering::Relaxed);
         let bucket = (64 - us.leading_zeros() as usize).min(BUCKETS - 1);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_log_cut(&self, lines: u64) {
+        if lines > 0 {
+            self.log_lines_cut.fetch_add(lines, Ordering::Relaxed);
+        }
     }
 
     pub fn record_load_failure(&self) {
@@ -88,6 +97,7 @@ impl PluginStats {
             errors: self.errors.load(Ordering::Relaxed),
             fresh_instances: self.fresh_instances.load(Ordering::Relaxed),
             load_failures: self.load_failures.load(Ordering::Relaxed),
+            log_lines_cut: self.log_lines_cut.load(Ordering::Relaxed),
             latency_us: LatencyView {
                 mean: self
                     .total_us
