@@ -139,7 +139,7 @@ impl HookyardHost {
         );
         let config = hookyard::config::Config::parse(&config, dir.path())?;
         let plugins = Arc::new(Plugins::new(Arc::new(config), None, None)?);
-        plugins.reconcile(true)?;
+        plugins.reconcile()?;
         let plugin = plugins
             .get(name)
             .ok_or_else(|| anyhow!("hookyard did not load {name}"))?;

@@ -10,10 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -65,15 +66,15 @@ struct Entry {
     lane: Arc<Lane>,
 }
 
-impl Default for Entry {
-    fn default() -> Entry {
+impl Entry {
+    fn new(stopping: &Arc<AtomicBool>) -> Entry {
         let stats = Arc::<PluginStats>::default();
         Entry {
             serving: None,
             seen: None,
             last_error: None,
             removed_at: None,
-            lane: Arc::new(Lane::new(stats.clone())),
+            lane: Arc::new(Lane::new(stats.clone(), stopping.clone())),
             stats,
         }
     }
@@ -84,7 +85,8 @@ impl Default for Entry {
 pub struct PluginStatus {
     pub name: String,
     /// `ok` (a version is serving), `failed` (the file never loaded),
-    /// `waiting` (the file was removed; events for it wait).
+    /// `waiting` (the file was removed; events for it wait), `missing` (a
+    /// source names it but there never was a file; events for it wait).
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving: Option<ServingInfo>,
@@ -105,6 +107,8 @@ pub struct Plugins {
     store: Option<Arc<dyn Storage>>,
     entries: RwLock<BTreeMap<String, Entry>>,
     changed: watch::Sender<u64>,
+    /// Set by [`stop`](Self::stop); every lane shares it.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Plugins {
@@ -126,7 +130,14 @@ impl Plugins {
             store,
             entries: RwLock::new(BTreeMap::new()),
             changed: watch::channel(0).0,
+            stopping: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Shutdown: calls not yet running are answered "shutting down" instead
+    /// of run (their events keep their marks); calls running finish.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     /// Notified (a counter bump) whenever a plugin starts serving.
@@ -200,11 +211,13 @@ impl Plugins {
     }
 
     /// Brings the registry in line with the plugin directory: loads new and
-    /// changed files, retires removed ones. With `strict`, a plugin a source
-    /// uses that fails to load is an error (used at start, where serving
-    /// without it would be surprising); otherwise failures are recorded and
-    /// the last good version keeps serving.
-    pub fn reconcile(&self, strict: bool) -> Result<()> {
+    /// changed files, retires removed ones. A file that fails to load is
+    /// recorded and the last good version keeps serving; at start that
+    /// means the plugin is reported failed and its events wait, as they
+    /// would at runtime, while sources that do not use it keep working.
+    /// Plugin files may be symlinks (to a versioned build, say): they are
+    /// followed.
+    pub fn reconcile(&self) -> Result<()> {
         let dir = &self.config.plugins.dir;
         let mut present = BTreeMap::new();
         match std::fs::read_dir(dir) {
@@ -214,7 +227,10 @@ impl Plugins {
                     let Some(name) = plugin_name(&path) else {
                         continue;
                     };
-                    let Ok(meta) = entry.metadata() else { continue };
+                    // `DirEntry::metadata` does not follow symlinks.
+                    let Ok(meta) = std::fs::metadata(&path) else {
+                        continue;
+                    };
                     if !meta.is_file() {
                         continue;
                     }
@@ -226,18 +242,9 @@ impl Plugins {
                 }
             }
             Err(e) => {
-                if strict && self.config.sources.values().any(|s| !s.plugins.is_empty()) {
-                    bail!("plugins.dir: cannot read {}: {e}", dir.display());
-                }
                 tracing::warn!(dir = %dir.display(), error = %e, "plugin directory not readable");
             }
         }
-        let used = |name: &str| {
-            self.config
-                .sources
-                .values()
-                .any(|s| s.plugins.iter().any(|p| p == name))
-        };
 
         for (name, (path, fp)) in &present {
             let unchanged = self.read().get(name).is_some_and(|e| e.seen == Some(*fp));
@@ -258,7 +265,9 @@ impl Plugins {
                 .is_some_and(|e| e.serving.as_ref().is_some_and(|(_, i)| i.sha256 == sha256));
             if same {
                 let mut map = self.write();
-                let e = map.entry(name.clone()).or_default();
+                let e = map
+                    .entry(name.clone())
+                    .or_insert_with(|| Entry::new(&self.stopping));
                 e.seen = Some(*fp);
                 e.last_error = None;
                 continue;
@@ -273,7 +282,9 @@ impl Plugins {
                         "plugin loaded"
                     );
                     let mut map = self.write();
-                    let e = map.entry(name.clone()).or_default();
+                    let e = map
+                        .entry(name.clone())
+                        .or_insert_with(|| Entry::new(&self.stopping));
                     e.serving = Some((Arc::new(plugin), info));
                     e.seen = Some(*fp);
                     e.last_error = None;
@@ -283,11 +294,10 @@ impl Plugins {
                 }
                 Err(err) => {
                     let message = format!("{err:#}");
-                    if strict && used(name) {
-                        return Err(err.context(format!("plugin {name:?} ({})", path.display())));
-                    }
                     let mut map = self.write();
-                    let e = map.entry(name.clone()).or_default();
+                    let e = map
+                        .entry(name.clone())
+                        .or_insert_with(|| Entry::new(&self.stopping));
                     e.stats.record_load_failure();
                     let serving = e.serving.as_ref().map(|(_, i)| i.sha256.clone());
                     tracing::error!(
@@ -319,10 +329,46 @@ impl Plugins {
         Ok(())
     }
 
-    /// Every known plugin's status, by name.
+    /// Plugins a source names that have never had a file.
+    fn never_seen(&self) -> Vec<String> {
+        let map = self.read();
+        let mut out: Vec<String> = self
+            .config
+            .sources
+            .values()
+            .flat_map(|s| s.plugins.iter())
+            .filter(|p| {
+                map.get(*p).is_none_or(|e| {
+                    e.serving.is_none()
+                        && e.seen.is_none()
+                        && e.removed_at.is_none()
+                        && e.last_error.is_none()
+                })
+            })
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Logs each plugin a source names that has no file, once at start:
+    /// the router runs without it and its events wait.
+    pub fn warn_missing(&self) {
+        for name in self.never_seen() {
+            let file = self.config.plugins.dir.join(format!("{name}.wasm"));
+            tracing::error!(plugin = %name, file = %file.display(), "plugin not found; its sources' events wait until the file appears");
+        }
+    }
+
+    /// Every known plugin's status, by name, including plugins a source
+    /// names that never had a file.
     pub fn statuses(&self) -> Vec<PluginStatus> {
-        self.read()
+        let missing = self.never_seen();
+        let mut out: Vec<PluginStatus> = self
+            .read()
             .iter()
+            .filter(|(name, _)| !missing.contains(name))
             .map(|(name, e)| PluginStatus {
                 name: name.clone(),
                 status: if e.serving.is_some() {
@@ -337,7 +383,29 @@ impl Plugins {
                 removed_at: e.removed_at,
                 stats: e.stats.view(),
             })
-            .collect()
+            .collect();
+        for name in missing {
+            let file = self.config.plugins.dir.join(format!("{name}.wasm"));
+            let stats = self
+                .read()
+                .get(&name)
+                .map(|e| e.stats.view())
+                .unwrap_or_else(|| PluginStats::default().view());
+            out.push(PluginStatus {
+                name,
+                status: "missing",
+                serving: None,
+                last_error: Some(LoadError {
+                    error: format!("no file {}", file.display()),
+                    at: now_ms(),
+                    sha256: None,
+                }),
+                removed_at: None,
+                stats,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     fn lane_for(&self, name: &str) -> Arc<Lane> {
@@ -346,7 +414,7 @@ impl Plugins {
         }
         self.write()
             .entry(name.to_string())
-            .or_default()
+            .or_insert_with(|| Entry::new(&self.stopping))
             .lane
             .clone()
     }

@@ -38,7 +38,7 @@ pub fn spawn(plugins: Arc<Plugins>, dir: &std::path::Path) -> Result<()> {
             // Debounce: wait until nothing happened for DEBOUNCE.
             while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
             let p = plugins.clone();
-            match tokio::task::spawn_blocking(move || p.reconcile(false)).await {
+            match tokio::task::spawn_blocking(move || p.reconcile()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::error!(error = format!("{e:#}"), "plugin reload failed"),
                 Err(e) => tracing::error!(error = %e, "plugin reload panicked"),
