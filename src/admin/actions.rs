@@ -45,7 +45,7 @@ pub async fn replay_event(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.router.replay(&id) {
+    match state.router.replay(&id).await {
         Ok(Replay::Queued) => {
             state.metrics.replayed("event", 1);
             (
@@ -88,8 +88,8 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
         Err(e) => return bad_request(e),
     };
     let st = state.clone();
-    let done = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let ids = collect_ids(
+    let ids = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        collect_ids(
             q.limit,
             |limit, cursor| {
                 st.store.list_events(&EventQuery {
@@ -99,16 +99,33 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
                 })
             },
             |e| e.id,
-        )?;
-        let mut replayed = Vec::new();
-        for id in ids {
-            if st.router.replay(&id)? == Replay::Queued {
-                replayed.push(id);
-            }
-        }
-        Ok(replayed)
+        )
     })
     .await;
+    let done = match ids {
+        Ok(Ok(ids)) => {
+            // Marked one by one: each mark is a small write, and routing
+            // reads the marks back a page at a time, so a bulk replay of
+            // 100 000 events holds ids, not events, in memory.
+            let mut replayed = Vec::new();
+            let mut failed = None;
+            for id in ids {
+                match state.router.replay(&id).await {
+                    Ok(Replay::Queued) => replayed.push(id),
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Ok(Err(e)),
+                None => Ok(Ok(replayed)),
+            }
+        }
+        other => other,
+    };
     match done {
         Ok(Ok(ids)) => {
             state.metrics.replayed("event", ids.len());
@@ -127,7 +144,13 @@ pub async fn retry_delivery(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.dispatcher.retry_delivery(&id) {
+    let d = state.dispatcher.clone();
+    let key = id.clone();
+    let retried = tokio::task::spawn_blocking(move || d.retry_delivery(&key))
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+    match retried {
         Ok(Retry::Scheduled) => {
             state.metrics.replayed("delivery", 1);
             (
@@ -179,10 +202,7 @@ pub async fn retry_deliveries(State(state): State<Arc<AdminState>>, body: Bytes)
 }
 
 pub async fn targets(State(state): State<Arc<AdminState>>) -> Response {
-    match state.dispatcher.target_statuses() {
-        Ok(list) => Json(json!({"targets": list})).into_response(),
-        Err(e) => store_error(e),
-    }
+    Json(json!({"targets": state.dispatcher.target_statuses()})).into_response()
 }
 
 fn no_target(name: &str) -> Response {
@@ -194,17 +214,9 @@ fn no_target(name: &str) -> Response {
 }
 
 pub async fn target(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
-    let Some(t) = state.dispatcher.target(&name) else {
-        return no_target(&name);
-    };
-    match state.store.dead_per_target() {
-        Ok(dead) => Json(
-            state
-                .dispatcher
-                .target_status(t, dead.get(&name).copied().unwrap_or(0)),
-        )
-        .into_response(),
-        Err(e) => store_error(e),
+    match state.dispatcher.target(&name) {
+        Some(t) => Json(state.dispatcher.target_status(t)).into_response(),
+        None => no_target(&name),
     }
 }
 

@@ -141,8 +141,10 @@ pub async fn deliveries(
 }
 
 pub async fn delivery(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
-    let view = || -> anyhow::Result<Option<Value>> {
-        let Some(d) = state.store.delivery(&id)? else {
+    let store = state.store.clone();
+    let key = id.clone();
+    let view = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Value>> {
+        let Some(d) = store.delivery(&key)? else {
             return Ok(None);
         };
         let mut v = serde_json::to_value(&d)?;
@@ -150,10 +152,13 @@ pub async fn delivery(State(state): State<Arc<AdminState>>, Path(id): Path<Strin
             Some(b) => body_json(b),
             None => Value::Null,
         };
-        v["attempt_log"] = serde_json::to_value(state.store.attempts(&d.id)?)?;
+        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id)?)?;
         Ok(Some(v))
-    };
-    match view() {
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|v| v);
+    match view {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,

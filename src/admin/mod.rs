@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -174,8 +176,36 @@ fn event_json(e: &Event) -> Value {
     v
 }
 
-async fn show_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
-    match event_view(&*state.store, &id) {
+/// Deliveries shown with an event per page, by default and at most: an
+/// event may fan out to thousands, and a view of all of them at once was
+/// tens of MB of JSON.
+const EVENT_DELIVERIES_DEFAULT: usize = 100;
+const EVENT_DELIVERIES_MAX: usize = 1000;
+
+/// How many of an event's delivery ids its view carries in `outcome`.
+const OUTCOME_IDS_SHOWN: usize = 100;
+
+async fn show_event(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = match q.get("deliveries_limit").map(|v| v.parse::<usize>()) {
+        None => EVENT_DELIVERIES_DEFAULT,
+        Some(Ok(n)) if n >= 1 => n.min(EVENT_DELIVERIES_MAX),
+        Some(_) => {
+            return list::bad_request("deliveries_limit: must be a positive number".to_string());
+        }
+    };
+    let cursor = q.get("deliveries_cursor").cloned();
+    let store = state.store.clone();
+    let key = id.clone();
+    let view =
+        tokio::task::spawn_blocking(move || event_view(&*store, &key, cursor.as_deref(), limit))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|v| v);
+    match view {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -186,8 +216,14 @@ async fn show_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>
     }
 }
 
-/// The event with its outcome, deliveries and their attempts.
-pub fn event_view(store: &dyn Storage, id: &str) -> anyhow::Result<Option<Value>> {
+/// The event with its outcome and one page of its deliveries with their
+/// attempts (`deliveries_next_cursor` continues). Blocking: reads the store.
+pub fn event_view(
+    store: &dyn Storage,
+    id: &str,
+    deliveries_after: Option<&str>,
+    deliveries_limit: usize,
+) -> anyhow::Result<Option<Value>> {
     let Some(event) = store.event(id)? else {
         return Ok(None);
     };
@@ -197,9 +233,10 @@ pub fn event_view(store: &dyn Storage, id: &str) -> anyhow::Result<Option<Value>
         None => json!("pending"),
     };
     let pending_reason = store.route_note(id)?.filter(|n| !n.is_empty());
-    let mut deliveries = Vec::new();
-    for d in store.deliveries_of_event(id)? {
-        let mut v = serde_json::to_value(&d)?;
+    let page = store.deliveries_of_event(id, deliveries_after, deliveries_limit)?;
+    let mut deliveries = Vec::with_capacity(page.items.len());
+    for d in &page.items {
+        let mut v = serde_json::to_value(d)?;
         v["body"] = match &d.body {
             Some(b) => body_json(b),
             None => Value::Null,
@@ -207,12 +244,21 @@ pub fn event_view(store: &dyn Storage, id: &str) -> anyhow::Result<Option<Value>
         v["attempt_log"] = serde_json::to_value(store.attempts(&d.id)?)?;
         deliveries.push(v);
     }
+    let mut outcome = serde_json::to_value(&outcome)?;
+    if let Some(ids) = outcome.get_mut("deliveries").and_then(Value::as_array_mut) {
+        // The ids are in `deliveries`, a page at a time; here only a count
+        // and the first few.
+        let total = ids.len();
+        ids.truncate(OUTCOME_IDS_SHOWN);
+        outcome["deliveries_total"] = json!(total);
+    }
     Ok(Some(json!({
         "event": event_json(&event),
         "status": status,
         "pending_reason": pending_reason,
         "outcome": outcome,
         "deliveries": deliveries,
+        "deliveries_next_cursor": page.next_cursor,
     })))
 }
 

@@ -8,6 +8,7 @@
 //! and a target at its limit simply leaves its deliveries waiting there —
 //! they never burn attempts while they wait.
 
+pub mod headers;
 pub mod ops;
 pub mod retry;
 pub mod send;
@@ -69,6 +70,9 @@ pub struct Target {
     state: Mutex<TargetState>,
     /// Scheduled deliveries (queue depth), counted at start and kept in step.
     scheduled: AtomicI64,
+    /// Dead deliveries (the dead-letter queue), counted at start and kept
+    /// in step, so showing a target never scans the dead-letter index.
+    dead: AtomicI64,
 }
 
 impl Target {
@@ -83,6 +87,11 @@ impl Target {
     /// Deliveries waiting on this target's schedule.
     pub fn scheduled(&self) -> i64 {
         self.scheduled.load(Ordering::Relaxed).max(0)
+    }
+
+    /// Dead deliveries of this target.
+    pub fn dead(&self) -> i64 {
+        self.dead.load(Ordering::Relaxed).max(0)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -122,6 +131,7 @@ impl Dispatcher {
             .build()?;
         let open = builder().build()?;
         let depth = store.scheduled_per_target()?;
+        let dead = store.dead_per_target()?;
         let mut targets = BTreeMap::new();
         for (name, t) in &config.targets {
             let control: Control = match store.target_control(name)? {
@@ -146,6 +156,7 @@ impl Dispatcher {
                         .map(|(rate, burst)| TokenBucket::new(rate, burst)),
                     state: Mutex::new(state),
                     scheduled: AtomicI64::new(depth.get(name).copied().unwrap_or(0) as i64),
+                    dead: AtomicI64::new(dead.get(name).copied().unwrap_or(0) as i64),
                 }),
             );
         }
@@ -187,6 +198,15 @@ impl Dispatcher {
     pub fn note_scheduled(&self, target: &str, n: i64) {
         if let Some(t) = self.targets.get(target) {
             t.scheduled.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts dead deliveries removed by the retention sweep.
+    pub fn note_swept_dead(&self, dead: &BTreeMap<String, usize>) {
+        for (target, n) in dead {
+            if let Some(t) = self.targets.get(target) {
+                t.dead.fetch_sub(*n as i64, Ordering::Relaxed);
+            }
         }
     }
 
@@ -398,6 +418,9 @@ impl Dispatcher {
                     t.scheduled.fetch_sub(1, Ordering::Relaxed);
                     self.metrics.finished(&t.name, r.status);
                 }
+                if r.status == DeliveryStatus::Dead {
+                    t.dead.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(None) => {
                 t.scheduled.fetch_sub(1, Ordering::Relaxed);
@@ -423,13 +446,20 @@ impl Dispatcher {
         }
     }
 
+    /// Persists a target's operator and circuit state. The state in memory
+    /// is what counts while running; the write (ordered with every other
+    /// store write) is for the next start, so nobody waits for it here.
     pub(crate) fn save_control(&self, target: &str, control: &Control) {
-        let saved = serde_json::to_vec(control)
-            .map_err(anyhow::Error::from)
-            .and_then(|v| self.store.set_target_control(target, &v));
-        if let Err(e) = saved {
-            tracing::error!(target = %target, error = format!("{e:#}"), "saving the target's state failed");
-        }
+        let written = match serde_json::to_vec(control) {
+            Ok(v) => self.store.set_target_control(target, &v),
+            Err(e) => crate::store::Written::failed(e.into()),
+        };
+        let target = target.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = written.done().await {
+                tracing::error!(target = %target, error = format!("{e:#}"), "saving the target's state failed");
+            }
+        });
     }
 
     /// Marks dead every delivery scheduled for a target that is no longer

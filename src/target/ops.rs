@@ -25,7 +25,7 @@ pub enum Retry {
 
 impl Dispatcher {
     /// A target's health as the admin API shows it.
-    pub fn target_status(&self, t: &Target, dead: usize) -> Value {
+    pub fn target_status(&self, t: &Target) -> Value {
         let now = now_ms();
         let s = t.state();
         let p = &t.config.policy;
@@ -37,7 +37,7 @@ impl Dispatcher {
             "disabled": s.control.disabled,
             "in_flight": s.in_flight,
             "scheduled": t.scheduled.load(Ordering::Relaxed).max(0),
-            "dead": dead,
+            "dead": t.dead(),
             "attempts": {"succeeded": s.succeeded, "failed": s.failed},
             "success_rate": s.success_rate(),
             "consecutive_failures": s.control.consecutive_failures,
@@ -60,12 +60,8 @@ impl Dispatcher {
     }
 
     /// Every target's status.
-    pub fn target_statuses(&self) -> Result<Vec<Value>> {
-        let dead = self.store.dead_per_target()?;
-        Ok(self
-            .targets()
-            .map(|t| self.target_status(t, dead.get(&t.name).copied().unwrap_or(0)))
-            .collect())
+    pub fn target_statuses(&self) -> Vec<Value> {
+        self.targets().map(|t| self.target_status(t)).collect()
     }
 
     /// Applies an operator action (`pause`, `resume`, `enable`); `None`
@@ -87,39 +83,41 @@ impl Dispatcher {
         tracing::info!(target = %name, action, "operator changed the target");
         self.save_control(name, &control);
         t.wake.notify_one();
-        let dead = self
-            .store
-            .dead_per_target()?
-            .get(name)
-            .copied()
-            .unwrap_or(0);
-        Ok(Some(self.target_status(t, dead)))
+        Ok(Some(self.target_status(t)))
     }
 
-    /// Puts one delivery on the schedule, due now.
+    /// Puts one delivery on the schedule, due now. Blocking (it waits for
+    /// the store): call from a blocking thread.
     pub fn retry_delivery(&self, id: &str) -> Result<Retry> {
-        let Some(mut d) = self.store.delivery(id)? else {
+        let Some(d) = self.store.delivery(id)? else {
             return Ok(Retry::NotFound);
         };
         let Some(t) = self.target(&d.target) else {
             return Ok(Retry::NoTarget);
         };
-        if t.claimed().contains(id) {
+        // Claim it as the dispatcher does, so a scan cannot pick it up (and
+        // send it) between this check and the reschedule: with both, it
+        // could be sent twice.
+        if !t.claimed().insert(id.to_string()) {
             return Ok(Retry::InFlight);
         }
-        let old_due = match d.status {
-            DeliveryStatus::Scheduled => d.next_attempt_at,
-            _ => None,
-        };
-        let was_scheduled = d.status == DeliveryStatus::Scheduled;
         let now = now_ms();
-        d.status = DeliveryStatus::Scheduled;
-        d.next_attempt_at = Some(now);
-        self.store.reschedule(&d, old_due, now)?;
-        if !was_scheduled {
-            t.scheduled.fetch_add(1, Ordering::Relaxed);
+        let before = self.store.reschedule(id, now).wait_value();
+        t.claimed().remove(id);
+        let Some(before) = before? else {
+            return Ok(Retry::NotFound);
+        };
+        match before.status {
+            DeliveryStatus::Scheduled => {}
+            DeliveryStatus::Dead => {
+                t.dead.fetch_sub(1, Ordering::Relaxed);
+                t.scheduled.fetch_add(1, Ordering::Relaxed);
+            }
+            DeliveryStatus::Delivered => {
+                t.scheduled.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        tracing::info!(delivery = %id, event = %d.event_id, target = %d.target, "operator scheduled a retry");
+        tracing::info!(delivery = %id, event = %d.event_id, target_name = %d.target, "operator scheduled a retry");
         t.wake.notify_one();
         Ok(Retry::Scheduled)
     }

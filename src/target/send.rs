@@ -44,11 +44,11 @@ pub async fn attempt(
 ) -> Result<Option<Report>> {
     let Some(mut delivery) = store.delivery(id)? else {
         tracing::warn!(delivery = %id, "scheduled delivery has no record; unscheduling");
-        store.unschedule(target_name, id, due_ms)?;
+        store.unschedule(target_name, id, due_ms).done().await?;
         return Ok(None);
     };
     if delivery.status != DeliveryStatus::Scheduled {
-        store.unschedule(target_name, id, due_ms)?;
+        store.unschedule(target_name, id, due_ms).done().await?;
         return Ok(None);
     }
     let n = delivery.attempts + 1;
