@@ -490,3 +490,19 @@ pub fn server_section(dir: &Path) -> String {
         dir.join("plugins").display()
     )
 }
+
+/// Resident and peak resident memory of a process, in MiB
+/// (`/proc/<pid>/status`: VmRSS and VmHWM).
+pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -1,8 +1,10 @@
 //! Misbehaving test plugin for hookyard.
 //!
 //! Exercises the host's failure handling (errors, traps, timeouts, memory
-//! limits) from one plugin file. The behaviour comes from the config key
-//! `mode`, and a JSON body with a string field `mode` overrides it per event.
+//! limits) and its bounds on what a plugin hands back (fan-out, reason and
+//! log sizes, KV keys, headers) from one plugin file. The behaviour comes
+//! from the config key `mode`, and a JSON body with a string field `mode`
+//! overrides it per event; `n`, `ms` and `headers` in the body size it.
 
 /// Bindings generated from `wit/plugin.wit`.
 mod bindings {
@@ -43,10 +45,12 @@ impl Guest for Chaos {
             &format!("event {} in mode {mode:?}", event.id),
         );
 
+        let target =
+            config_value(&config, "target").unwrap_or_else(|| DEFAULT_TARGET.to_owned());
+        let n = body_number(&event.body, "n").unwrap_or(1) as usize;
         match mode.as_str() {
             "ok" => Ok(Outcome::Deliver(vec![Delivery {
-                target: config_value(&config, "target")
-                    .unwrap_or_else(|| DEFAULT_TARGET.to_owned()),
+                target,
                 // How many events this instance has handled: shows whether
                 // the host reuses warm instances or starts fresh ones.
                 headers: vec![(
@@ -60,9 +64,84 @@ impl Guest for Chaos {
             "loop" => spin_forever(),
             "alloc" => hoard_memory(),
             "drop" => Ok(Outcome::Drop("chaos plugin dropping".to_owned())),
+            // `n` deliveries for one event: a fan-out bomb when n is large.
+            "fanout" => Ok(Outcome::Deliver(
+                (0..n)
+                    .map(|i| Delivery {
+                        target: target.clone(),
+                        headers: vec![("x-fanout".to_owned(), i.to_string())],
+                        body: None,
+                    })
+                    .collect(),
+            )),
+            // Reasons and errors of `n` bytes.
+            "bigdrop" => Ok(Outcome::Drop("d".repeat(n))),
+            "bigerror" => Err("e".repeat(n)),
+            // `n` log lines of 1 KiB each, then an ordinary delivery.
+            "logflood" => {
+                let line = "l".repeat(1024);
+                for _ in 0..n {
+                    host::log(Level::Info, &line);
+                }
+                Ok(Outcome::Deliver(vec![Delivery {
+                    target,
+                    headers: vec![],
+                    body: None,
+                }]))
+            }
+            // A KV key of `n` bytes.
+            "bigkey" => {
+                host::kv_set(&"k".repeat(n), b"v");
+                Ok(Outcome::Drop("stored a big key".to_owned()))
+            }
+            // The headers listed in the body (`"headers": [["name", "value"]]`).
+            "headers" => Ok(Outcome::Deliver(vec![Delivery {
+                target,
+                headers: body_headers(&event.body),
+                body: Some(b"{\"from\":\"chaos\"}".to_vec()),
+            }])),
+            // Sleeps `ms` milliseconds, then delivers: a plugin slower than
+            // ingestion.
+            "slow" => {
+                let ms = body_number(&event.body, "ms").unwrap_or(10);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(Outcome::Deliver(vec![Delivery {
+                    target,
+                    headers: vec![],
+                    body: None,
+                }]))
+            }
             other => Err(format!("unknown chaos mode {other:?}")),
         }
     }
+}
+
+/// A number field of a JSON body.
+fn body_number(body: &[u8], field: &str) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get(field)?.as_u64()
+}
+
+/// `"headers": [["name", "value"], ...]` from a JSON body.
+fn body_headers(body: &[u8]) -> Vec<(String, String)> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return vec![];
+    };
+    value
+        .get("headers")
+        .and_then(|h| h.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|pair| {
+                    let pair = pair.as_array()?;
+                    Some((
+                        pair.first()?.as_str()?.to_owned(),
+                        pair.get(1)?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The per-event override: a string `mode` field in a JSON body.
