@@ -57,6 +57,9 @@ pub enum Durability {
 #[derive(Debug, Clone)]
 pub struct PluginsConfig {
     pub dir: PathBuf,
+    /// Where compiled components are cached; several routers (or test
+    /// runs) may share one. Default `<data_dir>/plugin-cache`.
+    pub cache_dir: PathBuf,
     pub defaults: PluginLimits,
     pub plugins: BTreeMap<String, PluginSettings>,
 }
@@ -76,6 +79,8 @@ pub struct PluginLimits {
     pub max_deliveries: usize,
     /// Most bytes (targets, headers, bodies) of one call's deliveries.
     pub max_outcome_bytes: usize,
+    /// Most KV keys the plugin may hold.
+    pub max_kv_keys: usize,
 }
 
 /// Default bound on deliveries per plugin call: generous for fan-out to
@@ -216,12 +221,14 @@ struct RawServer {
 #[derive(Deserialize, Default)]
 struct RawPlugins {
     dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     timeout: Option<String>,
     memory: Option<String>,
     warm_instances: Option<usize>,
     fuel: Option<u64>,
     max_deliveries: Option<usize>,
     max_outcome_size: Option<String>,
+    max_kv_keys: Option<usize>,
     #[serde(flatten)]
     per_plugin: BTreeMap<String, toml::Value>,
 }
@@ -238,6 +245,7 @@ struct RawPluginTable {
     fuel: Option<u64>,
     max_deliveries: Option<usize>,
     max_outcome_size: Option<String>,
+    max_kv_keys: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -377,6 +385,8 @@ impl Config {
                 raw.plugins.max_outcome_size.as_deref(),
             )?
             .unwrap_or(DEFAULT_MAX_OUTCOME_BYTES),
+            max_kv_keys: max_kv_keys("plugins.max_kv_keys", raw.plugins.max_kv_keys)?
+                .unwrap_or(crate::plugin::kv::DEFAULT_MAX_KEYS),
         };
         let mut plugin_settings = BTreeMap::new();
         for (name, value) in raw.plugins.per_plugin {
@@ -402,6 +412,7 @@ impl Config {
                 || table.fuel.is_some()
                 || table.max_deliveries.is_some()
                 || table.max_outcome_size.is_some()
+                || table.max_kv_keys.is_some()
             {
                 let warm = match table.fresh_instances {
                     Some(true) => 0,
@@ -424,6 +435,8 @@ impl Config {
                         table.max_outcome_size.as_deref(),
                     )?
                     .unwrap_or(defaults.max_outcome_bytes),
+                    max_kv_keys: max_kv_keys(&format!("{key}.max_kv_keys"), table.max_kv_keys)?
+                        .unwrap_or(defaults.max_kv_keys),
                 })
             } else {
                 None
@@ -432,6 +445,10 @@ impl Config {
         }
         let plugins = PluginsConfig {
             dir: base.join(raw.plugins.dir.unwrap_or_else(|| "./plugins".into())),
+            cache_dir: match raw.plugins.cache_dir {
+                Some(d) => base.join(d),
+                None => server.data_dir.join("plugin-cache"),
+            },
             defaults,
             plugins: plugin_settings,
         };
@@ -793,6 +810,13 @@ fn max_deliveries(key: &str, n: Option<usize>) -> Result<Option<usize>> {
         Some(n) if n == 0 || n > MAX_MAX_DELIVERIES => {
             bail!("{key}: must be between 1 and {MAX_MAX_DELIVERIES}")
         }
+        n => Ok(n),
+    }
+}
+
+fn max_kv_keys(key: &str, n: Option<usize>) -> Result<Option<usize>> {
+    match n {
+        Some(n) if n == 0 || n > 100_000_000 => bail!("{key}: must be between 1 and 100000000"),
         n => Ok(n),
     }
 }

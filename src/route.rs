@@ -18,11 +18,12 @@ use tokio::sync::{Notify, Semaphore};
 use crate::admin::metrics::Metrics;
 use crate::config::{Config, PluginLimits};
 use crate::id::{new_id, now_ms};
+use crate::plugin::kv::{KvGuard, KvRefused, KvTxn, PluginTxn};
 use crate::plugin::{CallError, PluginOutcome, Plugins};
 use crate::records::{
     Delivery, DeliveryStatus, Event, EventStatus, Outcome, PluginResult, PluginVerdict,
 };
-use crate::store::{Mark, Storage};
+use crate::store::{Answer, Mark, Storage};
 use crate::target::{Dispatcher, headers};
 
 /// How many events are routed concurrently.
@@ -387,11 +388,16 @@ impl Router {
         }
     }
 
-    /// Runs the source's plugins and stores the outcome and deliveries;
-    /// `None` when the event was parked to wait for a missing plugin.
+    /// Runs the source's plugins and stores the outcome, the deliveries and
+    /// the plugins' KV writes; `None` when the event was parked to wait for
+    /// a missing plugin, or the process is shutting down (the event keeps
+    /// its mark either way).
+    ///
+    /// The KV writes commit only if nothing the calls read changed in the
+    /// meantime; if something did, the plugins run again on fresh state (at
+    /// most [`MAX_KV_TRIES`] times), so concurrent events see each other's
+    /// effects as if routed one at a time.
     pub async fn route(&self, event: Arc<Event>) -> Result<Option<Outcome>> {
-        let mut results = Vec::new();
-        let mut deliveries = Vec::new();
         let now = now_ms();
         let Some(source) = self.config.sources.get(&event.source) else {
             let outcome = Outcome {
@@ -407,7 +413,7 @@ impl Router {
                 deliveries: vec![],
             };
             self.store
-                .record_outcome(&event.id, &outcome, &[], now)
+                .record_outcome(&event.id, &outcome, &[], now, vec![])
                 .done()
                 .await?;
             return Ok(Some(outcome));
@@ -431,7 +437,117 @@ impl Router {
             return Ok(None);
         }
 
-        for name in &source.plugins {
+        let mut tries = 0;
+        let (outcome, deliveries) = loop {
+            tries += 1;
+            let Some(mut ran) = self.run_plugins(&event, &source.plugins, now).await else {
+                return Ok(None);
+            };
+            for target in &source.targets {
+                ran.deliveries.push(new_delivery(
+                    &event,
+                    target,
+                    "passthrough".into(),
+                    vec![],
+                    None,
+                    now,
+                ));
+            }
+            let outcome = ran.outcome();
+            let tokens: Vec<(String, Option<u64>)> = ran
+                .txns
+                .iter()
+                .map(|t| (t.plugin.clone(), t.txn.token))
+                .collect();
+            let written = self.store.record_outcome(
+                &event.id,
+                &outcome,
+                &ran.deliveries,
+                now,
+                std::mem::take(&mut ran.txns),
+            );
+            // Submitted: the writer gets this plugin's next commit after
+            // this one, so the next call may go.
+            ran.guards.clear();
+            let answer = written.answer().await;
+            // Whatever the answer, the store now says what the writes are.
+            for (plugin, token) in tokens {
+                self.plugins.kv_settled(&plugin, token);
+            }
+            let answer = answer?;
+            let refused = match answer {
+                Answer::Refused(r) => r,
+                Answer::Done | Answer::Existing(_) => {
+                    self.metrics_for(&ran.results);
+                    break (outcome, ran.deliveries);
+                }
+            };
+            if let KvRefused::Conflict { plugin, key } = &refused {
+                self.plugins.note_kv_conflict(plugin);
+                if tries < MAX_KV_TRIES {
+                    tracing::debug!(event = %event.id, plugin = %plugin, key = %key, tries, "KV read changed before commit; routing again");
+                    continue;
+                }
+            }
+            // Contended past hope, or over a limit: the event fails, with
+            // the reason on the plugin at fault, and none of its plugins'
+            // KV writes or deliveries (passthrough deliveries stand).
+            let reason = match &refused {
+                KvRefused::Conflict { .. } => {
+                    format!("{refused}; gave up after {tries} tries")
+                }
+                KvRefused::Full { .. } => refused.to_string(),
+            };
+            let at_fault = match &refused {
+                KvRefused::Conflict { plugin, .. } | KvRefused::Full { plugin, .. } => plugin,
+            };
+            tracing::warn!(event = %event.id, plugin = %at_fault, "{reason}");
+            for r in &mut ran.results {
+                r.deliveries = 0;
+                if r.plugin == *at_fault {
+                    r.result = PluginVerdict::Failed;
+                    r.reason = Some(reason.clone());
+                }
+            }
+            ran.deliveries.retain(|d| d.origin == "passthrough");
+            let outcome = ran.outcome();
+            self.store
+                .record_outcome(&event.id, &outcome, &ran.deliveries, now, vec![])
+                .done()
+                .await?;
+            self.metrics_for(&ran.results);
+            break (outcome, ran.deliveries);
+        };
+        self.metrics.event(match outcome.status {
+            EventStatus::Routed => "routed",
+            EventStatus::Dropped => "dropped",
+            EventStatus::Failed => "failed",
+        });
+        for d in &deliveries {
+            self.dispatcher.note_scheduled(&d.target, 1);
+            self.dispatcher.wake(&d.target);
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Counts each plugin's committed decision.
+    fn metrics_for(&self, results: &[PluginResult]) {
+        for r in results {
+            let label = match r.result {
+                PluginVerdict::Deliver => "routed",
+                PluginVerdict::Drop => "dropped",
+                PluginVerdict::Failed => "failed",
+            };
+            self.metrics
+                .plugin_result(&r.plugin, label, Duration::from_micros(r.duration_us));
+        }
+    }
+
+    /// One run of the source's plugins over the event; `None` when the
+    /// process is shutting down.
+    async fn run_plugins(&self, event: &Arc<Event>, plugins: &[String], now: u64) -> Option<Ran> {
+        let mut ran = Ran::default();
+        for name in plugins {
             let started = Instant::now();
             let limits = self.config.plugin_limits(name);
             let (verdict, reason, made) = match self.plugins.get(name) {
@@ -442,29 +558,41 @@ impl Router {
                     )),
                     vec![],
                 ),
-                Some(plugin) => match self.plugins.call(plugin, event.clone()).await.result {
-                    // Shutting down: the event keeps its mark and is routed
-                    // (every plugin again) after the restart.
-                    Err(CallError::ShuttingDown) => return Ok(None),
-                    Ok(PluginOutcome::Drop(reason)) => {
-                        (PluginVerdict::Drop, Some(cap_text(reason)), vec![])
-                    }
-                    Ok(PluginOutcome::Deliver(list)) => {
-                        match self.deliveries_from_plugin(&event, name, &limits, list, now) {
-                            Ok(made) => (PluginVerdict::Deliver, None, made),
-                            Err(reason) => (PluginVerdict::Failed, Some(reason), vec![]),
+                Some(plugin) => {
+                    let mut report = self.plugins.call(plugin, event.clone()).await;
+                    ran.guards.extend(report.kv_guard.take());
+                    ran.txns.push(PluginTxn {
+                        plugin: name.clone(),
+                        max_keys: limits.max_kv_keys,
+                        // A failed call commits no writes, but what it read
+                        // is still checked: its failure may have come from
+                        // a value another event was changing.
+                        txn: match &report.result {
+                            Ok(_) => report.txn,
+                            Err(_) => KvTxn {
+                                reads: report.txn.reads,
+                                ..KvTxn::default()
+                            },
+                        },
+                    });
+                    match report.result {
+                        // Shutting down: the event keeps its mark and is
+                        // routed (every plugin again) after the restart.
+                        Err(CallError::ShuttingDown) => return None,
+                        Ok(PluginOutcome::Drop(reason)) => {
+                            (PluginVerdict::Drop, Some(cap_text(reason)), vec![])
                         }
+                        Ok(PluginOutcome::Deliver(list)) => {
+                            match self.deliveries_from_plugin(event, name, &limits, list, now) {
+                                Ok(made) => (PluginVerdict::Deliver, None, made),
+                                Err(reason) => (PluginVerdict::Failed, Some(reason), vec![]),
+                            }
+                        }
+                        Err(e) => (PluginVerdict::Failed, Some(cap_text(e.to_string())), vec![]),
                     }
-                    Err(e) => (PluginVerdict::Failed, Some(cap_text(e.to_string())), vec![]),
-                },
+                }
             };
             let elapsed = started.elapsed();
-            let label = match verdict {
-                PluginVerdict::Deliver => "routed",
-                PluginVerdict::Drop => "dropped",
-                PluginVerdict::Failed => "failed",
-            };
-            self.metrics.plugin_result(name, label, elapsed);
             match verdict {
                 PluginVerdict::Failed => {
                     tracing::warn!(event = %event.id, plugin = %name, reason = reason.as_deref().unwrap_or(""), "plugin failed")
@@ -476,53 +604,16 @@ impl Router {
                     tracing::debug!(event = %event.id, plugin = %name, deliveries = made.len(), "plugin routed event")
                 }
             }
-            results.push(PluginResult {
+            ran.results.push(PluginResult {
                 plugin: name.clone(),
                 result: verdict,
                 reason,
                 deliveries: made.len(),
                 duration_us: elapsed.as_micros() as u64,
             });
-            deliveries.extend(made);
+            ran.deliveries.extend(made);
         }
-        for target in &source.targets {
-            deliveries.push(new_delivery(
-                &event,
-                target,
-                "passthrough".into(),
-                vec![],
-                None,
-                now,
-            ));
-        }
-
-        let status = if results.iter().any(|r| r.result == PluginVerdict::Failed) {
-            EventStatus::Failed
-        } else if !deliveries.is_empty() {
-            EventStatus::Routed
-        } else {
-            EventStatus::Dropped
-        };
-        let outcome = Outcome {
-            status,
-            routed_at: now_ms(),
-            plugins: results,
-            deliveries: deliveries.iter().map(|d| d.id.clone()).collect(),
-        };
-        self.store
-            .record_outcome(&event.id, &outcome, &deliveries, now)
-            .done()
-            .await?;
-        self.metrics.event(match status {
-            EventStatus::Routed => "routed",
-            EventStatus::Dropped => "dropped",
-            EventStatus::Failed => "failed",
-        });
-        for d in &deliveries {
-            self.dispatcher.note_scheduled(&d.target, 1);
-            self.dispatcher.wake(&d.target);
-        }
-        Ok(Some(outcome))
+        Some(ran)
     }
 
     /// Turns a plugin's requested deliveries into records. A request for a
@@ -589,6 +680,45 @@ impl Router {
         Ok(out)
     }
 }
+
+/// One run of an event's plugins, before it is committed.
+#[derive(Default)]
+struct Ran {
+    results: Vec<PluginResult>,
+    deliveries: Vec<Delivery>,
+    txns: Vec<PluginTxn>,
+    /// KV locks of plugins whose calls wrote, let go once the commit is
+    /// submitted.
+    guards: Vec<KvGuard>,
+}
+
+impl Ran {
+    fn outcome(&self) -> Outcome {
+        let status = if self
+            .results
+            .iter()
+            .any(|r| r.result == PluginVerdict::Failed)
+        {
+            EventStatus::Failed
+        } else if !self.deliveries.is_empty() {
+            EventStatus::Routed
+        } else {
+            EventStatus::Dropped
+        };
+        Outcome {
+            status,
+            routed_at: now_ms(),
+            plugins: self.results.clone(),
+            deliveries: self.deliveries.iter().map(|d| d.id.clone()).collect(),
+        }
+    }
+}
+
+/// Runs of an event's plugins when what they read keeps changing before
+/// their writes commit. Each run reads fresh state, and only calls running
+/// at the same time can conflict, so even a single hot counter commits
+/// within a few tries; this bounds the pathological case.
+const MAX_KV_TRIES: u32 = 10;
 
 /// Longest plugin-given text (drop reason, error) kept with an outcome and
 /// logged: a plugin can return megabytes, an operator reads a line.

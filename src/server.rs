@@ -25,7 +25,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let plugins = Arc::new(Plugins::new(
         config.clone(),
         Some(store.clone()),
-        Some(config.server.data_dir.join("plugin-cache")),
+        Some(config.plugins.cache_dir.clone()),
     )?);
     plugins.reconcile()?;
     plugins.warn_missing();

@@ -233,6 +233,18 @@ impl Metrics {
                     .collect()
             },
         );
+        let p = plugins.clone();
+        r.counter_fn(
+            "hookyard_plugin_kv_conflicts_total",
+            "Plugin runs repeated because a KV key they read changed before their writes committed.",
+            &["plugin"],
+            move || {
+                p.statuses()
+                    .into_iter()
+                    .map(|s| (vec![s.name.clone()], s.stats.kv_conflicts))
+                    .collect()
+            },
+        );
         let p = plugins;
         r.counter_fn(
             "hookyard_plugin_load_failures_total",

@@ -3,6 +3,7 @@
 
 mod actions;
 mod auth;
+mod kv;
 mod list;
 pub mod metrics;
 pub mod prom;
@@ -59,6 +60,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/admin/targets/{name}/resume"),
     ("POST", "/admin/targets/{name}/enable"),
     ("GET", "/admin/plugins"),
+    ("GET", "/admin/plugins/{name}/kv"),
+    ("GET", "/admin/plugins/{name}/kv/{key}"),
+    ("DELETE", "/admin/plugins/{name}/kv/{key}"),
     ("GET", "/admin/sources"),
 ];
 
@@ -83,6 +87,11 @@ pub fn routes(state: Arc<AdminState>) -> Router {
             post(actions::control_target),
         )
         .route("/admin/plugins", get(list_plugins))
+        .route("/admin/plugins/{name}/kv", get(kv::list))
+        .route(
+            "/admin/plugins/{name}/kv/{key}",
+            get(kv::get).delete(kv::delete),
+        )
         .route("/admin/sources", get(list_sources))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -338,10 +347,14 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::new();
         for (method, path) in ENDPOINTS {
-            let path = path.replace("{id}", "nope").replace("{name}", "t");
+            let path = path
+                .replace("{id}", "nope")
+                .replace("{name}", "t")
+                .replace("{key}", "k");
             let url = format!("http://{addr}{path}");
             let r = match *method {
                 "GET" => http.get(&url).send().await.unwrap(),
+                "DELETE" => http.delete(&url).send().await.unwrap(),
                 _ => http
                     .post(&url)
                     .body("{\"status\":\"failed\"}")

@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, hookyard};
+use super::kv::{self, KvGuard, KvTxn, MAX_KEYS_PER_CALL, SharedKv};
 use super::stderr::StderrTail;
 use crate::store::Storage;
 
@@ -29,6 +30,14 @@ pub struct PluginState {
     pub(crate) violation: Option<String>,
     /// What the current call may still log, and what it logged past that.
     pub(crate) log: LogBudget,
+    /// What the current call read and wrote in its KV state; committed with
+    /// the event's outcome (see `kv.rs`).
+    pub(crate) txn: KvTxn,
+    /// The plugin's KV lock, from the call's first KV operation (see
+    /// `kv.rs`); `kv_locked` says it was tried, so a call that waited in
+    /// vain does not wait again.
+    pub(crate) kv_guard: Option<KvGuard>,
+    pub(crate) kv_locked: bool,
 }
 
 /// Log lines one call may write: a plugin in a loop could write hundreds of
@@ -75,6 +84,8 @@ pub struct PluginIdentity {
     pub name: String,
     pub config: Vec<(String, String)>,
     pub store: Option<Arc<dyn Storage>>,
+    /// Shared by every version and instance of this plugin (see `kv.rs`).
+    pub kv: Arc<SharedKv>,
 }
 
 impl PluginState {
@@ -102,6 +113,9 @@ impl PluginState {
             stderr,
             violation: None,
             log: LogBudget::full(),
+            txn: KvTxn::default(),
+            kv_guard: None,
+            kv_locked: false,
         }
     }
 }
@@ -137,6 +151,19 @@ impl PluginState {
                 key.len()
             ));
             return false;
+        }
+        if self.txn.keys() >= MAX_KEYS_PER_CALL
+            && !self.txn.reads.contains_key(key)
+            && !self.txn.writes.contains_key(key)
+        {
+            self.violate(format!(
+                "{op}: one call may touch at most {MAX_KEYS_PER_CALL} KV keys"
+            ));
+            return false;
+        }
+        if !self.kv_locked {
+            self.kv_locked = true;
+            self.kv_guard = self.plugin.kv.lock();
         }
         true
     }
@@ -175,11 +202,27 @@ impl hookyard::plugin::host::Host for PluginState {
         if !self.key_ok("kv-get", &key) {
             return None;
         }
+        if let Some(own) = self.txn.written(&key) {
+            return own.clone();
+        }
         let store = self.plugin.store.as_ref()?;
-        match store.kv_get(&self.plugin.name, &key) {
-            Ok(v) => v,
+        let read = match self.plugin.kv.pending(&key) {
+            Some(pending) => Ok(pending),
+            None => store.kv_get(&self.plugin.name, &key),
+        };
+        match read {
+            Ok(v) => {
+                // The first read is what the commit checks is still there.
+                self.txn
+                    .reads
+                    .entry(key)
+                    .or_insert_with(|| kv::digest(v.as_deref()));
+                v
+            }
             Err(e) => {
-                tracing::error!(plugin = %self.plugin.name, error = %e, "kv-get failed");
+                // A read that failed must not look like an absent key the
+                // plugin then "creates": fail the call instead.
+                self.violate(format!("kv-get: the store could not be read: {e:#}"));
                 None
             }
         }
@@ -196,23 +239,13 @@ impl hookyard::plugin::host::Host for PluginState {
             ));
             return;
         }
-        let Some(store) = &self.plugin.store else {
-            return;
-        };
-        if let Err(e) = store.kv_set(&self.plugin.name, &key, &value) {
-            tracing::error!(plugin = %self.plugin.name, error = %e, "kv-set failed");
-        }
+        self.txn.writes.insert(key, Some(value));
     }
 
     fn kv_delete(&mut self, key: String) {
         if !self.key_ok("kv-delete", &key) {
             return;
         }
-        let Some(store) = &self.plugin.store else {
-            return;
-        };
-        if let Err(e) = store.kv_delete(&self.plugin.name, &key) {
-            tracing::error!(plugin = %self.plugin.name, error = %e, "kv-delete failed");
-        }
+        self.txn.writes.insert(key, None);
     }
 }

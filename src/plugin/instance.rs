@@ -14,6 +14,7 @@ use wasmtime::{Engine, Store, Trap};
 use super::bindings::{Event, Level, Outcome, Plugin, PluginPre};
 use super::engine::deadline_ticks;
 use super::host::{PluginIdentity, PluginState};
+use super::kv::{KvGuard, KvTxn};
 use crate::config::PluginLimits;
 
 /// Why a plugin call produced no outcome.
@@ -73,6 +74,11 @@ pub struct CallReport {
     pub fresh_instance: bool,
     /// Log lines (and their bytes) past the call's log budget, not written.
     pub log_cut: (u64, u64),
+    /// What the call read and wrote in its KV state.
+    pub txn: KvTxn,
+    /// The plugin's KV lock when the call wrote: let go once the event's
+    /// commit is submitted (see `kv.rs`).
+    pub kv_guard: Option<KvGuard>,
 }
 
 impl CallReport {
@@ -83,6 +89,8 @@ impl CallReport {
             logs: vec![],
             fresh_instance: true,
             log_cut: (0, 0),
+            txn: KvTxn::default(),
+            kv_guard: None,
         }
     }
 }
@@ -177,6 +185,9 @@ impl LoadedPlugin {
             state.captured = capture_logs.then(Vec::new);
             state.violation = None;
             state.log = super::host::LogBudget::full();
+            state.txn = KvTxn::default();
+            state.kv_guard = None;
+            state.kv_locked = false;
             state.stderr.take();
         }
         warm.store
@@ -197,6 +208,17 @@ impl LoadedPlugin {
             );
         }
         let violation = state.violation.take();
+        let mut txn = std::mem::take(&mut state.txn);
+        // A call that succeeded makes its writes visible to the next calls
+        // before it lets go of the plugin's KV lock.
+        let kv_guard = if matches!(raw, Ok(Ok(_))) && violation.is_none() && !txn.writes.is_empty()
+        {
+            txn.token = Some(self.identity.kv.publish(&txn.writes));
+            state.kv_guard.take()
+        } else {
+            state.kv_guard = None;
+            None
+        };
         let result = match (raw, violation) {
             (Ok(_), Some(broken)) => Err(CallError::Limit(broken)),
             (Ok(Ok(outcome)), None) => Ok(outcome),
@@ -209,6 +231,8 @@ impl LoadedPlugin {
                     logs,
                     fresh_instance,
                     log_cut,
+                    txn,
+                    kv_guard,
                 };
             }
         };
@@ -221,6 +245,8 @@ impl LoadedPlugin {
             logs,
             fresh_instance,
             log_cut,
+            txn,
+            kv_guard,
         }
     }
 

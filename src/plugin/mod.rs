@@ -7,6 +7,7 @@ pub mod cache;
 pub mod engine;
 pub mod host;
 pub mod instance;
+pub mod kv;
 mod lane;
 pub mod registry;
 pub mod stats;

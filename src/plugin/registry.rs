@@ -24,6 +24,7 @@ use wasmtime::component::{Component, Linker};
 use super::cache::CompileCache;
 use super::host::{PluginIdentity, PluginState};
 use super::instance::{CallReport, LoadedPlugin, hex};
+use super::kv::SharedKv;
 use super::lane::Lane;
 use super::stats::{PluginStats, StatsView};
 use super::{engine, instance};
@@ -109,6 +110,9 @@ pub struct Plugins {
     changed: watch::Sender<u64>,
     /// Set by [`stop`](Self::stop); every lane shares it.
     stopping: Arc<AtomicBool>,
+    /// Each plugin's shared KV state (lock, pending writes), by name, kept
+    /// across versions.
+    kv: std::sync::Mutex<BTreeMap<String, Arc<SharedKv>>>,
 }
 
 impl Plugins {
@@ -131,7 +135,25 @@ impl Plugins {
             entries: RwLock::new(BTreeMap::new()),
             changed: watch::channel(0).0,
             stopping: Arc::new(AtomicBool::new(false)),
+            kv: Default::default(),
         })
+    }
+
+    /// The plugin's shared KV state.
+    fn kv_of(&self, name: &str) -> Arc<SharedKv> {
+        self.kv
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// A call's pending KV writes were committed, refused or failed.
+    pub fn kv_settled(&self, name: &str, token: Option<u64>) {
+        if let Some(token) = token {
+            self.kv_of(name).settle(token);
+        }
     }
 
     /// Shutdown: calls not yet running are answered "shutting down" instead
@@ -191,6 +213,7 @@ impl Plugins {
             name: name.to_string(),
             config: self.config.plugin_config(name),
             store: self.store.clone(),
+            kv: self.kv_of(name),
         });
         let plugin = LoadedPlugin::link(
             &self.engine,
@@ -406,6 +429,13 @@ impl Plugins {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Counts a routing run again because the plugin's KV changed under it.
+    pub fn note_kv_conflict(&self, name: &str) {
+        if let Some(e) = self.read().get(name) {
+            e.stats.record_kv_conflict();
+        }
     }
 
     fn lane_for(&self, name: &str) -> Arc<Lane> {

@@ -19,6 +19,7 @@ pub struct PluginStats {
     max_us: AtomicU64,
     load_failures: AtomicU64,
     log_lines_cut: AtomicU64,
+    kv_conflicts: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
 }
 
@@ -31,6 +32,8 @@ pub struct StatsView {
     pub load_failures: u64,
     /// Log lines past the per-call limit, not written.
     pub log_lines_cut: u64,
+    /// Calls run again because a KV key they read changed before commit.
+    pub kv_conflicts: u64,
     pub latency_us: LatencyView,
 }
 
@@ -63,6 +66,10 @@ impl PluginStats {
         if lines > 0 {
             self.log_lines_cut.fetch_add(lines, Ordering::Relaxed);
         }
+    }
+
+    pub fn record_kv_conflict(&self) {
+        self.kv_conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_load_failure(&self) {
@@ -98,6 +105,7 @@ impl PluginStats {
             fresh_instances: self.fresh_instances.load(Ordering::Relaxed),
             load_failures: self.load_failures.load(Ordering::Relaxed),
             log_lines_cut: self.log_lines_cut.load(Ordering::Relaxed),
+            kv_conflicts: self.kv_conflicts.load(Ordering::Relaxed),
             latency_us: LatencyView {
                 mean: self
                     .total_us

@@ -45,10 +45,11 @@ mod listing;
 mod retention;
 mod writer;
 
+use crate::plugin::kv::{KvTxn, PluginTxn};
 use bodies::{BodyLog, BodyRef};
 pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page, collect_ids};
 pub use retention::Swept;
-pub use writer::{Checked, Written};
+pub use writer::{Answer, Checked, Written};
 use writer::{GroupWriter, Writes};
 
 const EVENT: u8 = b'e';
@@ -107,13 +108,18 @@ pub trait Storage: Send + Sync + 'static {
     /// Clears the "to route" mark of an event that is gone (swept).
     fn drop_route_mark(&self, event_id: &str) -> Written;
     /// Records the routing outcome, creates the deliveries with their first
-    /// attempt due at `due_ms`, and clears the "to route" mark, atomically.
+    /// attempt due at `due_ms`, commits the plugins' KV writes and clears
+    /// the "to route" mark, atomically. With KV parts, only if every key
+    /// the calls read still holds what they read and no plugin goes over
+    /// its key limit; else nothing is written and the answer is
+    /// [`Answer::Refused`].
     fn record_outcome(
         &self,
         outcome_for: &str,
         outcome: &Outcome,
         deliveries: &[Delivery],
         due_ms: u64,
+        kv: Vec<PluginTxn>,
     ) -> Written;
     fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
     fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
@@ -175,9 +181,20 @@ pub trait Storage: Send + Sync + 'static {
     /// how many pieces went. Blocking.
     fn collect_garbage(&self) -> Result<usize>;
     fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    /// A plugin's KV value as committed. Called from plugin threads.
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    fn kv_set(&self, plugin: &str, key: &str, value: &[u8]) -> Result<()>;
-    fn kv_delete(&self, plugin: &str, key: &str) -> Result<()>;
+    /// One page of a plugin's keys (with their value sizes), in key order,
+    /// after `after`, those starting with `prefix`.
+    fn kv_list(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<(String, usize)>>;
+    /// Deletes a key (an operator's action; ordered with the plugins'
+    /// commits). Whether it existed.
+    fn kv_delete(&self, plugin: &str, key: &str) -> Checked<bool>;
 }
 
 /// An event waiting to be routed.
@@ -571,6 +588,7 @@ impl Storage for SledStore {
         outcome: &Outcome,
         deliveries: &[Delivery],
         due_ms: u64,
+        kv: Vec<PluginTxn>,
     ) -> Written {
         let mut batch = Writes::default();
         match serde_json::to_vec(outcome) {
@@ -600,7 +618,13 @@ impl Storage for SledStore {
             batch.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
         }
         batch.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
-        self.writer.write(batch)
+        // A plugin that never touched its KV costs nothing here.
+        let kv: Vec<PluginTxn> = kv.into_iter().filter(|p| !p.txn.is_empty()).collect();
+        if kv.is_empty() {
+            self.writer.write(batch)
+        } else {
+            self.writer.write_txn(kv, batch)
+        }
     }
 
     fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
@@ -860,20 +884,74 @@ impl Storage for SledStore {
         Ok(self.tree.get(kv_key(plugin, k))?.map(|v| v.to_vec()))
     }
 
-    fn kv_set(&self, plugin: &str, k: &str, value: &[u8]) -> Result<()> {
-        self.tree.insert(kv_key(plugin, k), value)?;
-        Ok(())
+    fn kv_list(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<(String, usize)>> {
+        let base = kv_key(plugin, "");
+        let start = match after {
+            Some(a) if a >= prefix => {
+                let mut k = kv_key(plugin, a);
+                k.push(0); // exclusive
+                k
+            }
+            _ => kv_key(plugin, prefix),
+        };
+        let mut items = Vec::new();
+        let mut iter = self.tree.range(start..);
+        for kv in iter.by_ref() {
+            let (k, v) = kv?;
+            let Some(name) = k.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            let name = String::from_utf8_lossy(name).into_owned();
+            if !name.starts_with(prefix) {
+                break;
+            }
+            items.push((name, v.len()));
+            if items.len() >= limit {
+                break;
+            }
+        }
+        let more = items.len() >= limit
+            && iter.next().transpose()?.is_some_and(|(k, _)| {
+                k.strip_prefix(base.as_slice())
+                    .is_some_and(|n| n.starts_with(prefix.as_bytes()))
+            });
+        Ok(Page {
+            next_cursor: if more {
+                items.last().map(|(k, _)| k.clone())
+            } else {
+                None
+            },
+            items,
+        })
     }
 
-    fn kv_delete(&self, plugin: &str, k: &str) -> Result<()> {
-        self.tree.remove(kv_key(plugin, k))?;
-        Ok(())
+    fn kv_delete(&self, plugin: &str, k: &str) -> Checked<bool> {
+        let existed = self.tree.contains_key(kv_key(plugin, k));
+        let txn = PluginTxn {
+            plugin: plugin.to_string(),
+            max_keys: usize::MAX,
+            txn: KvTxn {
+                writes: [(k.to_string(), None)].into(),
+                ..KvTxn::default()
+            },
+        };
+        // Through the writer like a plugin's commit, so the key counts and
+        // the order against plugins' commits hold.
+        let written = self.writer.write_txn(vec![txn], Writes::default());
+        Checked::from_written(written, existed.unwrap_or(false))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::kv::KvRefused;
     use crate::records::*;
 
     fn event(id: &str) -> Event {
@@ -936,7 +1014,9 @@ mod tests {
             delivery("dlv_a", None),
             delivery("dlv_b", Some(b"new".to_vec())),
         ];
-        s.record_outcome("evt_1", &outcome, &ds, 10).wait().unwrap();
+        s.record_outcome("evt_1", &outcome, &ds, 10, vec![])
+            .wait()
+            .unwrap();
         assert!(s.to_route_after(None, 10).unwrap().is_empty());
         let page = s.deliveries_of_event("evt_1", None, 1).unwrap();
         assert_eq!(page.items.len(), 1);
@@ -1034,7 +1114,9 @@ mod tests {
             plugins: vec![],
             deliveries: vec![],
         };
-        s.record_outcome("evt_1", &outcome, &[], 2).wait().unwrap();
+        s.record_outcome("evt_1", &outcome, &[], 2, vec![])
+            .wait()
+            .unwrap();
         // A note for a finished event is not written.
         s.set_route_note("evt_1", "late").wait().unwrap();
         assert_eq!(s.route_note("evt_1").unwrap(), None);
@@ -1056,13 +1138,17 @@ mod tests {
             plugins: vec![],
             deliveries: vec![],
         };
-        s.record_outcome(&old, &outcome, &[], 2).wait().unwrap();
+        s.record_outcome(&old, &outcome, &[], 2, vec![])
+            .wait()
+            .unwrap();
         // Replayed: the sweep, which decides on the writer thread, keeps it.
         assert_eq!(s.mark_to_route(&old).wait_value().unwrap(), Mark::Marked);
         let swept = s.sweep_before(10_000, 100, None).unwrap();
         assert_eq!((swept.events, swept.kept), (0, 1));
         assert!(s.event(&old).unwrap().is_some());
-        s.record_outcome(&old, &outcome, &[], 3).wait().unwrap();
+        s.record_outcome(&old, &outcome, &[], 3, vec![])
+            .wait()
+            .unwrap();
         let swept = s.sweep_before(10_000, 100, None).unwrap();
         assert_eq!((swept.events, swept.kept), (1, 0));
         assert!(s.event(&old).unwrap().is_none());
@@ -1090,7 +1176,9 @@ mod tests {
                 plugins: vec![],
                 deliveries: vec![],
             };
-            s.record_outcome(&id, &outcome, &[], at).wait().unwrap();
+            s.record_outcome(&id, &outcome, &[], at, vec![])
+                .wait()
+                .unwrap();
             ids.push(id);
         }
         assert_eq!(s.bodies.segments(), vec![0, 1, 2]);
@@ -1110,14 +1198,168 @@ mod tests {
         assert_eq!(s.bodies.segments(), vec![2]);
     }
 
+    fn txn(
+        plugin: &str,
+        reads: &[(&str, Option<&[u8]>)],
+        writes: &[(&str, Option<&[u8]>)],
+        max_keys: usize,
+    ) -> PluginTxn {
+        PluginTxn {
+            plugin: plugin.into(),
+            max_keys,
+            txn: KvTxn {
+                reads: reads
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), crate::plugin::kv::digest(*v)))
+                    .collect(),
+                writes: writes
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
+                    .collect(),
+                token: None,
+            },
+        }
+    }
+
+    fn dropped() -> Outcome {
+        Outcome {
+            status: EventStatus::Dropped,
+            routed_at: 2,
+            plugins: vec![],
+            deliveries: vec![],
+        }
+    }
+
+    fn commit(s: &SledStore, id: &str, kv: Vec<PluginTxn>) -> Answer {
+        s.record_outcome(id, &dropped(), &[], 2, kv)
+            .wait_answer()
+            .unwrap()
+    }
+
     #[test]
-    fn kv_is_private_per_plugin() {
+    fn kv_writes_commit_with_the_outcome_only_if_what_was_read_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        s.kv_set("a", "k", b"1").unwrap();
-        assert_eq!(s.kv_get("a", "k").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.kv_get("b", "k").unwrap(), None);
-        s.kv_delete("a", "k").unwrap();
-        assert_eq!(s.kv_get("a", "k").unwrap(), None);
+        s.insert_event(&event("evt_1")).wait().unwrap();
+        s.insert_event(&event("evt_2")).wait().unwrap();
+        let first = txn("p", &[("n", None)], &[("n", Some(b"1"))], 10);
+        assert!(matches!(commit(&s, "evt_1", vec![first]), Answer::Done));
+        assert_eq!(s.kv_get("p", "n").unwrap(), Some(b"1".to_vec()));
+        // evt_2 read "absent" too: refused, nothing of it written, still
+        // to be routed.
+        let stale = txn("p", &[("n", None)], &[("n", Some(b"1"))], 10);
+        match commit(&s, "evt_2", vec![stale]) {
+            Answer::Refused(KvRefused::Conflict { plugin, key }) => {
+                assert_eq!((plugin.as_str(), key.as_str()), ("p", "n"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.outcome("evt_2").unwrap().is_none());
+        assert_eq!(s.to_route_after(None, 10).unwrap().len(), 1);
+        // Run again on fresh state: commits.
+        let fresh = txn("p", &[("n", Some(b"1"))], &[("n", Some(b"2"))], 10);
+        assert!(matches!(commit(&s, "evt_2", vec![fresh]), Answer::Done));
+        assert_eq!(s.kv_get("p", "n").unwrap(), Some(b"2".to_vec()));
+        assert!(s.to_route_after(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn kv_checks_see_writes_earlier_in_the_same_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        for i in 0..20 {
+            s.insert_event(&event(&format!("evt_{i:02}")))
+                .wait()
+                .unwrap();
+        }
+        // Twenty commits of "read absent, write 1", submitted back to back
+        // (mostly one group): exactly one wins.
+        let pending: Vec<Written> = (0..20)
+            .map(|i| {
+                s.record_outcome(
+                    &format!("evt_{i:02}"),
+                    &dropped(),
+                    &[],
+                    2,
+                    vec![txn("p", &[("n", None)], &[("n", Some(b"1"))], 10)],
+                )
+            })
+            .collect();
+        let answers: Vec<Answer> = pending
+            .into_iter()
+            .map(|w| w.wait_answer().unwrap())
+            .collect();
+        let done = answers.iter().filter(|a| matches!(a, Answer::Done)).count();
+        let refused = answers
+            .iter()
+            .filter(|a| matches!(a, Answer::Refused(KvRefused::Conflict { .. })))
+            .count();
+        assert_eq!((done, refused), (1, 19));
+        assert_eq!(s.kv_get("p", "n").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.to_route_after(None, 100).unwrap().len(), 19);
+    }
+
+    #[test]
+    fn kv_key_limits_hold_per_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        for i in 0..3 {
+            s.insert_event(&event(&format!("evt_{i}"))).wait().unwrap();
+        }
+        let two = txn("p", &[], &[("a", Some(b"1")), ("b", Some(b"1"))], 2);
+        assert!(matches!(commit(&s, "evt_0", vec![two]), Answer::Done));
+        let third = txn("p", &[], &[("c", Some(b"1"))], 2);
+        assert!(matches!(
+            commit(&s, "evt_1", vec![third]),
+            Answer::Refused(KvRefused::Full { limit: 2, .. })
+        ));
+        // Replacing one and deleting one stays within the limit.
+        let swap = txn("p", &[], &[("a", None), ("c", Some(b"1"))], 2);
+        assert!(matches!(commit(&s, "evt_1", vec![swap]), Answer::Done));
+        // Another plugin has its own count.
+        let other = txn("q", &[], &[("a", Some(b"1"))], 2);
+        assert!(matches!(commit(&s, "evt_2", vec![other]), Answer::Done));
+    }
+
+    #[test]
+    fn kv_is_private_per_plugin_listed_in_pages_and_deletable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        s.insert_event(&event("evt_1")).wait().unwrap();
+        let keys: Vec<(String, Option<Vec<u8>>)> = (0..5)
+            .map(|i| (format!("count:{i}"), Some(vec![b'x'; i + 1])))
+            .chain([("other".to_string(), Some(b"o".to_vec()))])
+            .collect();
+        let t = PluginTxn {
+            plugin: "a".into(),
+            max_keys: 100,
+            txn: KvTxn {
+                reads: Default::default(),
+                writes: keys.into_iter().collect(),
+                token: None,
+            },
+        };
+        assert!(matches!(commit(&s, "evt_1", vec![t]), Answer::Done));
+        assert_eq!(s.kv_get("a", "count:0").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(s.kv_get("b", "count:0").unwrap(), None);
+        let p1 = s.kv_list("a", "count:", None, 3).unwrap();
+        assert_eq!(
+            p1.items,
+            vec![
+                ("count:0".to_string(), 1),
+                ("count:1".to_string(), 2),
+                ("count:2".to_string(), 3)
+            ]
+        );
+        let p2 = s
+            .kv_list("a", "count:", p1.next_cursor.as_deref(), 3)
+            .unwrap();
+        assert_eq!(p2.items.len(), 2);
+        assert_eq!(p2.next_cursor, None);
+        assert_eq!(s.kv_list("a", "", None, 100).unwrap().items.len(), 6);
+        assert!(s.kv_list("b", "", None, 100).unwrap().items.is_empty());
+        assert!(s.kv_delete("a", "count:0").wait_value().unwrap());
+        assert!(!s.kv_delete("a", "count:0").wait_value().unwrap());
+        assert_eq!(s.kv_get("a", "count:0").unwrap(), None);
     }
 }

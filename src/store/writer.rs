@@ -25,7 +25,8 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::bodies::{Appender, BodyLog, BodyRef, LiveDelta};
-use super::{LIVE, key};
+use super::{KV, LIVE, key, kv_key};
+use crate::plugin::kv::{KvRefused, PluginTxn, digest};
 
 /// Most callers' writes folded into one sled batch.
 const MAX_GROUP: usize = 512;
@@ -94,7 +95,19 @@ impl Writes {
 /// Decides a write from the store as it is at that moment: runs on the
 /// writer thread after every earlier write was applied, so nothing can slip
 /// in between the check and the write.
-type Check = Box<dyn FnOnce(&sled::Tree) -> Result<(Writes, Option<String>)> + Send>;
+type Check = Box<dyn FnOnce(&sled::Tree) -> Result<(Writes, Answer)> + Send>;
+
+/// What the writer answers once an op's group is applied.
+#[derive(Debug)]
+pub enum Answer {
+    /// Written.
+    Done,
+    /// A conditional insert found a live key: not written; the event id
+    /// the key holds.
+    Existing(String),
+    /// A KV transaction's checks failed: nothing of it was written.
+    Refused(KvRefused),
+}
 
 /// A write submitted to the writer thread.
 enum Op {
@@ -103,6 +116,14 @@ enum Op {
     /// (replay marks, route notes, retries, the retention sweep). Rare, so
     /// the writer applies what it gathered before running it.
     Check(Check),
+    /// A routing outcome with plugin KV state: written only if every KV
+    /// key the calls read still holds what they read (checked against the
+    /// store and the KV writes earlier in this group, so the group is not
+    /// split) and no plugin goes over its key limit.
+    Txn {
+        kv: Vec<PluginTxn>,
+        writes: Writes,
+    },
     /// Writes unless `key` holds a value whose first 8 bytes (BE ms) are
     /// after `now`; then answers with the rest of that value instead. The
     /// idempotency check: only this thread writes such keys, so the check
@@ -114,11 +135,11 @@ enum Op {
     },
 }
 
-type Reply = oneshot::Sender<Result<Option<String>>>;
+type Reply = oneshot::Sender<Result<Answer>>;
 
 /// The answer to a submitted write: await it (async code) or
 /// [`wait`](Written::wait) for it (blocking code).
-pub struct Written(oneshot::Receiver<Result<Option<String>>>);
+pub struct Written(oneshot::Receiver<Result<Answer>>);
 
 impl Written {
     /// A write that failed before it reached the writer.
@@ -130,11 +151,19 @@ impl Written {
 
     /// Waits until the writes are applied.
     pub async fn done(self) -> Result<()> {
-        self.outcome().await.map(|_| ())
+        self.answer().await.map(|_| ())
     }
 
     /// For a conditional write: `Some(existing)` when it was not written.
     pub async fn outcome(self) -> Result<Option<String>> {
+        Ok(match self.answer().await? {
+            Answer::Existing(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// What the writer answered.
+    pub async fn answer(self) -> Result<Answer> {
         self.0
             .await
             .map_err(|_| anyhow!("the store's writer stopped"))?
@@ -142,11 +171,19 @@ impl Written {
 
     /// Blocking [`done`](Self::done), for code outside the async runtime.
     pub fn wait(self) -> Result<()> {
-        self.wait_outcome().map(|_| ())
+        self.wait_answer().map(|_| ())
     }
 
     /// Blocking [`outcome`](Self::outcome).
     pub fn wait_outcome(self) -> Result<Option<String>> {
+        Ok(match self.wait_answer()? {
+            Answer::Existing(id) => Some(id),
+            _ => None,
+        })
+    }
+
+    /// Blocking [`answer`](Self::answer).
+    pub fn wait_answer(self) -> Result<Answer> {
         self.0
             .blocking_recv()
             .map_err(|_| anyhow!("the store's writer stopped"))?
@@ -173,6 +210,14 @@ impl<T> Checked<T> {
         let Checked { written, value } = self;
         written.wait()?;
         take(&value)
+    }
+
+    /// A value known before the write, handed out once it is applied.
+    pub fn from_written(written: Written, value: T) -> Checked<T> {
+        Checked {
+            written,
+            value: std::sync::Arc::new(std::sync::Mutex::new(Some(value))),
+        }
     }
 
     /// Just the completion, for a caller that wants no value.
@@ -205,12 +250,17 @@ impl Drop for GroupWriter {
     }
 }
 
+type ValueDigestOwned = crate::plugin::kv::ValueDigest;
+
 /// What the writer thread owns.
 struct Writer {
     tree: sled::Tree,
     bodies: Arc<BodyLog>,
     /// Live references per body segment, as stored under `LIVE`.
     live: HashMap<u64, i64>,
+    /// KV keys per plugin, counted at start and kept in step by the KV
+    /// transactions (the only writers of KV keys).
+    kv_keys: HashMap<String, usize>,
 }
 
 impl GroupWriter {
@@ -225,8 +275,22 @@ impl GroupWriter {
                 );
             }
         }
+        let mut kv_keys: HashMap<String, usize> = HashMap::new();
+        for k in tree.scan_prefix([KV]).keys() {
+            let k = k?;
+            if let Some(end) = k[1..].iter().position(|&b| b == 0) {
+                *kv_keys
+                    .entry(String::from_utf8_lossy(&k[1..1 + end]).into_owned())
+                    .or_insert(0) += 1;
+            }
+        }
         let (tx, rx) = mpsc::channel();
-        let mut w = Writer { tree, bodies, live };
+        let mut w = Writer {
+            tree,
+            bodies,
+            live,
+            kv_keys,
+        };
         let thread = std::thread::Builder::new()
             .name("hookyard-store-writer".into())
             .spawn(move || run(&mut w, rx))?;
@@ -244,6 +308,11 @@ impl GroupWriter {
         self.submit(Op::Unless { key, now, writes })
     }
 
+    /// `writes` with the KV parts' checks and writes (see [`Op::Txn`]).
+    pub fn write_txn(&self, kv: Vec<PluginTxn>, writes: Writes) -> Written {
+        self.submit(Op::Txn { kv, writes })
+    }
+
     /// Runs `decide` on the writer thread against the store as it is after
     /// every earlier write, and applies the writes it returns.
     pub fn check<T: Send + 'static>(
@@ -255,7 +324,7 @@ impl GroupWriter {
         let written = self.submit(Op::Check(Box::new(move |tree| {
             let (writes, v) = decide(tree)?;
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
-            Ok((writes, None))
+            Ok((writes, Answer::Done))
         })));
         Checked { written, value }
     }
@@ -302,7 +371,7 @@ struct Group<'a> {
     batch: sled::Batch,
     appender: Appender<'a>,
     delta: LiveDelta,
-    answers: Vec<(Reply, Option<String>)>,
+    answers: Vec<(Reply, Answer)>,
     /// Why the group cannot be applied (a body could not be appended).
     broken: Option<String>,
 }
@@ -316,12 +385,44 @@ impl Writer {
         let mut g = Group::new(&bodies);
         // Conditional keys written earlier in this group (not yet in the tree).
         let mut pending: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        // KV keys written earlier in this group, and the key counts they
+        // leave (applied to `kv_keys` only if the group is).
+        let mut kv_pending: HashMap<Vec<u8>, Option<ValueDigestOwned>> = HashMap::new();
+        let mut kv_counts: HashMap<String, usize> = HashMap::new();
         for (op, reply) in ops.drain(..) {
             let writes = match op {
                 Op::Writes(w) => w,
+                Op::Txn { kv, writes } => {
+                    match self.check_txn(&kv, &kv_pending, &mut kv_counts) {
+                        Ok(None) => {
+                            let mut writes = writes;
+                            for part in kv {
+                                for (k, v) in part.txn.writes {
+                                    let key = kv_key(&part.plugin, &k);
+                                    kv_pending.insert(key.clone(), digest(v.as_deref()));
+                                    match v {
+                                        Some(v) => writes.insert(key, v),
+                                        None => writes.remove(key),
+                                    }
+                                }
+                            }
+                            g.add(writes);
+                            g.answers.push((reply, Answer::Done));
+                        }
+                        Ok(Some(refused)) => g.answers.push((reply, Answer::Refused(refused))),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                    continue;
+                }
                 Op::Check(check) => {
-                    self.commit(std::mem::replace(&mut g, Group::new(&bodies)));
+                    self.commit(
+                        std::mem::replace(&mut g, Group::new(&bodies)),
+                        std::mem::take(&mut kv_counts),
+                    );
                     pending.clear();
+                    kv_pending.clear();
                     match check(&self.tree) {
                         Ok((w, answer)) => {
                             g.add(w);
@@ -345,7 +446,7 @@ impl Writer {
                         },
                     };
                     if let Some(existing) = current.as_deref().and_then(|v| live_rest(v, now)) {
-                        g.answers.push((reply, Some(existing)));
+                        g.answers.push((reply, Answer::Existing(existing)));
                         continue;
                     }
                     if let Some(v) = writes.value_of(&key) {
@@ -355,14 +456,67 @@ impl Writer {
                 }
             };
             g.add(writes);
-            g.answers.push((reply, None));
+            g.answers.push((reply, Answer::Done));
         }
-        self.commit(g);
+        self.commit(g, kv_counts);
+    }
+
+    /// Checks a KV transaction against the store and the KV writes earlier
+    /// in the group; on success counts its new and deleted keys into
+    /// `counts` (per plugin, starting from `kv_keys`).
+    fn check_txn(
+        &self,
+        kv: &[PluginTxn],
+        pending: &HashMap<Vec<u8>, Option<ValueDigestOwned>>,
+        counts: &mut HashMap<String, usize>,
+    ) -> Result<Option<KvRefused>> {
+        let current = |key: &[u8]| -> Result<Option<ValueDigestOwned>> {
+            match pending.get(key) {
+                Some(d) => Ok(*d),
+                None => Ok(digest(self.tree.get(key)?.as_deref())),
+            }
+        };
+        for part in kv {
+            for (k, read) in &part.txn.reads {
+                if current(&kv_key(&part.plugin, k))? != *read {
+                    return Ok(Some(KvRefused::Conflict {
+                        plugin: part.plugin.clone(),
+                        key: k.clone(),
+                    }));
+                }
+            }
+        }
+        let mut next: Vec<(String, usize)> = Vec::new();
+        for part in kv {
+            let mut n = counts
+                .get(&part.plugin)
+                .or_else(|| self.kv_keys.get(&part.plugin))
+                .copied()
+                .unwrap_or(0) as i64;
+            for (k, v) in &part.txn.writes {
+                let exists = current(&kv_key(&part.plugin, k))?.is_some();
+                match (exists, v.is_some()) {
+                    (false, true) => n += 1,
+                    (true, false) => n -= 1,
+                    _ => {}
+                }
+            }
+            let n = n.max(0) as usize;
+            if n > part.max_keys && !part.txn.writes.is_empty() {
+                return Ok(Some(KvRefused::Full {
+                    plugin: part.plugin.clone(),
+                    limit: part.max_keys,
+                }));
+            }
+            next.push((part.plugin.clone(), n));
+        }
+        counts.extend(next);
+        Ok(None)
     }
 
     /// Writes the group's bodies, then applies its batch (with the new live
     /// counts), and answers everyone whose writes it holds.
-    fn commit(&mut self, mut g: Group<'_>) {
+    fn commit(&mut self, mut g: Group<'_>, kv_counts: HashMap<String, usize>) {
         if g.answers.is_empty() {
             return;
         }
@@ -391,6 +545,7 @@ impl Writer {
                 .and_then(|()| self.tree.apply_batch(batch).map_err(anyhow::Error::from)),
         };
         if applied.is_ok() {
+            self.kv_keys.extend(kv_counts);
             for (segment, n) in counts {
                 if n <= 0 {
                     self.live.remove(&segment);
@@ -402,9 +557,9 @@ impl Writer {
                 self.bodies.doom(emptied);
             }
         }
-        for (reply, existing) in g.answers.drain(..) {
+        for (reply, answer) in g.answers.drain(..) {
             let _ = reply.send(match &applied {
-                Ok(()) => Ok(existing),
+                Ok(()) => Ok(answer),
                 Err(e) => Err(anyhow!("store write failed: {e:#}")),
             });
         }

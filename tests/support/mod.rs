@@ -94,7 +94,9 @@ impl Hookyard {
                 }
             }
         });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+        // Generous: a first start compiles Python and JavaScript components
+        // (5-30 s each, more on a busy machine).
+        let line = match rx.recv_timeout(Duration::from_secs(180)) {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
@@ -480,6 +482,17 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A `[plugins] cache_dir` line for a compile cache shared by every test
+/// of this run and the next: a Python or JavaScript component compiles in
+/// 5-30 s, from the cache in milliseconds. (Tests about the cache itself
+/// use the default, per data directory.)
+pub fn shared_cache() -> String {
+    format!(
+        "cache_dir = \"{}/plugin-cache\"\n",
+        env!("CARGO_TARGET_TMPDIR")
+    )
 }
 
 /// A config preamble: both listeners on port 0, data and plugins in `dir`.

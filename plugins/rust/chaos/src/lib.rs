@@ -94,6 +94,33 @@ impl Guest for Chaos {
                 host::kv_set(&"k".repeat(n), b"v");
                 Ok(Outcome::Drop("stored a big key".to_owned()))
             }
+            // Counts like the counter plugin, but sleeps `ms` between its
+            // read and its write: something can change the count meanwhile.
+            "slowcount" => {
+                let count = host::kv_get("count")
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                let ms = body_number(&event.body, "ms").unwrap_or(10);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                host::kv_set("count", count.to_string().as_bytes());
+                Ok(Outcome::Deliver(vec![Delivery {
+                    target,
+                    headers: vec![("x-count".to_owned(), count.to_string())],
+                    body: None,
+                }]))
+            }
+            // A KV write, then a trap or an error: neither may leave the
+            // write behind.
+            "settrap" => {
+                host::kv_set("left-behind", b"by a trap");
+                panic!("chaos plugin trapping after kv-set");
+            }
+            "seterror" => {
+                host::kv_set("left-behind", b"by an error");
+                Err("chaos plugin failing after kv-set".to_owned())
+            }
             // The headers listed in the body (`"headers": [["name", "value"]]`).
             "headers" => Ok(Outcome::Deliver(vec![Delivery {
                 target,
