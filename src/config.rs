@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// Bearer token the admin listener requires (all but `/healthz`);
     /// mandatory when it listens beyond loopback.
     pub admin_token: Option<String>,
+    /// Host names (lowercase, no port) the admin API answers to besides IP
+    /// literals and `localhost`; any other `Host` is refused, so a DNS name
+    /// rebound to the admin address cannot be used to read it.
+    pub admin_hosts: Vec<String>,
     /// Events (with their deliveries and attempts) older than this are swept.
     pub retention: Duration,
     /// How often the retention sweep runs.
@@ -195,6 +199,8 @@ struct RawServer {
     data_dir: Option<PathBuf>,
     durability: Option<Durability>,
     admin_token: Option<String>,
+    #[serde(default)]
+    admin_hosts: Vec<String>,
     retention: Option<String>,
     retention_sweep_every: Option<String>,
     shutdown_grace: Option<String>,
@@ -326,6 +332,13 @@ impl Config {
                 .map(|t| resolve_secret_text("server.admin_token", &t))
                 .transpose()?
                 .filter(|t| !t.is_empty()),
+            admin_hosts: raw
+                .server
+                .admin_hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| admin_host(&format!("server.admin_hosts[{i}]"), h))
+                .collect::<Result<_>>()?,
             retention: opt_duration("server.retention", raw.server.retention.as_deref())?
                 .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
             retention_sweep_every: opt_duration(
@@ -715,6 +728,28 @@ fn check_name(key: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A host name as `Host` headers carry it, normalised for comparison.
+fn admin_host(key: &str, text: &str) -> Result<String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !valid {
+        bail!(
+            "{key}: {text:?} is not a host name like \"admin.example.com\" (no scheme, port or path; IP addresses and localhost are always allowed)"
+        );
+    }
+    Ok(name)
+}
+
 fn parse_addr(key: &str, text: &str) -> Result<SocketAddr> {
     text.parse()
         .map_err(|e| anyhow!("{key}: {text:?} is not an address like 127.0.0.1:8080 ({e})"))
@@ -896,6 +931,25 @@ mod tests {
         assert!(format!("{err:#}").contains("server.admin_token"), "{err:#}");
         let c = parse("[server]\nadmin_listen = \"0.0.0.0:8081\"\nadmin_token = \"t\"\n").unwrap();
         assert_eq!(c.server.admin_token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn admin_hosts_are_names_without_ports() {
+        let c = parse("[server]\nadmin_hosts = [\"Admin.Example.com.\", \"hookyard\"]\n").unwrap();
+        assert_eq!(c.server.admin_hosts, ["admin.example.com", "hookyard"]);
+        for bad in [
+            "admin.example.com:8081",
+            "http://admin.example.com",
+            "a b",
+            "",
+            "a..b",
+        ] {
+            let err = parse(&format!("[server]\nadmin_hosts = [\"ok\", {bad:?}]\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("server.admin_hosts[1]"),
+                "{bad}: {err:#}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod actions;
 mod auth;
+mod guard;
 mod list;
 pub mod metrics;
 pub mod prom;
@@ -90,6 +91,10 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .merge(protected)
         .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::refuse_browser_attacks,
+        ))
         .with_state(state)
 }
 
@@ -298,6 +303,7 @@ mod tests {
                 "GET" => http.get(&url).send().await.unwrap(),
                 _ => http
                     .post(&url)
+                    .header("content-type", "application/json")
                     .body("{\"status\":\"failed\"}")
                     .send()
                     .await
