@@ -118,6 +118,10 @@ pub async fn receive(
         );
     };
     let client = client_ip(peer, &headers, source.client_ip_header.as_deref());
+    let client_text = match &client {
+        Ok(ip) => ip.to_string(),
+        Err(_) => "unknown".to_string(),
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -130,7 +134,7 @@ pub async fn receive(
                 message: message.clone(),
                 status: status.as_u16(),
                 at: received_at,
-                client_ip: client.to_string(),
+                client_ip: client_text.clone(),
                 headers: vec![],
                 body_size: size,
             },
@@ -142,17 +146,30 @@ pub async fn receive(
                 .map(|v| v.sensitive_headers())
                 .unwrap_or_default(),
         );
-        tracing::info!(source = %source_name, %client, reason = code, "webhook rejected: {message}");
+        tracing::info!(source = %source_name, client = %client_text, reason = code, "webhook rejected: {message}");
         error(status, code, message)
     };
 
-    if !source.allow_ips.is_empty() && !source.allow_ips.iter().any(|n| n.contains(client)) {
-        return reject(
-            StatusCode::FORBIDDEN,
-            "ip_not_allowed",
-            format!("{client} is not in this source's allow_ips"),
-            declared,
-        );
+    if !source.allow_ips.is_empty() {
+        match &client {
+            Err(unknown) => {
+                return reject(
+                    StatusCode::FORBIDDEN,
+                    "client_ip_unknown",
+                    format!("{unknown}; this source only accepts addresses in its allow_ips"),
+                    declared,
+                );
+            }
+            Ok(ip) if !source.allow_ips.iter().any(|n| n.contains(*ip)) => {
+                return reject(
+                    StatusCode::FORBIDDEN,
+                    "ip_not_allowed",
+                    format!("{ip} is not in this source's allow_ips"),
+                    declared,
+                );
+            }
+            Ok(_) => {}
+        }
     }
     if let Some(bucket) = state.buckets.get(&source_name)
         && let Err(wait) = bucket.take()
