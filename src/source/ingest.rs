@@ -63,18 +63,6 @@ async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
     Ok(buf.freeze())
 }
 
-/// The query string without the parameter that carried a credential.
-fn without_param(query: &str, param: Option<&str>) -> String {
-    let Some(param) = param else {
-        return query.to_string();
-    };
-    query
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some(param))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 pub async fn not_found(uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -240,7 +228,7 @@ pub async fn receive(
         received_at,
         method: method.to_string(),
         path: uri.path().to_string(),
-        query: without_param(uri.query().unwrap_or(""), credential_param),
+        query: super::query::without_param(uri.query().unwrap_or(""), credential_param),
         headers: headers
             .iter()
             .map(|(k, v)| {
