@@ -153,6 +153,21 @@ pub struct TargetConfig {
     pub policy: TargetPolicy,
 }
 
+/// A URL as it may be shown or logged: user and password (a credential
+/// some receivers take in the URL) replaced by `***`.
+pub fn redact_url(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have credentials, which had none.
+    let _ = shown.set_username("***");
+    if url.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
 impl TargetConfig {
     /// Attempts allowed in total: the first one plus one per schedule step.
     pub fn max_attempts(&self) -> u32 {
@@ -428,10 +443,14 @@ impl Config {
             let key = format!("targets.{name}");
             check_name(&key, &name)?;
             reject_unknown(&key, &t.unknown)?;
-            let url = url::Url::parse(&t.url)
-                .map_err(|e| anyhow!("{key}.url: invalid URL {:?}: {e}", t.url))?;
+            // The text is not echoed: it may hold a password.
+            let url =
+                url::Url::parse(&t.url).map_err(|e| anyhow!("{key}.url: not a valid URL ({e})"))?;
             if !matches!(url.scheme(), "http" | "https") {
-                bail!("{key}.url: {:?} must be an http or https URL", t.url);
+                bail!(
+                    "{key}.url: {:?} must be an http or https URL",
+                    redact_url(&url)
+                );
             }
             let secret = match t.secret {
                 None => None,
@@ -963,6 +982,31 @@ mod tests {
         let until = t.previous_secret_until.unwrap();
         assert_eq!(t.signing_keys(until - 1).len(), 2);
         assert_eq!(t.signing_keys(until).len(), 1);
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        let shown = |u: &str| redact_url(&url::Url::parse(u).unwrap());
+        assert_eq!(
+            shown("https://user:pa%20ss@host.example/in?x=1"),
+            "https://***:***@host.example/in?x=1"
+        );
+        assert_eq!(
+            shown("https://tok3n@host.example/"),
+            "https://***@host.example/"
+        );
+        assert_eq!(
+            shown("https://:pw@host.example/"),
+            "https://***:***@host.example/"
+        );
+        assert_eq!(
+            shown("http://host.example:81/a"),
+            "http://host.example:81/a"
+        );
+        let err = parse("[targets.t]\nurl = \"ftp://u:hunter2@x/\"\n").unwrap_err();
+        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
+        let err = parse("[targets.t]\nurl = \"http://u:hunter2@[x/\"\n").unwrap_err();
+        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
     }
 
     #[test]
