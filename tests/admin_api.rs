@@ -284,7 +284,8 @@ async fn admin_token_is_required_when_set() {
         ("/admin/events", None),
         ("/admin/events", Some("Bearer wrong")),
         ("/admin/events", Some("Bearer s3cret2")),
-        ("/admin/events", Some("bearer s3cret")),
+        ("/admin/events", Some("Bearers3cret")),
+        ("/admin/events", Some("Bearer s3cret extra")),
         ("/admin/events", Some("Bearer s3cre")),
         ("/admin/events", Some("s3cret")),
         ("/admin/events", Some("Basic czNjcmV0")),
@@ -309,6 +310,16 @@ async fn admin_token_is_required_when_set() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // The scheme is case-insensitive and any whitespace may follow it.
+    for auth in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER   s3cret",
+        "Bearer\t s3cret",
+    ] {
+        let (status, _, text) = get("/admin/events", Some(auth)).await;
+        assert_eq!(status, 200, "{auth:?}: {text}");
+    }
     let (status, _, text) = get("/admin/events", Some("Bearer s3cret")).await;
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
