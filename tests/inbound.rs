@@ -268,3 +268,53 @@ async fn forwarded_for_bypass_is_refused() {
         "{metrics}"
     );
 }
+
+/// Idempotency keys are the whole value with its JSON type: ids sharing
+/// their first 256 characters, or equal as text but one a number and one a
+/// string, are different deliveries and both stored; a true duplicate is
+/// still answered as one, long or short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_whole_and_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[sources.p]\nidempotency = {{ json_pointer = \"/id\" }}\n\
+         [sources.h]\nidempotency = {{ header = \"x-delivery\" }}\n",
+        server_section(tmp.path()),
+    );
+    let hy = Hookyard::start(tmp.path(), &config);
+    let prefix = "e".repeat(256);
+    let long_a = format!(r#"{{"id":"{prefix}A"}}"#);
+    let long_b = format!(r#"{{"id":"{prefix}B"}}"#);
+    let mut stored = Vec::new();
+    for body in [&long_a, &long_b, r#"{"id":1}"#, r#"{"id":"1"}"#] {
+        let (status, v) = hy.post("p", body.to_string()).await;
+        assert_eq!(status, 202, "{body}: {v}");
+        stored.push(v["id"].as_str().unwrap().to_string());
+    }
+    for (body, original) in [
+        (&long_b, &stored[1]),
+        (&r#"{"id":1}"#.to_string(), &stored[2]),
+    ] {
+        let (status, v) = hy.post("p", body.to_string()).await;
+        assert_eq!(status, 200, "{body}: {v}");
+        assert_eq!(v["duplicate"], true);
+        assert_eq!(&v["id"], original.as_str());
+    }
+    // Every stored event is there with its own body.
+    for id in &stored {
+        let v = hy.event(id).await;
+        assert_eq!(v["event"]["id"], id.as_str());
+    }
+
+    // Header keys: the same.
+    let http = reqwest::Client::new();
+    let send = |key: String| {
+        http.post(format!("{}/hooks/h", hy.public))
+            .header("x-delivery", key)
+            .body("{}")
+            .send()
+    };
+    assert_eq!(send(format!("{prefix}1")).await.unwrap().status(), 202);
+    assert_eq!(send(format!("{prefix}2")).await.unwrap().status(), 202);
+    assert_eq!(send(format!("{prefix}2")).await.unwrap().status(), 200);
+}
