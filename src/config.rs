@@ -15,6 +15,10 @@ use serde::Deserialize;
 /// hundred KB, and an unbounded body is a memory exhaustion vector.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
+/// The largest `max_body` accepted: a body is held in memory whole (and
+/// handed to every plugin), so this bounds one request's memory.
+pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
+
 /// Validated, ready-to-use configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -506,6 +510,12 @@ impl Config {
                 Some(toml::Value::String(text)) => parse_size(&format!("{key}.max_body"), &text)?,
                 Some(other) => bail!("{key}.max_body: expected a size like \"1MiB\", got {other}"),
             };
+            if max_body > MAX_MAX_BODY {
+                bail!(
+                    "{key}.max_body: {max_body} bytes is more than the most hookyard accepts ({} MiB)",
+                    MAX_MAX_BODY >> 20
+                );
+            }
             for (i, t) in s.targets.iter().enumerate() {
                 if !targets.contains_key(t) {
                     bail!("{key}.targets[{i}]: unknown target {t:?} (no [targets.{t}] table)");
@@ -887,6 +897,14 @@ mod tests {
             format!("{err:#}").contains("sources.s.plugins[0]"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn max_body_has_a_ceiling() {
+        let c = parse("[sources.s]\nmax_body = \"64MiB\"\n").unwrap();
+        assert_eq!(c.sources["s"].max_body, MAX_MAX_BODY);
+        let err = parse("[sources.s]\nmax_body = \"65MiB\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("sources.s.max_body"), "{err:#}");
     }
 
     #[test]

@@ -94,3 +94,12 @@ fn a_bad_secret_is_named_without_echoing_it() {
     assert!(e.contains("targets.t.secret"), "{e}");
     assert!(!e.contains("notbase64"), "secret leaked: {e}");
 }
+
+#[test]
+fn max_body_above_the_maximum() {
+    let e = start_error("[sources.s]\nmax_body = \"65MiB\"\n");
+    assert!(e.contains("sources.s.max_body"), "{e}");
+    assert!(e.contains("64 MiB"), "{e}");
+    let e = start_error("[sources.s]\nmax_body = 1000000000\n");
+    assert!(e.contains("sources.s.max_body"), "{e}");
+}

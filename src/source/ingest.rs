@@ -30,8 +30,16 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         .into_response()
 }
 
-/// Past this, an over-limit body is not drained before the 413.
+/// Past this (or the source's `max_body`, if larger), an over-limit body is
+/// not drained before the 413.
 const DRAIN_MAX: u64 = 8 * 1024 * 1024;
+
+/// How far an over-limit body is read: draining is what lets the 413 reach
+/// the sender on a reusable connection, but it must never stop a body
+/// within `limit` from being read.
+fn drain_ceiling(limit: usize) -> u64 {
+    (limit as u64).max(DRAIN_MAX)
+}
 
 enum BodyError {
     TooLarge,
@@ -39,18 +47,19 @@ enum BodyError {
 }
 
 /// Reads the body up to `limit`. An over-limit body is still read (and
-/// discarded) up to [`DRAIN_MAX`], so the 413 reaches the sender and its
+/// discarded) up to [`drain_ceiling`], so the 413 reaches the sender and its
 /// keep-alive connection stays usable, instead of a reset mid-upload.
 async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut seen: u64 = 0;
+    let ceiling = drain_ceiling(limit);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Unreadable(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
         seen += data.len() as u64;
-        if seen > DRAIN_MAX {
+        if seen > ceiling {
             return Err(BodyError::TooLarge);
         }
         if seen <= limit as u64 {
@@ -183,7 +192,7 @@ pub async fn receive(
             size,
         )
     };
-    if declared.is_some_and(|n| n > DRAIN_MAX) {
+    if declared.is_some_and(|n| n > drain_ceiling(limit)) {
         // Too big to be worth draining: answer now (the connection closes).
         return too_large(declared);
     }
