@@ -19,6 +19,21 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// handed to every plugin), so this bounds one request's memory.
 pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// The longest duration any key accepts ("100y"). Durations become unix
+/// milliseconds in u64 arithmetic (due times, expiries, cut-offs); this
+/// keeps every such sum far from overflowing, and nothing sensible needs
+/// more.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Bounds of `rate_limit.per_second`: below one request in 1000 s the wait
+/// before a token stops meaning anything, above a million it is no limit.
+const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
+/// Bounds of `rate_limit.burst`.
+const BURST_RANGE: std::ops::RangeInclusive<f64> = 1.0..=1_000_000.0;
+
+/// Shortest timeout accepted where zero would fail every call or attempt.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 /// Validated, ready-to-use configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -360,9 +375,11 @@ impl Config {
                 .collect::<Result<_>>()?,
             retention: opt_duration("server.retention", raw.server.retention.as_deref())?
                 .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
-            retention_sweep_every: opt_duration(
+            // A zero period would make the sweep a busy loop.
+            retention_sweep_every: opt_duration_min(
                 "server.retention_sweep_every",
                 raw.server.retention_sweep_every.as_deref(),
+                Duration::from_secs(1),
             )?
             .unwrap_or(Duration::from_secs(60)),
             shutdown_grace: opt_duration(
@@ -379,8 +396,12 @@ impl Config {
         }
 
         let defaults = PluginLimits {
-            timeout: opt_duration("plugins.timeout", raw.plugins.timeout.as_deref())?
-                .unwrap_or(Duration::from_secs(1)),
+            timeout: opt_duration_min(
+                "plugins.timeout",
+                raw.plugins.timeout.as_deref(),
+                MIN_TIMEOUT,
+            )?
+            .unwrap_or(Duration::from_secs(1)),
             memory: opt_size("plugins.memory", raw.plugins.memory.as_deref())?
                 .unwrap_or(64 * 1024 * 1024),
             warm_instances: raw.plugins.warm_instances.unwrap_or(4),
@@ -414,8 +435,12 @@ impl Config {
                     _ => table.warm_instances.unwrap_or(defaults.warm_instances),
                 };
                 Some(PluginLimits {
-                    timeout: opt_duration(&format!("{key}.timeout"), table.timeout.as_deref())?
-                        .unwrap_or(defaults.timeout),
+                    timeout: opt_duration_min(
+                        &format!("{key}.timeout"),
+                        table.timeout.as_deref(),
+                        MIN_TIMEOUT,
+                    )?
+                    .unwrap_or(defaults.timeout),
                     memory: opt_size(&format!("{key}.memory"), table.memory.as_deref())?
                         .unwrap_or(defaults.memory),
                     warm_instances: warm,
@@ -634,9 +659,23 @@ impl RawRateLimit {
     /// `(per_second, burst)` after checking both, `default_burst` when the
     /// burst is not given.
     fn validate(&self, key: &str, default_burst: f64) -> Result<(f64, f64)> {
-        let burst = self.burst.unwrap_or(default_burst);
-        if !(self.per_second > 0.0 && self.per_second.is_finite() && burst >= 1.0) {
-            bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
+        if !RATE_RANGE.contains(&self.per_second) {
+            bail!(
+                "{key}.rate_limit.per_second: {} is out of range; use {} to {}",
+                self.per_second,
+                RATE_RANGE.start(),
+                RATE_RANGE.end()
+            );
+        }
+        let burst = self.burst.unwrap_or(default_burst).min(*BURST_RANGE.end());
+        if let Some(b) = self.burst
+            && !BURST_RANGE.contains(&b)
+        {
+            bail!(
+                "{key}.rate_limit.burst: {b} is out of range; use {} to {}",
+                BURST_RANGE.start(),
+                BURST_RANGE.end()
+            );
         }
         Ok((self.per_second, burst))
     }
@@ -693,17 +732,19 @@ impl TargetPolicy {
             None => base.rate_limit,
             Some(r) => Some(r.validate(key, 1.0)?),
         };
-        let breaker_cooldown = opt_duration(
+        let breaker_cooldown = opt_duration_min(
             &format!("{key}.breaker_cooldown"),
             raw.breaker_cooldown.as_deref(),
+            Duration::from_millis(1),
         )?
         .unwrap_or(base.breaker_cooldown);
-        if breaker_cooldown.is_zero() {
-            bail!("{key}.breaker_cooldown: must be more than 0");
-        }
         Ok(TargetPolicy {
-            timeout: opt_duration(&format!("{key}.timeout"), raw.timeout.as_deref())?
-                .unwrap_or(base.timeout),
+            timeout: opt_duration_min(
+                &format!("{key}.timeout"),
+                raw.timeout.as_deref(),
+                MIN_TIMEOUT,
+            )?
+            .unwrap_or(base.timeout),
             retry_schedule,
             jitter,
             max_retry_after: opt_duration(
@@ -788,9 +829,28 @@ fn opt_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>> {
     text.map(|t| parse_duration(key, t)).transpose()
 }
 
-fn parse_duration(key: &str, text: &str) -> Result<Duration> {
-    humantime::parse_duration(text)
-        .map_err(|e| anyhow!("{key}: {text:?} is not a duration like \"10s\" or \"5m\" ({e})"))
+/// Like [`opt_duration`], for keys where a shorter value breaks things.
+fn opt_duration_min(key: &str, text: Option<&str>, min: Duration) -> Result<Option<Duration>> {
+    let d = opt_duration(key, text)?;
+    if let (Some(d), Some(text)) = (d, text)
+        && d < min
+    {
+        bail!(
+            "{key}: {text:?} is too short; use at least \"{}\"",
+            humantime::format_duration(min)
+        );
+    }
+    Ok(d)
+}
+
+/// A duration up to [`MAX_DURATION`].
+pub(crate) fn parse_duration(key: &str, text: &str) -> Result<Duration> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| anyhow!("{key}: {text:?} is not a duration like \"10s\" or \"5m\" ({e})"))?;
+    if d > MAX_DURATION {
+        bail!("{key}: {text:?} is too long; durations are at most 100 years");
+    }
+    Ok(d)
 }
 
 fn parse_schedule(key: &str, list: &[String]) -> Result<Vec<Duration>> {
@@ -897,6 +957,44 @@ mod tests {
             format!("{err:#}").contains("sources.s.plugins[0]"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn durations_and_rates_are_bounded() {
+        let named = |text: &str, key: &str| {
+            let err = parse(text).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
+        };
+        named(
+            "[server]\nretention_sweep_every = \"0s\"\n",
+            "server.retention_sweep_every",
+        );
+        named("[server]\nretention = \"500000000y\"\n", "server.retention");
+        named("[delivery]\ntimeout = \"0s\"\n", "delivery.timeout");
+        named("[plugins]\ntimeout = \"0s\"\n", "plugins.timeout");
+        named(
+            "[delivery]\nbreaker_cooldown = \"0s\"\n",
+            "delivery.breaker_cooldown",
+        );
+        named(
+            "[delivery]\nrate_limit = { per_second = 1e-30 }\n",
+            "delivery.rate_limit.per_second",
+        );
+        named(
+            "[delivery]\nrate_limit = { per_second = 1, burst = 2e6 }\n",
+            "delivery.rate_limit.burst",
+        );
+        // The edges themselves are accepted.
+        let c = parse(
+            "[server]\nretention = \"100y\"\nretention_sweep_every = \"1s\"\nshutdown_grace = \"0s\"\n\
+             [delivery]\ntimeout = \"1ms\"\nrate_limit = { per_second = 0.001, burst = 1e6 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.retention, MAX_DURATION);
+        assert_eq!(c.server.shutdown_grace, Duration::ZERO);
+        assert_eq!(c.delivery.policy.rate_limit, Some((0.001, 1e6)));
+        let c = parse("[sources.s]\nrate_limit = { per_second = 1e6 }\n").unwrap();
+        assert_eq!(c.sources["s"].rate_limit, Some((1e6, 1e6)));
     }
 
     #[test]

@@ -92,10 +92,7 @@ impl Idempotency {
                     }
                     source = Some(KeySource::JsonPointer(text.to_string()));
                 }
-                "window" => {
-                    window = humantime::parse_duration(text)
-                        .map_err(|e| anyhow!("{key}.window: {text:?} is not a duration ({e})"))?
-                }
+                "window" => window = crate::config::parse_duration(&format!("{key}.window"), text)?,
                 other => bail!("{key}: unknown key {other:?} (use header, json_pointer, window)"),
             }
         }
