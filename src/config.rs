@@ -766,9 +766,17 @@ impl TargetPolicy {
     }
 }
 
-/// Parses an RFC 3339 time (or unix milliseconds) into unix ms.
+/// Parses an RFC 3339 time (or unix milliseconds) into unix ms. Times from
+/// [`crate::id::TIME_LIMIT_MS`] on are refused: ids, which listing and
+/// retention filter on, cannot express them.
 pub fn parse_time(key: &str, text: &str) -> Result<u64> {
     if let Ok(ms) = text.trim().parse::<u64>() {
+        if ms >= crate::id::TIME_LIMIT_MS {
+            bail!(
+                "{key}: {ms} is out of range; times are unix milliseconds below {}",
+                crate::id::TIME_LIMIT_MS
+            );
+        }
         return Ok(ms);
     }
     let t = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
@@ -1123,6 +1131,23 @@ mod tests {
         assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
         let err = parse("[targets.t]\nurl = \"http://u:hunter2@[x/\"\n").unwrap_err();
         assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
+    }
+
+    #[test]
+    fn times_past_the_id_range_are_refused() {
+        let limit = crate::id::TIME_LIMIT_MS;
+        assert_eq!(
+            parse_time("since", &(limit - 1).to_string()).unwrap(),
+            limit - 1
+        );
+        for text in [limit.to_string(), u64::MAX.to_string()] {
+            let err = parse_time("since", &text).unwrap_err();
+            assert!(format!("{err:#}").starts_with("since: "), "{err:#}");
+        }
+        assert_eq!(
+            parse_time("until", "2026-11-23T10:00:00Z").unwrap(),
+            1_795_428_000_000
+        );
     }
 
     #[test]

@@ -371,3 +371,66 @@ async fn admin_token_is_required_when_set() {
         "it must not listen first"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Malformed paths and out-of-range times answer the JSON error shape.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_paths_and_out_of_range_times_answer_json_400() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!("{}\n[sources.s]\n", server_section(tmp.path()));
+    let hy = Hookyard::start(tmp.path(), &config);
+    let id = hy.send("s", "{}").await;
+    let http = reqwest::Client::new();
+
+    // A path segment that is not UTF-8.
+    for url in [
+        format!("{}/hooks/%FF", hy.public),
+        format!("{}/admin/events/%FF", hy.admin),
+        format!("{}/admin/targets/%FF", hy.admin),
+    ] {
+        let r = if url.contains("/hooks/") {
+            http.post(&url).body("{}").send().await.unwrap()
+        } else {
+            http.get(&url).send().await.unwrap()
+        };
+        assert_eq!(r.status(), 400, "{url}");
+        let text = r.text().await.unwrap();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"));
+        assert_eq!(v["code"], "bad_request", "{url}: {v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+
+    // 2^48 ms and above cannot be expressed in ids: refused, naming the
+    // parameter, instead of wrapping around to 1970.
+    let limit: u64 = 1 << 48;
+    for (param, value) in [
+        ("since", limit),
+        ("until", limit),
+        ("since", u64::MAX),
+        ("until", limit + 5),
+    ] {
+        for list in ["events", "deliveries"] {
+            let (status, v) = hy
+                .admin_get(&format!("/admin/{list}?{param}={value}"))
+                .await;
+            assert_eq!(status, 400, "{list} {param}={value}: {v}");
+            assert_eq!(v["code"], "bad_request");
+            assert!(
+                v["error"].as_str().unwrap().starts_with(param),
+                "{param}: {v}"
+            );
+        }
+    }
+    let (status, v) = hy
+        .admin_post("/admin/events/replay", json!({"since": limit}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    // The largest time allowed is an upper bound above everything.
+    let (status, v) = hy
+        .admin_get(&format!("/admin/events?until={}", limit - 1))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(ids_of(&v, "events"), [id]);
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,6 +20,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::extract::JsonPath;
 use crate::plugin::Plugins;
 use crate::records::Event;
 use crate::route::Router as EventRouter;
@@ -179,7 +180,10 @@ fn event_json(e: &Event) -> Value {
     v
 }
 
-async fn show_event(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+async fn show_event(
+    State(state): State<Arc<AdminState>>,
+    JsonPath(id): JsonPath<String>,
+) -> Response {
     match event_view(&*state.store, &id) {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(

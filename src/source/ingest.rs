@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -17,6 +17,7 @@ use super::IngestState;
 use super::allowlist::client_ip;
 use super::rejections::Rejected;
 use super::verify::Request;
+use crate::extract::JsonPath;
 use crate::id::{new_id, now_ms};
 use crate::records::Event;
 
@@ -96,7 +97,7 @@ pub async fn method_not_allowed(method: Method) -> Response {
 
 pub async fn receive(
     State(state): State<Arc<IngestState>>,
-    Path(source_name): Path<String>,
+    JsonPath(source_name): JsonPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
