@@ -31,15 +31,16 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         .into_response()
 }
 
-/// Past this (or the source's `max_body`, if larger), an over-limit body is
-/// not drained before the 413.
+/// How much of an over-limit body is drained past the source's limit
+/// before the 413; a larger body is cut off.
 const DRAIN_MAX: u64 = 8 * 1024 * 1024;
 
-/// How far an over-limit body is read: draining is what lets the 413 reach
-/// the sender on a reusable connection, but it must never stop a body
-/// within `limit` from being read.
+/// How far an over-limit body is read. Draining is what lets the 413 reach
+/// the sender on a reusable connection (answering mid-upload makes the
+/// sender see a broken pipe, not the 413); it counts from the limit, so it
+/// never stops a body within the limit from being read.
 fn drain_ceiling(limit: usize) -> u64 {
-    (limit as u64).max(DRAIN_MAX)
+    (limit as u64).saturating_add(DRAIN_MAX)
 }
 
 enum BodyError {
