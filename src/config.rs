@@ -375,11 +375,12 @@ impl Config {
                 .collect::<Result<_>>()?,
             retention: opt_duration("server.retention", raw.server.retention.as_deref())?
                 .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
-            // A zero period would make the sweep a busy loop.
+            // A zero period would make the sweep a busy loop; tests sweep
+            // every 200 ms, so the floor stays below that.
             retention_sweep_every: opt_duration_min(
                 "server.retention_sweep_every",
                 raw.server.retention_sweep_every.as_deref(),
-                Duration::from_secs(1),
+                Duration::from_millis(100),
             )?
             .unwrap_or(Duration::from_secs(60)),
             shutdown_grace: opt_duration(
@@ -994,7 +995,7 @@ mod tests {
         );
         // The edges themselves are accepted.
         let c = parse(
-            "[server]\nretention = \"100y\"\nretention_sweep_every = \"1s\"\nshutdown_grace = \"0s\"\n\
+            "[server]\nretention = \"100y\"\nretention_sweep_every = \"100ms\"\nshutdown_grace = \"0s\"\n\
              [delivery]\ntimeout = \"1ms\"\nrate_limit = { per_second = 0.001, burst = 1e6 }\n",
         )
         .unwrap();

@@ -154,7 +154,7 @@ fn values_that_parse_but_break_things_are_refused_at_load() {
             "server.retention_sweep_every",
         ),
         (
-            format!("{server}retention_sweep_every = \"500ms\"\n"),
+            format!("{server}retention_sweep_every = \"50ms\"\n"),
             "server.retention_sweep_every",
         ),
         (
