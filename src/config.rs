@@ -15,6 +15,25 @@ use serde::Deserialize;
 /// hundred KB, and an unbounded body is a memory exhaustion vector.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
+/// The largest `max_body` accepted: a body is held in memory whole (and
+/// handed to every plugin), so this bounds one request's memory.
+pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The longest duration any key accepts ("100y"). Durations become unix
+/// milliseconds in u64 arithmetic (due times, expiries, cut-offs); this
+/// keeps every such sum far from overflowing, and nothing sensible needs
+/// more.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Bounds of `rate_limit.per_second`: below one request in 1000 s the wait
+/// before a token stops meaning anything, above a million it is no limit.
+const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
+/// Bounds of `rate_limit.burst`.
+const BURST_RANGE: std::ops::RangeInclusive<f64> = 1.0..=1_000_000.0;
+
+/// Shortest timeout accepted where zero would fail every call or attempt.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
 /// Validated, ready-to-use configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,6 +53,10 @@ pub struct ServerConfig {
     /// Bearer token the admin listener requires (all but `/healthz`);
     /// mandatory when it listens beyond loopback.
     pub admin_token: Option<String>,
+    /// Host names (lowercase, no port) the admin API answers to besides IP
+    /// literals and `localhost`; any other `Host` is refused, so a DNS name
+    /// rebound to the admin address cannot be used to read it.
+    pub admin_hosts: Vec<String>,
     /// Events (with their deliveries and attempts) older than this are swept.
     pub retention: Duration,
     /// How often the retention sweep runs.
@@ -167,6 +190,21 @@ pub struct TargetConfig {
     pub policy: TargetPolicy,
 }
 
+/// A URL as it may be shown or logged: user and password (a credential
+/// some receivers take in the URL) replaced by `***`.
+pub fn redact_url(url: &url::Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have credentials, which had none.
+    let _ = shown.set_username("***");
+    if url.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
 impl TargetConfig {
     /// Attempts allowed in total: the first one plus one per schedule step.
     pub fn max_attempts(&self) -> u32 {
@@ -213,6 +251,8 @@ struct RawServer {
     data_dir: Option<PathBuf>,
     durability: Option<Durability>,
     admin_token: Option<String>,
+    #[serde(default)]
+    admin_hosts: Vec<String>,
     retention: Option<String>,
     retention_sweep_every: Option<String>,
     shutdown_grace: Option<String>,
@@ -351,11 +391,21 @@ impl Config {
                 .map(|t| resolve_secret_text("server.admin_token", &t))
                 .transpose()?
                 .filter(|t| !t.is_empty()),
+            admin_hosts: raw
+                .server
+                .admin_hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| admin_host(&format!("server.admin_hosts[{i}]"), h))
+                .collect::<Result<_>>()?,
             retention: opt_duration("server.retention", raw.server.retention.as_deref())?
                 .unwrap_or(Duration::from_secs(7 * 24 * 3600)),
-            retention_sweep_every: opt_duration(
+            // A zero period would make the sweep a busy loop; tests sweep
+            // every 200 ms, so the floor stays below that.
+            retention_sweep_every: opt_duration_min(
                 "server.retention_sweep_every",
                 raw.server.retention_sweep_every.as_deref(),
+                Duration::from_millis(100),
             )?
             .unwrap_or(Duration::from_secs(60)),
             shutdown_grace: opt_duration(
@@ -372,8 +422,12 @@ impl Config {
         }
 
         let defaults = PluginLimits {
-            timeout: opt_duration("plugins.timeout", raw.plugins.timeout.as_deref())?
-                .unwrap_or(Duration::from_secs(1)),
+            timeout: opt_duration_min(
+                "plugins.timeout",
+                raw.plugins.timeout.as_deref(),
+                MIN_TIMEOUT,
+            )?
+            .unwrap_or(Duration::from_secs(1)),
             memory: opt_size("plugins.memory", raw.plugins.memory.as_deref())?
                 .unwrap_or(64 * 1024 * 1024),
             warm_instances: raw.plugins.warm_instances.unwrap_or(4),
@@ -419,8 +473,12 @@ impl Config {
                     _ => table.warm_instances.unwrap_or(defaults.warm_instances),
                 };
                 Some(PluginLimits {
-                    timeout: opt_duration(&format!("{key}.timeout"), table.timeout.as_deref())?
-                        .unwrap_or(defaults.timeout),
+                    timeout: opt_duration_min(
+                        &format!("{key}.timeout"),
+                        table.timeout.as_deref(),
+                        MIN_TIMEOUT,
+                    )?
+                    .unwrap_or(defaults.timeout),
                     memory: opt_size(&format!("{key}.memory"), table.memory.as_deref())?
                         .unwrap_or(defaults.memory),
                     warm_instances: warm,
@@ -468,10 +526,14 @@ impl Config {
             let key = format!("targets.{name}");
             check_name(&key, &name)?;
             reject_unknown(&key, &t.unknown)?;
-            let url = url::Url::parse(&t.url)
-                .map_err(|e| anyhow!("{key}.url: invalid URL {:?}: {e}", t.url))?;
+            // The text is not echoed: it may hold a password.
+            let url =
+                url::Url::parse(&t.url).map_err(|e| anyhow!("{key}.url: not a valid URL ({e})"))?;
             if !matches!(url.scheme(), "http" | "https") {
-                bail!("{key}.url: {:?} must be an http or https URL", t.url);
+                bail!(
+                    "{key}.url: {:?} must be an http or https URL",
+                    redact_url(&url)
+                );
             }
             let secret = match t.secret {
                 None => None,
@@ -527,6 +589,12 @@ impl Config {
                 Some(toml::Value::String(text)) => parse_size(&format!("{key}.max_body"), &text)?,
                 Some(other) => bail!("{key}.max_body: expected a size like \"1MiB\", got {other}"),
             };
+            if max_body > MAX_MAX_BODY {
+                bail!(
+                    "{key}.max_body: {max_body} bytes is more than the most hookyard accepts ({} MiB)",
+                    MAX_MAX_BODY >> 20
+                );
+            }
             for (i, t) in s.targets.iter().enumerate() {
                 if !targets.contains_key(t) {
                     bail!("{key}.targets[{i}]: unknown target {t:?} (no [targets.{t}] table)");
@@ -661,9 +729,23 @@ impl RawRateLimit {
     /// `(per_second, burst)` after checking both, `default_burst` when the
     /// burst is not given.
     fn validate(&self, key: &str, default_burst: f64) -> Result<(f64, f64)> {
-        let burst = self.burst.unwrap_or(default_burst);
-        if !(self.per_second > 0.0 && self.per_second.is_finite() && burst >= 1.0) {
-            bail!("{key}.rate_limit: per_second must be > 0 and burst >= 1");
+        if !RATE_RANGE.contains(&self.per_second) {
+            bail!(
+                "{key}.rate_limit.per_second: {} is out of range; use {} to {}",
+                self.per_second,
+                RATE_RANGE.start(),
+                RATE_RANGE.end()
+            );
+        }
+        let burst = self.burst.unwrap_or(default_burst).min(*BURST_RANGE.end());
+        if let Some(b) = self.burst
+            && !BURST_RANGE.contains(&b)
+        {
+            bail!(
+                "{key}.rate_limit.burst: {b} is out of range; use {} to {}",
+                BURST_RANGE.start(),
+                BURST_RANGE.end()
+            );
         }
         Ok((self.per_second, burst))
     }
@@ -720,17 +802,19 @@ impl TargetPolicy {
             None => base.rate_limit,
             Some(r) => Some(r.validate(key, 1.0)?),
         };
-        let breaker_cooldown = opt_duration(
+        let breaker_cooldown = opt_duration_min(
             &format!("{key}.breaker_cooldown"),
             raw.breaker_cooldown.as_deref(),
+            Duration::from_millis(1),
         )?
         .unwrap_or(base.breaker_cooldown);
-        if breaker_cooldown.is_zero() {
-            bail!("{key}.breaker_cooldown: must be more than 0");
-        }
         Ok(TargetPolicy {
-            timeout: opt_duration(&format!("{key}.timeout"), raw.timeout.as_deref())?
-                .unwrap_or(base.timeout),
+            timeout: opt_duration_min(
+                &format!("{key}.timeout"),
+                raw.timeout.as_deref(),
+                MIN_TIMEOUT,
+            )?
+            .unwrap_or(base.timeout),
             retry_schedule,
             jitter,
             max_retry_after: opt_duration(
@@ -752,9 +836,17 @@ impl TargetPolicy {
     }
 }
 
-/// Parses an RFC 3339 time (or unix milliseconds) into unix ms.
+/// Parses an RFC 3339 time (or unix milliseconds) into unix ms. Times from
+/// [`crate::id::TIME_LIMIT_MS`] on are refused: ids, which listing and
+/// retention filter on, cannot express them.
 pub fn parse_time(key: &str, text: &str) -> Result<u64> {
     if let Ok(ms) = text.trim().parse::<u64>() {
+        if ms >= crate::id::TIME_LIMIT_MS {
+            bail!(
+                "{key}: {ms} is out of range; times are unix milliseconds below {}",
+                crate::id::TIME_LIMIT_MS
+            );
+        }
         return Ok(ms);
     }
     let t = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
@@ -784,6 +876,28 @@ fn check_name(key: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A host name as `Host` headers carry it, normalised for comparison.
+fn admin_host(key: &str, text: &str) -> Result<String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !valid {
+        bail!(
+            "{key}: {text:?} is not a host name like \"admin.example.com\" (no scheme, port or path; IP addresses and localhost are always allowed)"
+        );
+    }
+    Ok(name)
+}
+
 fn parse_addr(key: &str, text: &str) -> Result<SocketAddr> {
     text.parse()
         .map_err(|e| anyhow!("{key}: {text:?} is not an address like 127.0.0.1:8080 ({e})"))
@@ -793,9 +907,28 @@ fn opt_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>> {
     text.map(|t| parse_duration(key, t)).transpose()
 }
 
-fn parse_duration(key: &str, text: &str) -> Result<Duration> {
-    humantime::parse_duration(text)
-        .map_err(|e| anyhow!("{key}: {text:?} is not a duration like \"10s\" or \"5m\" ({e})"))
+/// Like [`opt_duration`], for keys where a shorter value breaks things.
+fn opt_duration_min(key: &str, text: Option<&str>, min: Duration) -> Result<Option<Duration>> {
+    let d = opt_duration(key, text)?;
+    if let (Some(d), Some(text)) = (d, text)
+        && d < min
+    {
+        bail!(
+            "{key}: {text:?} is too short; use at least \"{}\"",
+            humantime::format_duration(min)
+        );
+    }
+    Ok(d)
+}
+
+/// A duration up to [`MAX_DURATION`].
+pub(crate) fn parse_duration(key: &str, text: &str) -> Result<Duration> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| anyhow!("{key}: {text:?} is not a duration like \"10s\" or \"5m\" ({e})"))?;
+    if d > MAX_DURATION {
+        bail!("{key}: {text:?} is too long; durations are at most 100 years");
+    }
+    Ok(d)
 }
 
 fn parse_schedule(key: &str, list: &[String]) -> Result<Vec<Duration>> {
@@ -920,6 +1053,52 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_rates_are_bounded() {
+        let named = |text: &str, key: &str| {
+            let err = parse(text).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
+        };
+        named(
+            "[server]\nretention_sweep_every = \"0s\"\n",
+            "server.retention_sweep_every",
+        );
+        named("[server]\nretention = \"500000000y\"\n", "server.retention");
+        named("[delivery]\ntimeout = \"0s\"\n", "delivery.timeout");
+        named("[plugins]\ntimeout = \"0s\"\n", "plugins.timeout");
+        named(
+            "[delivery]\nbreaker_cooldown = \"0s\"\n",
+            "delivery.breaker_cooldown",
+        );
+        named(
+            "[delivery]\nrate_limit = { per_second = 1e-30 }\n",
+            "delivery.rate_limit.per_second",
+        );
+        named(
+            "[delivery]\nrate_limit = { per_second = 1, burst = 2e6 }\n",
+            "delivery.rate_limit.burst",
+        );
+        // The edges themselves are accepted.
+        let c = parse(
+            "[server]\nretention = \"100y\"\nretention_sweep_every = \"100ms\"\nshutdown_grace = \"0s\"\n\
+             [delivery]\ntimeout = \"1ms\"\nrate_limit = { per_second = 0.001, burst = 1e6 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.retention, MAX_DURATION);
+        assert_eq!(c.server.shutdown_grace, Duration::ZERO);
+        assert_eq!(c.delivery.policy.rate_limit, Some((0.001, 1e6)));
+        let c = parse("[sources.s]\nrate_limit = { per_second = 1e6 }\n").unwrap();
+        assert_eq!(c.sources["s"].rate_limit, Some((1e6, 1e6)));
+    }
+
+    #[test]
+    fn max_body_has_a_ceiling() {
+        let c = parse("[sources.s]\nmax_body = \"64MiB\"\n").unwrap();
+        assert_eq!(c.sources["s"].max_body, MAX_MAX_BODY);
+        let err = parse("[sources.s]\nmax_body = \"65MiB\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("sources.s.max_body"), "{err:#}");
+    }
+
+    #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("k", "1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_size("k", "512").unwrap(), 512);
@@ -983,6 +1162,25 @@ mod tests {
     }
 
     #[test]
+    fn admin_hosts_are_names_without_ports() {
+        let c = parse("[server]\nadmin_hosts = [\"Admin.Example.com.\", \"hookyard\"]\n").unwrap();
+        assert_eq!(c.server.admin_hosts, ["admin.example.com", "hookyard"]);
+        for bad in [
+            "admin.example.com:8081",
+            "http://admin.example.com",
+            "a b",
+            "",
+            "a..b",
+        ] {
+            let err = parse(&format!("[server]\nadmin_hosts = [\"ok\", {bad:?}]\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("server.admin_hosts[1]"),
+                "{bad}: {err:#}"
+            );
+        }
+    }
+
+    #[test]
     fn rotation_signs_with_both_keys_until_the_window_ends() {
         let c = parse(
             "[targets.t]\nurl = \"http://x\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
@@ -993,6 +1191,48 @@ mod tests {
         let until = t.previous_secret_until.unwrap();
         assert_eq!(t.signing_keys(until - 1).len(), 2);
         assert_eq!(t.signing_keys(until).len(), 1);
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        let shown = |u: &str| redact_url(&url::Url::parse(u).unwrap());
+        assert_eq!(
+            shown("https://user:pa%20ss@host.example/in?x=1"),
+            "https://***:***@host.example/in?x=1"
+        );
+        assert_eq!(
+            shown("https://tok3n@host.example/"),
+            "https://***@host.example/"
+        );
+        assert_eq!(
+            shown("https://:pw@host.example/"),
+            "https://***:***@host.example/"
+        );
+        assert_eq!(
+            shown("http://host.example:81/a"),
+            "http://host.example:81/a"
+        );
+        let err = parse("[targets.t]\nurl = \"ftp://u:hunter2@x/\"\n").unwrap_err();
+        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
+        let err = parse("[targets.t]\nurl = \"http://u:hunter2@[x/\"\n").unwrap_err();
+        assert!(!format!("{err:#}").contains("hunter2"), "{err:#}");
+    }
+
+    #[test]
+    fn times_past_the_id_range_are_refused() {
+        let limit = crate::id::TIME_LIMIT_MS;
+        assert_eq!(
+            parse_time("since", &(limit - 1).to_string()).unwrap(),
+            limit - 1
+        );
+        for text in [limit.to_string(), u64::MAX.to_string()] {
+            let err = parse_time("since", &text).unwrap_err();
+            assert!(format!("{err:#}").starts_with("since: "), "{err:#}");
+        }
+        assert_eq!(
+            parse_time("until", "2026-11-23T10:00:00Z").unwrap(),
+            1_795_428_000_000
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const RANDOM_MASK: u128 = (1 << 80) - 1;
 
+/// The first millisecond an id cannot hold (its time field is 48 bits wide,
+/// up to the year 10889).
+pub const TIME_LIMIT_MS: u64 = 1 << 48;
+
 static LAST: Mutex<(u64, u128)> = Mutex::new((0, 0));
 
 /// Current unix time in milliseconds.
@@ -61,9 +65,14 @@ pub fn time_of(id: &str) -> Option<u64> {
 }
 
 /// The smallest id with this prefix created at `ms`: a key-range bound for
-/// "created at or after `ms`".
+/// "created at or after `ms`". A time past [`TIME_LIMIT_MS`] saturates to
+/// a bound above every id (masking it to 48 bits would wrap it to a time
+/// long past and turn an upper bound into "nothing").
 pub fn lowest_at(prefix: &str, ms: u64) -> String {
-    encode(prefix, ((ms as u128) & ((1 << 48) - 1)) << 80)
+    if ms >= TIME_LIMIT_MS {
+        return encode(prefix, u128::MAX);
+    }
+    encode(prefix, (ms as u128) << 80)
 }
 
 #[cfg(test)]
@@ -94,5 +103,18 @@ mod tests {
             Some(1_763_892_000_123)
         );
         assert_eq!(time_of("evt_short"), None);
+    }
+
+    #[test]
+    fn bounds_past_the_time_field_saturate() {
+        let id = new_id("evt");
+        let top = lowest_at("evt", TIME_LIMIT_MS);
+        assert!(top > id);
+        assert!(top > lowest_at("evt", TIME_LIMIT_MS - 1));
+        assert_eq!(lowest_at("evt", u64::MAX), top);
+        assert_eq!(
+            time_of(&lowest_at("evt", TIME_LIMIT_MS - 1)),
+            Some(TIME_LIMIT_MS - 1)
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod durability;
+pub mod extract;
 pub mod id;
 pub mod plugin;
 pub mod records;

@@ -284,7 +284,8 @@ async fn admin_token_is_required_when_set() {
         ("/admin/events", None),
         ("/admin/events", Some("Bearer wrong")),
         ("/admin/events", Some("Bearer s3cret2")),
-        ("/admin/events", Some("bearer s3cret")),
+        ("/admin/events", Some("Bearers3cret")),
+        ("/admin/events", Some("Bearer s3cret extra")),
         ("/admin/events", Some("Bearer s3cre")),
         ("/admin/events", Some("s3cret")),
         ("/admin/events", Some("Basic czNjcmV0")),
@@ -309,6 +310,16 @@ async fn admin_token_is_required_when_set() {
         .unwrap();
     assert_eq!(r.status(), 401);
 
+    // The scheme is case-insensitive and any whitespace may follow it.
+    for auth in [
+        "Bearer s3cret",
+        "bearer s3cret",
+        "BEARER   s3cret",
+        "Bearer\t s3cret",
+    ] {
+        let (status, _, text) = get("/admin/events", Some(auth)).await;
+        assert_eq!(status, 200, "{auth:?}: {text}");
+    }
     let (status, _, text) = get("/admin/events", Some("Bearer s3cret")).await;
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -359,4 +370,67 @@ async fn admin_token_is_required_when_set() {
         !String::from_utf8_lossy(&out.stdout).contains("hookyard listening"),
         "it must not listen first"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Malformed paths and out-of-range times answer the JSON error shape.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_paths_and_out_of_range_times_answer_json_400() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!("{}\n[sources.s]\n", server_section(tmp.path()));
+    let hy = Hookyard::start(tmp.path(), &config);
+    let id = hy.send("s", "{}").await;
+    let http = reqwest::Client::new();
+
+    // A path segment that is not UTF-8.
+    for url in [
+        format!("{}/hooks/%FF", hy.public),
+        format!("{}/admin/events/%FF", hy.admin),
+        format!("{}/admin/targets/%FF", hy.admin),
+    ] {
+        let r = if url.contains("/hooks/") {
+            http.post(&url).body("{}").send().await.unwrap()
+        } else {
+            http.get(&url).send().await.unwrap()
+        };
+        assert_eq!(r.status(), 400, "{url}");
+        let text = r.text().await.unwrap();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"));
+        assert_eq!(v["code"], "bad_request", "{url}: {v}");
+        assert!(v["error"].is_string(), "{v}");
+    }
+
+    // 2^48 ms and above cannot be expressed in ids: refused, naming the
+    // parameter, instead of wrapping around to 1970.
+    let limit: u64 = 1 << 48;
+    for (param, value) in [
+        ("since", limit),
+        ("until", limit),
+        ("since", u64::MAX),
+        ("until", limit + 5),
+    ] {
+        for list in ["events", "deliveries"] {
+            let (status, v) = hy
+                .admin_get(&format!("/admin/{list}?{param}={value}"))
+                .await;
+            assert_eq!(status, 400, "{list} {param}={value}: {v}");
+            assert_eq!(v["code"], "bad_request");
+            assert!(
+                v["error"].as_str().unwrap().starts_with(param),
+                "{param}: {v}"
+            );
+        }
+    }
+    let (status, v) = hy
+        .admin_post("/admin/events/replay", json!({"since": limit}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    // The largest time allowed is an upper bound above everything.
+    let (status, v) = hy
+        .admin_get(&format!("/admin/events?until={}", limit - 1))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(ids_of(&v, "events"), [id]);
 }

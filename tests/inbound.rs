@@ -217,3 +217,104 @@ async fn rate_limit_and_allowlist_refuse_with_clear_answers() {
         "{metrics}"
     );
 }
+
+/// Behind a proxy, only the entry the proxy appended counts: a client that
+/// writes an allowed address left of it is refused, whether that last entry
+/// carries a port (it is then the client, port stripped) or does not parse
+/// at all (the client is unknown), instead of the allowed address being
+/// taken for the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_bypass_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[sources.proxied]\nallow_ips = [\"203.0.113.0/24\"]\nclient_ip_header = \"x-forwarded-for\"\n",
+        server_section(tmp.path()),
+    );
+    let hy = Hookyard::start(tmp.path(), &config);
+    let http = reqwest::Client::new();
+    let send = |xff: &str| {
+        http.post(format!("{}/hooks/proxied", hy.public))
+            .header("x-forwarded-for", xff.to_string())
+            .body("{}")
+            .send()
+    };
+    for (bypass, code) in [
+        ("203.0.113.9, 198.51.100.7:51234", "ip_not_allowed"),
+        ("203.0.113.9, unknown", "client_ip_unknown"),
+        ("203.0.113.9, [2001:db8::1]:443", "ip_not_allowed"),
+        ("203.0.113.9, 198.51.100.7:port", "client_ip_unknown"),
+    ] {
+        let r = send(bypass).await.unwrap();
+        assert_eq!(r.status(), 403, "{bypass}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], code, "{bypass}: {v}");
+        if code == "client_ip_unknown" {
+            assert!(
+                v["error"].as_str().unwrap().contains("x-forwarded-for"),
+                "{v}"
+            );
+        }
+    }
+    // The proxy's entry with a port is the client, port stripped.
+    for allowed in ["198.51.100.7, 203.0.113.9:51234", "203.0.113.9"] {
+        let r = send(allowed).await.unwrap();
+        assert_eq!(r.status(), 202, "{allowed}");
+    }
+    let metrics = hy.admin_text("/metrics").await;
+    assert!(
+        metrics.contains(
+            "hookyard_requests_rejected_total{source=\"proxied\",reason=\"client_ip_unknown\"} 2"
+        ),
+        "{metrics}"
+    );
+}
+
+/// Idempotency keys are the whole value with its JSON type: ids sharing
+/// their first 256 characters, or equal as text but one a number and one a
+/// string, are different deliveries and both stored; a true duplicate is
+/// still answered as one, long or short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_whole_and_typed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[sources.p]\nidempotency = {{ json_pointer = \"/id\" }}\n\
+         [sources.h]\nidempotency = {{ header = \"x-delivery\" }}\n",
+        server_section(tmp.path()),
+    );
+    let hy = Hookyard::start(tmp.path(), &config);
+    let prefix = "e".repeat(256);
+    let long_a = format!(r#"{{"id":"{prefix}A"}}"#);
+    let long_b = format!(r#"{{"id":"{prefix}B"}}"#);
+    let mut stored = Vec::new();
+    for body in [&long_a, &long_b, r#"{"id":1}"#, r#"{"id":"1"}"#] {
+        let (status, v) = hy.post("p", body.to_string()).await;
+        assert_eq!(status, 202, "{body}: {v}");
+        stored.push(v["id"].as_str().unwrap().to_string());
+    }
+    for (body, original) in [
+        (&long_b, &stored[1]),
+        (&r#"{"id":1}"#.to_string(), &stored[2]),
+    ] {
+        let (status, v) = hy.post("p", body.to_string()).await;
+        assert_eq!(status, 200, "{body}: {v}");
+        assert_eq!(v["duplicate"], true);
+        assert_eq!(&v["id"], original.as_str());
+    }
+    // Every stored event is there with its own body.
+    for id in &stored {
+        let v = hy.event(id).await;
+        assert_eq!(v["event"]["id"], id.as_str());
+    }
+
+    // Header keys: the same.
+    let http = reqwest::Client::new();
+    let send = |key: String| {
+        http.post(format!("{}/hooks/h", hy.public))
+            .header("x-delivery", key)
+            .body("{}")
+            .send()
+    };
+    assert_eq!(send(format!("{prefix}1")).await.unwrap().status(), 202);
+    assert_eq!(send(format!("{prefix}2")).await.unwrap().status(), 202);
+    assert_eq!(send(format!("{prefix}2")).await.unwrap().status(), 200);
+}

@@ -163,3 +163,58 @@ async fn rejections_are_clear_and_store_nothing() {
     use hookyard::store::Storage;
     assert_eq!(store.event_count().unwrap(), 1);
 }
+
+/// A `max_body` above the 8 MiB drain limit is honoured: it used to be cut
+/// at 8 MiB while the 413 named the configured limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_body_above_eight_mib_is_honoured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[sources.big]\nmax_body = \"20MiB\"\n",
+        server_section(tmp.path())
+    );
+    let hy = Hookyard::start(tmp.path(), &config);
+    let http = reqwest::Client::new();
+    let size = 16 * 1024 * 1024;
+    let r = http
+        .post(format!("{}/hooks/big", hy.public))
+        .body(vec![b'b'; size])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, list) = hy.admin_get("/admin/events?source=big").await;
+    assert_eq!(list["events"][0]["id"], id.as_str());
+    assert_eq!(list["events"][0]["size"], size);
+
+    // Streamed without a Content-Length too.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..18).map(|_| Ok(vec![b'c'; 1024 * 1024])).collect();
+    let r = http
+        .post(format!("{}/hooks/big", hy.public))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let r = http
+        .post(format!("{}/hooks/big", hy.public))
+        .body(vec![b'b'; 21 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "body_too_large");
+    assert!(
+        v["error"].as_str().unwrap().contains("20971520"),
+        "the 413 names the configured limit: {v}"
+    );
+}

@@ -149,3 +149,33 @@ async fn a_slow_target_times_out_and_is_retried() {
     assert!(log[0]["latency_ms"].as_f64().unwrap() >= 490.0);
     drop(silent);
 }
+
+/// `Retry-After: 0` (or a date in the past) may not pull a retry earlier
+/// than the schedule's step: before, a target answering that spent all its
+/// attempts within milliseconds and went dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_zero_does_not_shorten_the_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zero = Answer {
+        status: 503,
+        retry_after: Some(0),
+    };
+    let sink = Sink::start(vec![zero, zero]).await;
+    // Jitter 0.2 (the default): each step is at least 800 ms.
+    let hy = Hookyard::start(
+        tmp.path(),
+        &config(tmp.path(), &sink.url("/in"), r#"["1s", "1s"]"#),
+    );
+    let id = hy.send("s", "{}").await;
+    let got = sink.wait_for(3, Duration::from_secs(15)).await;
+    for (n, pair) in got.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(790),
+            "retry {} came {gap:?} after a 503 with Retry-After: 0",
+            n + 1
+        );
+    }
+    let v = hy.wait_event(&id, Duration::from_secs(5), delivered).await;
+    assert_eq!(v["deliveries"][0]["attempts"], 3);
+}

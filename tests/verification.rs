@@ -265,3 +265,26 @@ async fn hookyard_send_signs_like_the_provider() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("signature_mismatch"));
 }
+
+/// The token parameter's name percent-encoded (`?%74oken=`) still names the
+/// token for verification, so it must also be removed from what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_token_parameter_name_is_redacted_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hy = start(tmp.path());
+    for query in [
+        format!("%6Bey={SECRET_A}&keep=1"),
+        format!("k%65%79={SECRET_A}&keep=1"),
+        format!("keep=1&%6B%65%79={SECRET_A}"),
+    ] {
+        let (status, v) = post(&hy, &format!("qtoken?{query}"), &[], "{}").await;
+        assert_eq!(status, 202, "{query}: {v}");
+        let stored = hy.event(v["id"].as_str().unwrap()).await;
+        assert_eq!(stored["event"]["query"], "keep=1", "{query}");
+        let text = serde_json::to_string(&stored).unwrap();
+        assert!(!text.contains(SECRET_A), "{query}: token stored: {text}");
+    }
+    // Listed events do not carry it either.
+    let (_, list) = hy.admin_get("/admin/events?source=qtoken").await;
+    assert!(!list.to_string().contains(SECRET_A));
+}

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::list::{bad_request, delivery_query, event_query};
 use super::{AdminState, store_error};
+use crate::extract::JsonPath;
 use crate::route::Replay;
 use crate::source::ingest::error;
 use crate::store::{EventQuery, collect_ids};
@@ -43,7 +44,7 @@ fn filter_body(body: &Bytes) -> Result<HashMap<String, String>, String> {
 
 pub async fn replay_event(
     State(state): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
 ) -> Response {
     match state.router.replay(&id).await {
         Ok(Replay::Queued) => {
@@ -142,7 +143,7 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
 
 pub async fn retry_delivery(
     State(state): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
 ) -> Response {
     let d = state.dispatcher.clone();
     let key = id.clone();
@@ -213,7 +214,10 @@ fn no_target(name: &str) -> Response {
     )
 }
 
-pub async fn target(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+pub async fn target(
+    State(state): State<Arc<AdminState>>,
+    JsonPath(name): JsonPath<String>,
+) -> Response {
     match state.dispatcher.target(&name) {
         Some(t) => Json(state.dispatcher.target_status(t)).into_response(),
         None => no_target(&name),
@@ -222,7 +226,7 @@ pub async fn target(State(state): State<Arc<AdminState>>, Path(name): Path<Strin
 
 pub async fn control_target(
     State(state): State<Arc<AdminState>>,
-    Path((name, action)): Path<(String, String)>,
+    JsonPath((name, action)): JsonPath<(String, String)>,
 ) -> Response {
     if !["pause", "resume", "enable"].contains(&action.as_str()) {
         return error(

@@ -7,6 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
@@ -26,9 +27,8 @@ pub async fn require_token(
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        .and_then(bearer_token);
+    if given.is_some_and(|g| token_matches(g, token)) {
         next.run(request).await
     } else {
         let mut r = error(
@@ -41,5 +41,65 @@ pub async fn require_token(
             axum::http::HeaderValue::from_static("Bearer"),
         );
         r
+    }
+}
+
+/// The credential of an `Authorization: Bearer <token>` value. The scheme
+/// name is case-insensitive (RFC 9110 §11.1) and clients differ in the
+/// whitespace they put after it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let split = value.find([' ', '\t'])?;
+    let (scheme, rest) = value.split_at(split);
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_start_matches([' ', '\t']);
+    (!token.is_empty()).then_some(token)
+}
+
+/// Compares SHA-256 digests rather than the strings: both sides are 32
+/// bytes, so neither the comparison's time nor its early exit on a length
+/// difference says anything about the token's length or content.
+fn token_matches(given: &str, expected: &str) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    bool::from(given.ct_eq(&expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_with_any_whitespace() {
+        for ok in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "Bearer    s3cret",
+            "Bearer \t s3cret",
+            "  Bearer s3cret  ",
+        ] {
+            assert_eq!(bearer_token(ok), Some("s3cret"), "{ok:?}");
+        }
+        for bad in [
+            "Bearers3cret",
+            "Bearer",
+            "Bearer   ",
+            "Basic s3cret",
+            "s3cret",
+            "",
+        ] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_by_digest() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cre", "s3cret"));
+        assert!(!token_matches("s3cret2", "s3cret"));
+        assert!(!token_matches("", "s3cret"));
     }
 }

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::list::bad_request;
 use super::{AdminState, body_json, store_error};
+use crate::extract::JsonPath;
 use crate::source::ingest::error;
 
 /// Keys per page, by default and at most.
@@ -21,7 +22,7 @@ const MAX_LIMIT: usize = 1000;
 /// `GET /admin/plugins/{name}/kv?prefix=&cursor=&limit=`
 pub async fn list(
     State(state): State<Arc<AdminState>>,
-    Path(plugin): Path<String>,
+    JsonPath(plugin): JsonPath<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
@@ -57,7 +58,7 @@ pub async fn list(
 /// `GET /admin/plugins/{name}/kv/{key}`
 pub async fn get(
     State(state): State<Arc<AdminState>>,
-    Path((plugin, key)): Path<(String, String)>,
+    JsonPath((plugin, key)): JsonPath<(String, String)>,
 ) -> Response {
     let store = state.store.clone();
     let (p, k) = (plugin.clone(), key.clone());
@@ -78,7 +79,7 @@ pub async fn get(
 /// commits, so a plugin that read the key before the delete runs again.
 pub async fn delete(
     State(state): State<Arc<AdminState>>,
-    Path((plugin, key)): Path<(String, String)>,
+    JsonPath((plugin, key)): JsonPath<(String, String)>,
 ) -> Response {
     match state.store.kv_delete(&plugin, &key).value().await {
         Ok(true) => {

@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{AdminState, body_json, store_error};
 use crate::config::parse_time;
+use crate::extract::{JsonPath, JsonQuery};
 use crate::source::ingest::error;
 use crate::store::{DeliveryQuery, EventQuery};
 
@@ -104,7 +105,7 @@ pub(super) fn delivery_query(
 
 pub async fn events(
     State(state): State<Arc<AdminState>>,
-    Query(q): Query<HashMap<String, String>>,
+    JsonQuery(q): JsonQuery<HashMap<String, String>>,
 ) -> Response {
     let query = match event_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
         Ok(v) => v,
@@ -122,7 +123,7 @@ pub async fn events(
 
 pub async fn deliveries(
     State(state): State<Arc<AdminState>>,
-    Query(q): Query<HashMap<String, String>>,
+    JsonQuery(q): JsonQuery<HashMap<String, String>>,
 ) -> Response {
     let query = match delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
         Ok(v) => v,
@@ -140,7 +141,10 @@ pub async fn deliveries(
     }
 }
 
-pub async fn delivery(State(state): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+pub async fn delivery(
+    State(state): State<Arc<AdminState>>,
+    JsonPath(id): JsonPath<String>,
+) -> Response {
     let store = state.store.clone();
     let key = id.clone();
     let view = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Value>> {

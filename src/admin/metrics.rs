@@ -25,6 +25,7 @@ pub struct Metrics {
     attempt_seconds: HistogramVec,
     replays: CounterVec,
     swept: CounterVec,
+    dispatcher_restarts: CounterVec,
 }
 
 impl Default for Metrics {
@@ -79,6 +80,11 @@ impl Metrics {
                 "Records removed by the retention sweep, by kind.",
                 &["kind"],
             ),
+            dispatcher_restarts: r.counter(
+                "hookyard_dispatcher_restarts_total",
+                "Times a target's dispatcher task panicked and was restarted.",
+                &["target"],
+            ),
             registry: r,
         }
     }
@@ -108,6 +114,10 @@ impl Metrics {
 
     pub fn replayed(&self, kind: &str, n: usize) {
         self.replays.add(&[kind], n as u64);
+    }
+
+    pub fn dispatcher_restarted(&self, target: &str) {
+        self.dispatcher_restarts.inc(&[target]);
     }
 
     pub fn swept(&self, kind: &str, n: usize) {

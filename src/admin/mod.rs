@@ -3,6 +3,7 @@
 
 mod actions;
 mod auth;
+mod guard;
 mod kv;
 mod list;
 pub mod metrics;
@@ -14,7 +15,7 @@ use axum::Json;
 use axum::Router;
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,6 +23,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::extract::JsonPath;
 use crate::plugin::Plugins;
 use crate::records::Event;
 use crate::route::Router as EventRouter;
@@ -101,6 +103,10 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(healthz))
         .merge(protected)
         .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::refuse_browser_attacks,
+        ))
         .with_state(state)
 }
 
@@ -196,7 +202,7 @@ const OUTCOME_IDS_SHOWN: usize = 100;
 
 async fn show_event(
     State(state): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    JsonPath(id): JsonPath<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let limit = match q.get("deliveries_limit").map(|v| v.parse::<usize>()) {
@@ -357,6 +363,7 @@ mod tests {
                 "DELETE" => http.delete(&url).send().await.unwrap(),
                 _ => http
                     .post(&url)
+                    .header("content-type", "application/json")
                     .body("{\"status\":\"failed\"}")
                     .send()
                     .await

@@ -56,22 +56,71 @@ impl Cidr {
     }
 }
 
+/// The trusted proxy header's last entry is not an address, so who sent the
+/// request cannot be told. Skipping such an entry would make the one to its
+/// left "the client", and everything left of the proxy's own entry is
+/// written by the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the client address cannot be determined: the last entry of {header} is {entry:?}, not an IP address"
+)]
+pub struct UnknownClient {
+    pub header: String,
+    pub entry: String,
+}
+
 /// The client address: the peer, unless the source trusts a proxy header,
-/// in which case the right-most address in it (the one our proxy appended;
-/// anything left of it is client-controlled).
-pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted_header: Option<&str>) -> IpAddr {
-    if let Some(name) = trusted_header
-        && let Some(ip) = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return ip;
+/// in which case the right-most entry of its last line (the one our proxy
+/// appended; anything left of it is client-controlled). A port on that
+/// entry (`1.2.3.4:5678`, `[2001:db8::1]:443`) is ignored.
+pub fn client_ip(
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    trusted_header: Option<&str>,
+) -> Result<IpAddr, UnknownClient> {
+    let Some(name) = trusted_header else {
+        return Ok(peer.ip());
+    };
+    let Some(line) = headers.get_all(name).iter().next_back() else {
+        // Not through the proxy (or it adds nothing): the peer is the client.
+        return Ok(peer.ip());
+    };
+    let unknown = |entry: &str| UnknownClient {
+        header: name.to_string(),
+        entry: entry.to_string(),
+    };
+    let line = line
+        .to_str()
+        .map_err(|_| unknown(&String::from_utf8_lossy(line.as_bytes())))?;
+    let entry = line.rsplit(',').next().unwrap_or("").trim();
+    parse_entry(entry).ok_or_else(|| unknown(entry))
+}
+
+/// An address with or without a port, as proxies write them.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
     }
-    peer.ip()
+    let (host, port) = match entry.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']')?;
+            if after.is_empty() {
+                return host.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+            }
+            (host, after.strip_prefix(':')?)
+        }
+        None => {
+            let (host, port) = entry.rsplit_once(':')?;
+            // An unbracketed IPv6 address with a port is ambiguous.
+            host.parse::<std::net::Ipv4Addr>().ok()?;
+            (host, port)
+        }
+    };
+    port.parse::<u16>().ok()?;
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    host.parse().ok()
 }
 
 #[cfg(test)]
@@ -101,15 +150,65 @@ mod tests {
         assert!(Cidr::parse("nope").is_err());
     }
 
+    fn xff(lines: &[&str]) -> Result<IpAddr, UnknownClient> {
+        let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append("x-forwarded-for", l.parse().unwrap());
+        }
+        client_ip(peer, &h, Some("x-forwarded-for"))
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn proxy_header_only_when_trusted() {
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
-        assert_eq!(client_ip(peer, &h, None), peer.ip());
+        assert_eq!(client_ip(peer, &h, None), Ok(peer.ip()));
+        assert_eq!(xff(&["6.6.6.6, 1.2.3.4"]), Ok(ip("1.2.3.4")));
+        // No header: the peer.
+        assert_eq!(xff(&[]), Ok(peer.ip()));
+    }
+
+    #[test]
+    fn the_last_entry_decides_ports_stripped() {
         assert_eq!(
-            client_ip(peer, &h, Some("x-forwarded-for")),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            xff(&["203.0.113.9, 198.51.100.7:51234"]),
+            Ok(ip("198.51.100.7"))
         );
+        assert_eq!(
+            xff(&["203.0.113.9, [2001:db8::1]:443"]),
+            Ok(ip("2001:db8::1"))
+        );
+        assert_eq!(xff(&["[2001:db8::2]"]), Ok(ip("2001:db8::2")));
+        assert_eq!(xff(&["2001:db8::3"]), Ok(ip("2001:db8::3")));
+        assert_eq!(xff(&[" 198.51.100.7 "]), Ok(ip("198.51.100.7")));
+        // Of several lines, the last (the proxy appends its own line or entry).
+        assert_eq!(xff(&["203.0.113.9", "6.6.6.6, 1.2.3.4"]), Ok(ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn an_unparsable_last_entry_is_unknown_not_skipped() {
+        for bad in [
+            "203.0.113.9, unknown",
+            "203.0.113.9, ",
+            "203.0.113.9,",
+            "203.0.113.9, 198.51.100.7:port",
+            "203.0.113.9, 198.51.100.7:99999",
+            "203.0.113.9, [2001:db8::1",
+            "203.0.113.9, [2001:db8::1]443",
+            "203.0.113.9, 2001:db8::1:443:x",
+            "203.0.113.9, _hidden",
+        ] {
+            let e = xff(&[bad]).unwrap_err();
+            assert_eq!(e.header, "x-forwarded-for");
+            assert!(e.to_string().contains("x-forwarded-for"), "{e}");
+        }
+        // A client-written last line is not skipped in favour of an earlier one.
+        assert!(xff(&["203.0.113.9", "unknown"]).is_err());
     }
 }

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+/// Longest value (bytes) stored in a key as it is; longer ones are hashed.
+const MAX_PLAIN_KEY: usize = 128;
 
 /// Default time a key is remembered; providers retry within hours.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -25,21 +29,33 @@ pub struct Idempotency {
 
 impl Idempotency {
     /// The request's key, if it has one (a request without one is simply
-    /// not deduplicated). Long keys are hashed-free truncated: providers'
-    /// ids are short, and this bounds what the store keeps per key.
+    /// not deduplicated). The key is the whole value, tagged with its JSON
+    /// type so `1` and `"1"` stay distinct; a long value is replaced by its
+    /// SHA-256, which bounds what the store keeps per key without letting
+    /// two ids that share a prefix collide.
     pub fn key_of(&self, headers: &HeaderMap, body: &[u8]) -> Option<String> {
-        let key = match &self.key {
-            KeySource::Header(name) => headers.get(name)?.to_str().ok()?.trim().to_string(),
+        let (tag, value) = match &self.key {
+            KeySource::Header(name) => ('s', headers.get(name)?.to_str().ok()?.trim().to_string()),
             KeySource::JsonPointer(ptr) => {
                 let v: serde_json::Value = serde_json::from_slice(body).ok()?;
                 match v.pointer(ptr)? {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Number(n) => n.to_string(),
+                    serde_json::Value::String(s) => ('s', s.clone()),
+                    serde_json::Value::Number(n) => ('n', n.to_string()),
                     _ => return None,
                 }
             }
         };
-        (!key.is_empty()).then(|| key.chars().take(256).collect())
+        if value.is_empty() {
+            return None;
+        }
+        Some(if value.len() <= MAX_PLAIN_KEY {
+            format!("{tag}:{value}")
+        } else {
+            // `#` instead of `:` so a hash never equals a short value.
+            let digest = Sha256::digest(value.as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{tag}#{hex}")
+        })
     }
 
     /// Parses `idempotency = { header = "..." | json_pointer = "/...", window = "24h" }`
@@ -76,10 +92,7 @@ impl Idempotency {
                     }
                     source = Some(KeySource::JsonPointer(text.to_string()));
                 }
-                "window" => {
-                    window = humantime::parse_duration(text)
-                        .map_err(|e| anyhow!("{key}.window: {text:?} is not a duration ({e})"))?
-                }
+                "window" => window = crate::config::parse_duration(&format!("{key}.window"), text)?,
                 other => bail!("{key}: unknown key {other:?} (use header, json_pointer, window)"),
             }
         }
@@ -104,7 +117,7 @@ mod tests {
             key: KeySource::Header("x-github-delivery".into()),
             window: DEFAULT_WINDOW,
         };
-        assert_eq!(by_header.key_of(&h, b""), Some("abc-123".into()));
+        assert_eq!(by_header.key_of(&h, b""), Some("s:abc-123".into()));
         assert_eq!(by_header.key_of(&HeaderMap::new(), b""), None);
         let by_body = Idempotency {
             key: KeySource::JsonPointer("/id".into()),
@@ -112,9 +125,34 @@ mod tests {
         };
         assert_eq!(
             by_body.key_of(&h, br#"{"id":"evt_1"}"#),
-            Some("evt_1".into())
+            Some("s:evt_1".into())
         );
         assert_eq!(by_body.key_of(&h, b"not json"), None);
+    }
+
+    #[test]
+    fn keys_keep_the_whole_value_and_its_type() {
+        let by_body = Idempotency {
+            key: KeySource::JsonPointer("/id".into()),
+            window: DEFAULT_WINDOW,
+        };
+        let key = |body: String| by_body.key_of(&HeaderMap::new(), body.as_bytes()).unwrap();
+        assert_ne!(key(r#"{"id":1}"#.into()), key(r#"{"id":"1"}"#.into()));
+        let long = "x".repeat(300);
+        let a = key(format!(r#"{{"id":"{long}a"}}"#));
+        let b = key(format!(r#"{{"id":"{long}b"}}"#));
+        assert_ne!(a, b);
+        assert_eq!(a, key(format!(r#"{{"id":"{long}a"}}"#)));
+        assert!(a.len() <= 66, "{a}");
+        assert_ne!(
+            key(format!(r#"{{"id":{}}}"#, "9".repeat(300))),
+            key(format!(r#"{{"id":"{}"}}"#, "9".repeat(300)))
+        );
+        // A short value that looks like a hash is not one.
+        let hashed = &a[2..];
+        assert_ne!(key(format!(r#"{{"id":"{hashed}"}}"#)), a);
+        assert_eq!(by_body.key_of(&HeaderMap::new(), br#"{"id":""}"#), None);
+        assert_eq!(by_body.key_of(&HeaderMap::new(), br#"{"id":true}"#), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -17,6 +17,7 @@ use super::IngestState;
 use super::allowlist::client_ip;
 use super::rejections::Rejected;
 use super::verify::Request;
+use crate::extract::JsonPath;
 use crate::id::{new_id, now_ms};
 use crate::records::Event;
 
@@ -30,8 +31,17 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         .into_response()
 }
 
-/// Past this, an over-limit body is not drained before the 413.
+/// How much of an over-limit body is drained past the source's limit
+/// before the 413; a larger body is cut off.
 const DRAIN_MAX: u64 = 8 * 1024 * 1024;
+
+/// How far an over-limit body is read. Draining is what lets the 413 reach
+/// the sender on a reusable connection (answering mid-upload makes the
+/// sender see a broken pipe, not the 413); it counts from the limit, so it
+/// never stops a body within the limit from being read.
+fn drain_ceiling(limit: usize) -> u64 {
+    (limit as u64).saturating_add(DRAIN_MAX)
+}
 
 enum BodyError {
     TooLarge,
@@ -39,18 +49,19 @@ enum BodyError {
 }
 
 /// Reads the body up to `limit`. An over-limit body is still read (and
-/// discarded) up to [`DRAIN_MAX`], so the 413 reaches the sender and its
+/// discarded) up to [`drain_ceiling`], so the 413 reaches the sender and its
 /// keep-alive connection stays usable, instead of a reset mid-upload.
 async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut seen: u64 = 0;
+    let ceiling = drain_ceiling(limit);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Unreadable(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
         seen += data.len() as u64;
-        if seen > DRAIN_MAX {
+        if seen > ceiling {
             return Err(BodyError::TooLarge);
         }
         if seen <= limit as u64 {
@@ -61,18 +72,6 @@ async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
         return Err(BodyError::TooLarge);
     }
     Ok(buf.freeze())
-}
-
-/// The query string without the parameter that carried a credential.
-fn without_param(query: &str, param: Option<&str>) -> String {
-    let Some(param) = param else {
-        return query.to_string();
-    };
-    query
-        .split('&')
-        .filter(|pair| pair.split('=').next() != Some(param))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 pub async fn not_found(uri: Uri) -> Response {
@@ -99,7 +98,7 @@ pub async fn method_not_allowed(method: Method) -> Response {
 
 pub async fn receive(
     State(state): State<Arc<IngestState>>,
-    Path(source_name): Path<String>,
+    JsonPath(source_name): JsonPath<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
@@ -118,6 +117,10 @@ pub async fn receive(
         );
     };
     let client = client_ip(peer, &headers, source.client_ip_header.as_deref());
+    let client_text = match &client {
+        Ok(ip) => ip.to_string(),
+        Err(_) => "unknown".to_string(),
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -130,7 +133,7 @@ pub async fn receive(
                 message: message.clone(),
                 status: status.as_u16(),
                 at: received_at,
-                client_ip: client.to_string(),
+                client_ip: client_text.clone(),
                 headers: vec![],
                 body_size: size,
             },
@@ -142,17 +145,30 @@ pub async fn receive(
                 .map(|v| v.sensitive_headers())
                 .unwrap_or_default(),
         );
-        tracing::info!(source = %source_name, %client, reason = code, "webhook rejected: {message}");
+        tracing::info!(source = %source_name, client = %client_text, reason = code, "webhook rejected: {message}");
         error(status, code, message)
     };
 
-    if !source.allow_ips.is_empty() && !source.allow_ips.iter().any(|n| n.contains(client)) {
-        return reject(
-            StatusCode::FORBIDDEN,
-            "ip_not_allowed",
-            format!("{client} is not in this source's allow_ips"),
-            declared,
-        );
+    if !source.allow_ips.is_empty() {
+        match &client {
+            Err(unknown) => {
+                return reject(
+                    StatusCode::FORBIDDEN,
+                    "client_ip_unknown",
+                    format!("{unknown}; this source only accepts addresses in its allow_ips"),
+                    declared,
+                );
+            }
+            Ok(ip) if !source.allow_ips.iter().any(|n| n.contains(*ip)) => {
+                return reject(
+                    StatusCode::FORBIDDEN,
+                    "ip_not_allowed",
+                    format!("{ip} is not in this source's allow_ips"),
+                    declared,
+                );
+            }
+            Ok(_) => {}
+        }
     }
     if let Some(bucket) = state.buckets.get(&source_name)
         && let Err(wait) = bucket.take()
@@ -178,7 +194,7 @@ pub async fn receive(
             size,
         )
     };
-    if declared.is_some_and(|n| n > DRAIN_MAX) {
+    if declared.is_some_and(|n| n > drain_ceiling(limit)) {
         // Too big to be worth draining: answer now (the connection closes).
         return too_large(declared);
     }
@@ -223,7 +239,7 @@ pub async fn receive(
         received_at,
         method: method.to_string(),
         path: uri.path().to_string(),
-        query: without_param(uri.query().unwrap_or(""), credential_param),
+        query: super::query::without_param(uri.query().unwrap_or(""), credential_param),
         headers: headers
             .iter()
             .map(|(k, v)| {

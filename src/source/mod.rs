@@ -5,6 +5,7 @@
 pub mod allowlist;
 pub mod idempotency;
 pub mod ingest;
+pub mod query;
 pub mod rate_limit;
 pub mod rejections;
 pub mod verify;

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{Config, TargetConfig};
@@ -42,6 +43,10 @@ const IDLE_RESCAN: Duration = Duration::from_secs(1);
 /// once per batch, not once per finished attempt (a scan walks past every
 /// claimed entry at the head of the range first).
 const BATCH: usize = 256;
+
+/// Pause before a target's dispatcher that panicked is started again, so a
+/// panic that repeats costs a log line a second instead of a busy loop.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Runs due deliveries for every configured target.
 pub struct Dispatcher {
@@ -108,6 +113,57 @@ impl Target {
         } else {
             s.circuit(now_ms())
         }
+    }
+}
+
+/// Claimed due entries a round has not started. Dropping it releases their
+/// claims, on every way out of the round, unwinding from a panic included:
+/// a claim left behind would hide its delivery from every later scan.
+struct Unstarted<'a> {
+    t: &'a Target,
+    due: Peekable<std::vec::IntoIter<(u64, String)>>,
+}
+
+impl Drop for Unstarted<'_> {
+    fn drop(&mut self) {
+        let mut claimed = self.t.claimed();
+        for (_, id) in self.due.by_ref() {
+            claimed.remove(&id);
+        }
+    }
+}
+
+/// Keeps a task running: each time the task from `spawn` panics, `died`
+/// gets the panic message and, after `pause`, the task is spawned again.
+/// Returns (with the number of restarts) when the task ends without
+/// panicking, or when `stop` turns true.
+async fn supervise(
+    mut spawn: impl FnMut() -> JoinHandle<()>,
+    pause: Duration,
+    mut died: impl FnMut(String),
+    mut stop: watch::Receiver<bool>,
+) -> u32 {
+    let mut restarts = 0;
+    loop {
+        let panic = match spawn().await {
+            Ok(()) => return restarts,
+            Err(e) if e.is_panic() => e.into_panic(),
+            Err(_) => return restarts, // cancelled: the runtime is going away
+        };
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        died(message);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return restarts,
+        }
+        if *stop.borrow() {
+            return restarts;
+        }
+        restarts += 1;
     }
 }
 
@@ -178,11 +234,27 @@ impl Dispatcher {
         }))
     }
 
-    /// Starts one dispatch task per target, and retires deliveries of
+    /// Starts one dispatch task per target, each supervised (a panic in
+    /// one is logged, counted and the task restarted, instead of that
+    /// target silently never delivering again), and retires deliveries of
     /// targets removed from the config.
     pub fn start(self: &Arc<Self>) {
         for t in self.targets.values() {
-            tokio::spawn(self.clone().work(t.clone()));
+            let me = self.clone();
+            let target = t.clone();
+            let spawn = move || tokio::spawn(me.clone().work(target.clone()));
+            let metrics = self.metrics.clone();
+            let name = t.name.clone();
+            let died = move |panic: String| {
+                tracing::error!(target = %name, panic = %panic, "the target's dispatcher panicked; restarting it in {RESTART_PAUSE:?}");
+                metrics.dispatcher_restarted(&name);
+            };
+            tokio::spawn(supervise(
+                spawn,
+                RESTART_PAUSE,
+                died,
+                self.stopping.subscribe(),
+            ));
         }
         tokio::spawn(self.clone().retire_orphans());
     }
@@ -307,15 +379,13 @@ impl Dispatcher {
             }
             return Ok(());
         }
-        let mut due = due.into_iter().peekable();
-        let started = self.start_due(t, &mut due, probe).await;
-        // Entries not started (stopping, paused, opened) go back to the
-        // schedule's next scan.
-        let mut claimed = t.claimed();
-        for (_, id) in due {
-            claimed.remove(&id);
-        }
-        started
+        // Entries not started (stopping, paused, opened, or a panic) go
+        // back to the schedule's next scan when this is dropped.
+        let mut unstarted = Unstarted {
+            t,
+            due: due.into_iter().peekable(),
+        };
+        self.start_due(t, &mut unstarted.due, probe).await
     }
 
     /// Starts the claimed due entries one by one as slots, the global limit
@@ -495,5 +565,82 @@ impl Dispatcher {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_and_restarted() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let spawn = move || {
+            let r = r.clone();
+            tokio::spawn(async move {
+                if r.fetch_add(1, Ordering::SeqCst) < 2 {
+                    panic!("boom {}", r.load(Ordering::SeqCst));
+                }
+            })
+        };
+        let mut deaths = Vec::new();
+        let (_tx, rx) = watch::channel(false);
+        let restarts = supervise(spawn, Duration::from_millis(1), |m| deaths.push(m), rx).await;
+        assert_eq!(restarts, 2);
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert_eq!(deaths, ["boom 1", "boom 2"]);
+    }
+
+    #[tokio::test]
+    async fn no_restart_once_stopping() {
+        let (tx, rx) = watch::channel(false);
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let spawn = move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async { panic!("always") })
+        };
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = tx.send(true);
+        });
+        let restarts = supervise(spawn, Duration::from_secs(3600), |_| {}, rx).await;
+        stopper.await.unwrap();
+        assert_eq!((restarts, runs.load(Ordering::SeqCst)), (0, 1));
+    }
+
+    #[test]
+    fn unstarted_claims_are_released_even_by_a_panic() {
+        let config = crate::config::Config::parse(
+            "[targets.t]\nurl = \"http://example.invalid/\"\n",
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let t = Target {
+            name: "t".into(),
+            config: config.targets["t"].clone(),
+            wake: Notify::new(),
+            claimed: Mutex::new(HashSet::new()),
+            slots: Arc::new(Semaphore::new(1)),
+            bucket: None,
+            state: Mutex::new(TargetState::default()),
+            scheduled: AtomicI64::new(0),
+            dead: AtomicI64::new(0),
+        };
+        let due: Vec<(u64, String)> = (0..3).map(|i| (i, format!("msg_{i}"))).collect();
+        t.claimed().extend(due.iter().map(|(_, id)| id.clone()));
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut unstarted = Unstarted {
+                t: &t,
+                due: due.into_iter().peekable(),
+            };
+            unstarted.due.next(); // started: its attempt owns the claim
+            panic!("in the middle of a round");
+        }));
+        assert!(outcome.is_err());
+        let left: Vec<String> = t.claimed().iter().cloned().collect();
+        assert_eq!(left, ["msg_0"]);
     }
 }

@@ -31,7 +31,7 @@ impl Dispatcher {
         let p = &t.config.policy;
         json!({
             "name": t.name,
-            "url": t.config.url.as_str(),
+            "url": crate::config::redact_url(&t.config.url),
             "state": s.circuit(now),
             "paused": s.control.paused,
             "disabled": s.control.disabled,

@@ -7,7 +7,9 @@ use rand::Rng;
 /// Delay before the attempt after attempt `n` (1-based) failed, or `None`
 /// when the schedule is exhausted and the delivery is dead. Jitter (± that
 /// fraction) spreads retries of a burst so a recovering target is not hit
-/// all at once.
+/// all at once. A `Retry-After` may lengthen the delay but never shorten
+/// it: a target answering `Retry-After: 0` (or a past date) would otherwise
+/// spend every attempt within milliseconds and go dead.
 pub fn next_delay(
     schedule: &[Duration],
     n: u32,
@@ -15,15 +17,17 @@ pub fn next_delay(
     jitter: f64,
 ) -> Option<Duration> {
     let base = *schedule.get(n.checked_sub(1)? as usize)?;
-    if let Some(ra) = retry_after {
+    let step = if jitter <= 0.0 {
+        base
+    } else {
+        let factor = rand::rng().random_range(1.0 - jitter..=1.0 + jitter);
+        base.mul_f64(factor)
+    };
+    Some(match retry_after {
         // The target told us when it can take more: never earlier than that.
-        return Some(ra.max(Duration::from_millis(1)));
-    }
-    if jitter <= 0.0 {
-        return Some(base);
-    }
-    let factor = rand::rng().random_range(1.0 - jitter..=1.0 + jitter);
-    Some(base.mul_f64(factor))
+        Some(ra) => step.max(ra),
+        None => step,
+    })
 }
 
 /// Parses `Retry-After` (delta-seconds or an HTTP date), capped at `max`.
@@ -59,6 +63,26 @@ mod tests {
             Some(Duration::from_secs(42))
         );
         assert_eq!(next_delay(&s, 2, Some(Duration::from_secs(42)), 0.2), None);
+    }
+
+    #[test]
+    fn retry_after_never_shortens_the_schedule() {
+        let s = [Duration::from_secs(5), Duration::from_secs(300)];
+        for _ in 0..100 {
+            let d = next_delay(&s, 1, Some(Duration::ZERO), 0.2).unwrap();
+            assert!(d >= Duration::from_secs(4), "{d:?}");
+            let d = next_delay(&s, 2, Some(Duration::from_secs(10)), 0.2).unwrap();
+            assert!(d >= Duration::from_secs(240), "{d:?}");
+        }
+        assert_eq!(
+            next_delay(&s, 1, Some(Duration::from_secs(1)), 0.0),
+            Some(Duration::from_secs(5))
+        );
+        // A past HTTP date parses as zero: the schedule's step applies.
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        let ra = parse_retry_after(&past, Duration::from_secs(3600));
+        assert_eq!(ra, Some(Duration::ZERO));
+        assert_eq!(next_delay(&s, 1, ra, 0.0), Some(Duration::from_secs(5)));
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn attempt(
             match sent {
                 Ok(resp) => read_response(resp, policy).await,
                 Err(e) => {
-                    let (error, kind) = describe(&e, policy.timeout);
+                    let (error, kind) = describe(e, policy.timeout);
                     (None, Some(error), String::new(), None, kind)
                 }
             }
@@ -248,9 +248,11 @@ async fn read_response(mut resp: reqwest::Response, policy: &TargetPolicy) -> Re
 }
 
 /// A short, operator-readable reason for a transport failure, and its
-/// metrics label.
-fn describe(e: &reqwest::Error, timeout: Duration) -> (String, &'static str) {
-    let mut source: Option<&dyn std::error::Error> = Some(e);
+/// metrics label. The URL is taken off first: it may carry credentials,
+/// and the reason is stored and shown by the admin API.
+fn describe(e: reqwest::Error, timeout: Duration) -> (String, &'static str) {
+    let e = e.without_url();
+    let mut source: Option<&dyn std::error::Error> = Some(&e);
     let mut last = String::new();
     while let Some(s) = source {
         last = s.to_string();

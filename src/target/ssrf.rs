@@ -56,7 +56,12 @@ pub fn check_url_host(url: &url::Url) -> Result<(), String> {
             Ok(ip) => ip,
             Err(_) => return Ok(()),
         },
-        None => return Err(format!("refused: {url} has no host")),
+        None => {
+            return Err(format!(
+                "refused: {} has no host",
+                crate::config::redact_url(url)
+            ));
+        }
     };
     match forbidden_reason(ip) {
         Some(reason) => Err(format!("refused: {ip} is {}; {HINT}", describe(reason))),

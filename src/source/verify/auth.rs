@@ -169,10 +169,11 @@ impl Token {
 
 /// The decoded value of the one `name` parameter in a query string. A
 /// repeated parameter is refused rather than guessing which one counts.
+/// Names are matched by [`crate::source::query::pairs`], exactly as the
+/// stored event's redaction matches them.
 fn query_param(query: &str, name: &str) -> Result<String, Rejection> {
-    let query = query.strip_prefix('?').unwrap_or(query);
     let mut found = None;
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (_, k, v) in crate::source::query::pairs(query) {
         if k == name && found.replace(v).is_some() {
             return Err(Rejection::BadFormat(format!(
                 "query parameter {name} appears more than once"

@@ -445,9 +445,7 @@ fn resolve_secrets(
 /// The replay window in whole seconds.
 fn tolerance(key: &str, raw: &RawVerify) -> Result<i64> {
     let text = raw.tolerance.as_deref().unwrap_or(DEFAULT_TOLERANCE);
-    let d = humantime::parse_duration(text).map_err(|e| {
-        anyhow!("{key}.tolerance: {text:?} is not a duration like \"5m\" or \"30s\" ({e})")
-    })?;
+    let d = crate::config::parse_duration(&format!("{key}.tolerance"), text)?;
     if d.as_secs() == 0 {
         bail!("{key}.tolerance: {text:?} is too short; use at least \"1s\"");
     }
