@@ -837,14 +837,14 @@ impl TargetPolicy {
 }
 
 /// Parses an RFC 3339 time (or unix milliseconds) into unix ms. Times from
-/// [`crate::id::TIME_LIMIT_MS`] on are refused: ids, which listing and
+/// [`crate::model::id::TIME_LIMIT_MS`] on are refused: ids, which listing and
 /// retention filter on, cannot express them.
 pub fn parse_time(key: &str, text: &str) -> Result<u64> {
     if let Ok(ms) = text.trim().parse::<u64>() {
-        if ms >= crate::id::TIME_LIMIT_MS {
+        if ms >= crate::model::id::TIME_LIMIT_MS {
             bail!(
                 "{key}: {ms} is out of range; times are unix milliseconds below {}",
-                crate::id::TIME_LIMIT_MS
+                crate::model::id::TIME_LIMIT_MS
             );
         }
         return Ok(ms);
@@ -1220,7 +1220,7 @@ mod tests {
 
     #[test]
     fn times_past_the_id_range_are_refused() {
-        let limit = crate::id::TIME_LIMIT_MS;
+        let limit = crate::model::id::TIME_LIMIT_MS;
         assert_eq!(
             parse_time("since", &(limit - 1).to_string()).unwrap(),
             limit - 1

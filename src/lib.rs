@@ -1,22 +1,40 @@
 //! hookyard: a self-hosted webhook router.
 //!
-//! The flow runs one way: [`source`] accepts a webhook and stores it
-//! ([`durability`], [`store`]) before answering 202; [`route`] runs the
-//! source's WebAssembly [`plugin`]s on it; [`target`] delivers the results,
-//! signed and retried. Every hand-off crosses the store, so a crash loses
-//! nothing that was acknowledged.
+//! # Layout
+//!
+//! The tree reads as the flow of one webhook:
+//!
+//! - [`source`]: the public listener. `POST /hooks/{source}` is checked
+//!   (allowlist, rate, size, signature, idempotency key) and stored before
+//!   the 202.
+//! - [`store`]: everything durable, behind the storage seam: events and
+//!   their "to route" marks, routing outcomes with the plugins' KV writes,
+//!   the per-target delivery queue and attempts, target state; the body log
+//!   and group commit of the embedded (sled) backend.
+//! - [`routing`]: takes stored events (a bounded queue of ids), runs the
+//!   source's [`plugin`]s and commits the outcome, the deliveries and the
+//!   plugins' KV writes in one atomic write.
+//! - [`plugin`]: the WebAssembly host: compile, cache, hot reload, call
+//!   lanes, limits, host imports.
+//! - [`delivery`]: one dispatcher per target over its queue: policies,
+//!   circuit breaker, SSRF guard, Standard Webhooks signing, retries.
+//! - [`admin`]: the admin listener (API, metrics); [`cli`]: the commands
+//!   that speak to it, and the local dev tools.
+//! - [`model`]: the records and ids every stage shares; [`config`]: the
+//!   validated config; [`jobs`]: background sweeps; [`server`]: the wiring.
+//!
+//! Every hand-off crosses the store, so a crash loses nothing that was
+//! acknowledged.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
-pub mod durability;
+pub mod delivery;
 pub mod extract;
-pub mod id;
+pub mod jobs;
+pub mod model;
 pub mod plugin;
-pub mod records;
-pub mod retention;
-pub mod route;
+pub mod routing;
 pub mod server;
 pub mod source;
 pub mod store;
-pub mod target;

@@ -9,13 +9,13 @@ use tokio::net::TcpListener;
 use crate::admin::metrics::Metrics;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::durability::Committer;
+use crate::delivery::Dispatcher;
 use crate::plugin::Plugins;
-use crate::route::Router;
+use crate::routing::Router;
 use crate::source::rejections::IngestLog;
 use crate::source::{self, IngestState};
+use crate::store::durability::Committer;
 use crate::store::{SledStore, Storage};
-use crate::target::Dispatcher;
 
 /// Runs hookyard until a shutdown signal.
 pub async fn serve(config: Config) -> Result<()> {
@@ -64,8 +64,8 @@ pub async fn serve(config: Config) -> Result<()> {
         router.clone(),
         ingest_log.clone(),
     )));
-    tokio::spawn(sweep_idempotency_keys(store.clone()));
-    tokio::spawn(crate::retention::run(
+    tokio::spawn(crate::jobs::sweep_idempotency_keys(store.clone()));
+    tokio::spawn(crate::jobs::retention(
         store.clone(),
         metrics.clone(),
         dispatcher.clone(),
@@ -155,29 +155,6 @@ pub async fn serve(config: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Forgets idempotency keys past their window, a batch at a time so the
-/// sweep never holds up ingestion.
-async fn sweep_idempotency_keys(store: Arc<dyn Storage>) {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-        loop {
-            let s = store.clone();
-            let swept =
-                tokio::task::spawn_blocking(move || s.sweep_idempotency(crate::id::now_ms(), 1000))
-                    .await;
-            match swept {
-                Ok(Ok(n)) if n >= 1000 => tokio::task::yield_now().await,
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "idempotency sweep failed");
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-    }
 }
 
 async fn shutdown_signal() {

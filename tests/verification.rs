@@ -73,7 +73,7 @@ fn secrets(source: &str) -> (&'static str, &'static str) {
 }
 
 fn now() -> i64 {
-    hookyard::id::now_ms() as i64 / 1000
+    hookyard::model::id::now_ms() as i64 / 1000
 }
 
 async fn post(

@@ -77,8 +77,8 @@ fn headers() -> Vec<(String, String)> {
 }
 
 /// The stored-event form (what `Plugins::call` takes).
-pub fn stored_event() -> hookyard::records::Event {
-    hookyard::records::Event {
+pub fn stored_event() -> hookyard::model::records::Event {
+    hookyard::model::records::Event {
         id: "evt_01JBENCH00000000000000000".into(),
         source: "bench".into(),
         received_at: 1_700_000_000_000,
@@ -163,7 +163,7 @@ impl HookyardHost {
 
     /// `Plugins::call`: the async path the router awaits (call lane,
     /// `spawn_blocking`, event conversion, stats).
-    pub async fn call_runtime(&self, event: Arc<hookyard::records::Event>) -> Result<()> {
+    pub async fn call_runtime(&self, event: Arc<hookyard::model::records::Event>) -> Result<()> {
         let report = self.plugins.call(self.plugin.clone(), event).await;
         match report.result {
             Ok(PluginOutcome::Deliver(d)) if d.len() == 1 => Ok(()),
@@ -381,7 +381,7 @@ pub fn rss_probe(wasm: &Path, calls: u64) -> Result<()> {
     for i in 1..=calls {
         // A distinct id and body per call, as the router sees them.
         let mut e = base.clone();
-        e.id = hookyard::id::new_id("evt");
+        e.id = hookyard::model::id::new_id("evt");
         e.body = format!(
             "{{\"type\":\"order.created\",\"seq\":{i},\"data\":\"{}\"}}",
             "x".repeat(400)

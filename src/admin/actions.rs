@@ -13,11 +13,11 @@ use serde_json::{Value, json};
 
 use super::list::{bad_request, delivery_query, event_query};
 use super::{AdminState, store_error};
+use crate::delivery::ops::Retry;
 use crate::extract::JsonPath;
-use crate::route::Replay;
+use crate::routing::Replay;
 use crate::source::ingest::error;
 use crate::store::{EventQuery, collect_ids};
-use crate::target::ops::Retry;
 
 /// Most items one bulk request acts on, and the default.
 const BULK_MAX: usize = 100_000;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::prom::{CounterVec, HistogramVec, LATENCY_BUCKETS, Registry};
+use crate::delivery::Dispatcher;
+use crate::model::records::DeliveryStatus;
 use crate::plugin::Plugins;
-use crate::records::DeliveryStatus;
-use crate::route::Router;
+use crate::routing::Router;
 use crate::source::rejections::IngestLog;
 use crate::store::Storage;
-use crate::target::Dispatcher;
 
 /// The counters and histograms updated on the hot paths.
 pub struct Metrics {

@@ -23,14 +23,14 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::delivery::Dispatcher;
 use crate::extract::JsonPath;
+use crate::model::records::Event;
 use crate::plugin::Plugins;
-use crate::records::Event;
-use crate::route::Router as EventRouter;
+use crate::routing::Router as EventRouter;
 use crate::source::ingest::error;
 use crate::source::rejections::IngestLog;
 use crate::store::Storage;
-use crate::target::Dispatcher;
 use metrics::Metrics;
 
 pub struct AdminState {
@@ -322,8 +322,9 @@ mod tests {
         );
         let metrics = Arc::new(super::Metrics::new());
         let dispatcher =
-            crate::target::Dispatcher::new(config.clone(), store.clone(), metrics.clone()).unwrap();
-        let router = crate::route::Router::start(
+            crate::delivery::Dispatcher::new(config.clone(), store.clone(), metrics.clone())
+                .unwrap();
+        let router = crate::routing::Router::start(
             config.clone(),
             store.clone(),
             plugins.clone(),

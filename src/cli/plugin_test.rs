@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::id::{new_id, now_ms};
+use crate::model::id::{new_id, now_ms};
+use crate::model::records::Event;
 use crate::plugin::{CallError, Level, PluginOutcome, Plugins, to_plugin_event};
-use crate::records::Event;
 use crate::store::{SledStore, Storage};
 
 /// What to run and on what (the `plugin test` arguments).

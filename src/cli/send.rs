@@ -59,7 +59,7 @@ pub async fn run(send: Send) -> Result<bool> {
             .secret
             .as_deref()
             .ok_or_else(|| anyhow!("--scheme {scheme} needs --secret"))?;
-        let now = crate::id::now_ms() as i64 / 1000;
+        let now = crate::model::id::now_ms() as i64 / 1000;
         for (k, v) in sign_as(scheme, secret, &body, now, &send.options)? {
             request = request.header(k, v);
         }

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use base64::Engine as _;
 
-use crate::target::signing;
+use crate::delivery::signing;
 
 struct SinkState {
     key: Option<Vec<u8>>,

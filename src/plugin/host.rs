@@ -176,7 +176,7 @@ impl hookyard::plugin::host::Host for PluginState {
         }
         let plugin = self.plugin.name.as_str();
         let message = if message.len() > MAX_LOG_LINE {
-            crate::route::cap_text(message)
+            crate::routing::cap_text(message)
         } else {
             message
         };

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use super::instance::{CallReport, LoadedPlugin};
 use super::stats::PluginStats;
 use super::{CallError, to_plugin_event};
-use crate::records::Event;
+use crate::model::records::Event;
 
 /// Runners per plugin: enough to use every core.
 pub fn runners() -> usize {

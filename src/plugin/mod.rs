@@ -20,7 +20,7 @@ pub use bindings::{
 pub use instance::{CallError, CallReport, LoadedPlugin};
 pub use registry::{PluginStatus, Plugins};
 
-use crate::records::Event;
+use crate::model::records::Event;
 
 /// The WIT view of a stored event.
 pub fn to_plugin_event(e: &Event) -> PluginEvent {

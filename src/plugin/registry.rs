@@ -29,8 +29,8 @@ use super::lane::Lane;
 use super::stats::{PluginStats, StatsView};
 use super::{engine, instance};
 use crate::config::Config;
-use crate::id::now_ms;
-use crate::records::Event;
+use crate::model::id::now_ms;
+use crate::model::records::Event;
 use crate::store::Storage;
 
 /// What the directory showed for a file when we last loaded it; a change

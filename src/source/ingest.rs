@@ -18,8 +18,8 @@ use super::allowlist::client_ip;
 use super::rejections::Rejected;
 use super::verify::Request;
 use crate::extract::JsonPath;
-use crate::id::{new_id, now_ms};
-use crate::records::Event;
+use crate::model::id::{new_id, now_ms};
+use crate::model::records::Event;
 
 /// A JSON error body: `{"error": "...", "code": "..."}`; `code` is stable for
 /// scripts, `error` is for people.
@@ -108,7 +108,7 @@ pub async fn receive(
     // The id is taken on arrival and carries the arrival time, so listing
     // and retention (which filter on id time) agree with `received_at`.
     let id = new_id("evt");
-    let received_at = crate::id::time_of(&id).unwrap_or_else(now_ms);
+    let received_at = crate::model::id::time_of(&id).unwrap_or_else(now_ms);
     let Some(source) = state.config.sources.get(&source_name) else {
         return error(
             StatusCode::NOT_FOUND,

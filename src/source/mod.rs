@@ -17,8 +17,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 
 use crate::config::Config;
-use crate::durability::Committer;
-use crate::route::Router as EventRouter;
+use crate::routing::Router as EventRouter;
+use crate::store::durability::Committer;
 
 /// What the ingest handler needs.
 pub struct IngestState {

@@ -9,8 +9,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, TO_ROUTE, key};
-use crate::id::lowest_at;
-use crate::records::{Delivery, DeliveryStatus, Outcome};
+use crate::model::id::lowest_at;
+use crate::model::records::{Delivery, DeliveryStatus, Outcome};
 
 /// Records examined per request at most.
 pub const SCAN_CAP: usize = 5000;

@@ -38,9 +38,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
+use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 
 pub mod bodies;
+pub mod durability;
 mod listing;
 mod retention;
 mod writer;
@@ -951,8 +952,8 @@ impl Storage for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::records::*;
     use crate::plugin::kv::KvRefused;
-    use crate::records::*;
 
     fn event(id: &str) -> Event {
         Event {
@@ -1128,7 +1129,7 @@ mod tests {
     fn a_sweep_keeps_an_event_marked_after_its_scan() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        let old = crate::id::lowest_at("evt", 1_000);
+        let old = crate::model::id::lowest_at("evt", 1_000);
         let mut e = event(&old);
         e.received_at = 1_000;
         s.insert_event(&e).wait().unwrap();
@@ -1165,7 +1166,7 @@ mod tests {
         let big = vec![9u8; (bodies::SEGMENT_BYTES / 2 - 100) as usize];
         let mut ids = Vec::new();
         for at in [1_000u64, 2_000, 3_000, 50_000, 60_000] {
-            let id = crate::id::lowest_at("evt", at);
+            let id = crate::model::id::lowest_at("evt", at);
             let mut e = event(&id);
             e.received_at = at;
             e.body = big.clone();

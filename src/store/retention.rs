@@ -17,8 +17,8 @@ use super::{
     ATTEMPT, DEAD, DELIVERY, DELIVERY_BODY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, StoredBody,
     TO_ROUTE, decode_delivery, decode_event_value, key,
 };
-use crate::id::lowest_at;
-use crate::records::DeliveryStatus;
+use crate::model::id::lowest_at;
+use crate::model::records::DeliveryStatus;
 
 /// What one sweep batch removed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

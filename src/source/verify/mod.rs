@@ -308,7 +308,7 @@ impl Verifier {
             Check::BodyHmac(h) => vec![h.sign(body)],
             Check::Stripe(s) => vec![s.sign(body, now_unix)],
             Check::StandardWebhooks(s) => {
-                let id = msg_id.map_or_else(|| crate::id::new_id("msg"), str::to_string);
+                let id = msg_id.map_or_else(|| crate::model::id::new_id("msg"), str::to_string);
                 s.sign(&id, body, now_unix)
             }
             Check::Slack(s) => s.sign(body, now_unix),

@@ -121,7 +121,7 @@ mod tests {
 
     /// The published Standard Webhooks example, as asserted by its reference
     /// libraries (e.g. the PHP library's `testSignFunctionWorks`) and by this
-    /// crate's own outbound signer (src/target/signing.rs).
+    /// crate's own outbound signer (src/delivery/signing.rs).
     #[test]
     fn spec_vector() {
         let v = verifier(&format!(

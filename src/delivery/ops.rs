@@ -8,8 +8,8 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{Dispatcher, Target};
-use crate::id::now_ms;
-use crate::records::DeliveryStatus;
+use crate::model::id::now_ms;
+use crate::model::records::DeliveryStatus;
 use crate::store::{DeliveryQuery, collect_ids};
 
 /// Result of asking for a delivery to be retried.
@@ -80,7 +80,7 @@ impl Dispatcher {
             }
             s.control.clone()
         };
-        tracing::info!(target = %name, action, "operator changed the target");
+        tracing::info!(target_name = %name, action, "operator changed the target");
         self.save_control(name, &control);
         t.wake.notify_one();
         Ok(Some(self.target_status(t)))

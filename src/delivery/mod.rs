@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{Config, TargetConfig};
-use crate::id::now_ms;
-use crate::records::DeliveryStatus;
+use crate::model::id::now_ms;
+use crate::model::records::DeliveryStatus;
 use crate::source::rate_limit::TokenBucket;
 use crate::store::Storage;
 use state::{Control, Gate, TargetState};
@@ -218,7 +218,7 @@ impl Dispatcher {
         }
         for (name, n) in &depth {
             if !targets.contains_key(name) {
-                tracing::warn!(target = %name, scheduled = n, "deliveries are scheduled for a target that is no longer configured; they will be marked dead");
+                tracing::warn!(target_name = %name, scheduled = n, "deliveries are scheduled for a target that is no longer configured; they will be marked dead");
             }
         }
         Ok(Arc::new(Dispatcher {
@@ -246,7 +246,7 @@ impl Dispatcher {
             let metrics = self.metrics.clone();
             let name = t.name.clone();
             let died = move |panic: String| {
-                tracing::error!(target = %name, panic = %panic, "the target's dispatcher panicked; restarting it in {RESTART_PAUSE:?}");
+                tracing::error!(target_name = %name, panic = %panic, "the target's dispatcher panicked; restarting it in {RESTART_PAUSE:?}");
                 metrics.dispatcher_restarted(&name);
             };
             tokio::spawn(supervise(
@@ -324,7 +324,7 @@ impl Dispatcher {
     async fn work(self: Arc<Self>, t: Arc<Target>) {
         while !self.is_stopping() {
             if let Err(e) = self.dispatch(&t).await {
-                tracing::error!(target = %t.name, error = format!("{e:#}"), "reading the delivery schedule failed");
+                tracing::error!(target_name = %t.name, error = format!("{e:#}"), "reading the delivery schedule failed");
                 self.idle(&t, IDLE_RESCAN).await;
             }
         }
@@ -496,7 +496,7 @@ impl Dispatcher {
                 t.scheduled.fetch_sub(1, Ordering::Relaxed);
             }
             Err(e) => {
-                tracing::error!(delivery = %id, target = %t.name, error = format!("{e:#}"), "delivery attempt could not be recorded");
+                tracing::error!(delivery = %id, target_name = %t.name, error = format!("{e:#}"), "delivery attempt could not be recorded");
             }
         }
         if let Some(control) = persist {
@@ -508,11 +508,11 @@ impl Dispatcher {
 
     fn log_transition(&self, t: &Target, c: &Control, now: u64) {
         if let Some(d) = &c.disabled {
-            tracing::warn!(target = %t.name, reason = %d.reason, "target disabled; its deliveries wait until an operator enables it");
+            tracing::warn!(target_name = %t.name, reason = %d.reason, "target disabled; its deliveries wait until an operator enables it");
         } else if let Some(until) = c.open_until {
-            tracing::warn!(target = %t.name, failures = c.consecutive_failures, reopen_in_ms = until.saturating_sub(now), "circuit open: deliveries wait, then one probe");
+            tracing::warn!(target_name = %t.name, failures = c.consecutive_failures, reopen_in_ms = until.saturating_sub(now), "circuit open: deliveries wait, then one probe");
         } else {
-            tracing::info!(target = %t.name, "circuit closed: delivering again");
+            tracing::info!(target_name = %t.name, "circuit closed: delivering again");
         }
     }
 
@@ -527,7 +527,7 @@ impl Dispatcher {
         let target = target.to_string();
         tokio::spawn(async move {
             if let Err(e) = written.done().await {
-                tracing::error!(target = %target, error = format!("{e:#}"), "saving the target's state failed");
+                tracing::error!(target_name = %target, error = format!("{e:#}"), "saving the target's state failed");
             }
         });
     }

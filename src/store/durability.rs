@@ -14,7 +14,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::{Notify, watch};
 
 use crate::config::Durability;
-use crate::records::Event;
+use crate::model::records::Event;
 use crate::store::Storage;
 
 /// Persists events with the configured durability.

@@ -11,7 +11,7 @@
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use crate::records::RefusedHeader;
+use crate::model::records::RefusedHeader;
 
 /// Most headers a plugin may set on one delivery.
 pub const MAX_HEADERS: usize = 64;
@@ -59,7 +59,7 @@ pub fn screen(headers: Vec<(String, String)>) -> (Vec<(String, String)>, Vec<Ref
         match reason {
             None => kept.push((lower, value)),
             Some(reason) => refused.push(RefusedHeader {
-                name: crate::route::cap_text(name).chars().take(256).collect(),
+                name: crate::routing::cap_text(name).chars().take(256).collect(),
                 reason,
             }),
         }

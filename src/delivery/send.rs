@@ -8,8 +8,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{retry, signing};
 use crate::config::{TargetConfig, TargetPolicy};
-use crate::id::now_ms;
-use crate::records::{Attempt, Delivery, DeliveryStatus};
+use crate::model::id::now_ms;
+use crate::model::records::{Attempt, Delivery, DeliveryStatus};
 use crate::store::Storage;
 
 /// How much of a response body is kept with the attempt.
@@ -141,7 +141,7 @@ pub async fn attempt(
             delivery.status = DeliveryStatus::Delivered;
             delivery.next_attempt_at = None;
             delivery.last_error = None;
-            tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, target = %delivery.target, n, "delivered");
+            tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, n, "delivered");
             None
         }
         Some(err) => {
@@ -150,13 +150,13 @@ pub async fn attempt(
                 Some(delay) => {
                     let at = now_ms() + delay.as_millis() as u64;
                     delivery.next_attempt_at = Some(at);
-                    tracing::info!(delivery = %delivery.id, event = %delivery.event_id, target = %delivery.target, n, error = %err, retry_in = ?delay, "delivery attempt failed; will retry");
+                    tracing::info!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, n, error = %err, retry_in = ?delay, "delivery attempt failed; will retry");
                     Some(at)
                 }
                 None => {
                     delivery.status = DeliveryStatus::Dead;
                     delivery.next_attempt_at = None;
-                    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target = %delivery.target, n, error = %err, "delivery is dead: out of attempts");
+                    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, n, error = %err, "delivery is dead: out of attempts");
                     None
                 }
             }
@@ -196,7 +196,7 @@ async fn die(
     delivery.status = DeliveryStatus::Dead;
     delivery.next_attempt_at = None;
     delivery.last_error = Some(error.clone());
-    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target = %delivery.target, reason = %error, "delivery is dead");
+    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, reason = %error, "delivery is dead");
     store
         .record_attempt(&delivery, &attempt, due_ms, None)
         .done()

@@ -1,20 +1,21 @@
-//! The retention sweep: events older than `server.retention`, with their
-//! deliveries and attempts, are removed in the background, a small batch at
-//! a time on a blocking thread, so ingestion never waits for it.
+//! Background jobs on the store: the retention sweep (events older than
+//! `server.retention`, with their deliveries and attempts) and the expiry of
+//! idempotency keys, each a small batch at a time on a blocking thread, so
+//! ingestion never waits for them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::admin::metrics::Metrics;
-use crate::id::now_ms;
+use crate::delivery::Dispatcher;
+use crate::model::id::now_ms;
 use crate::store::Storage;
-use crate::target::Dispatcher;
 
 /// Events removed per batch: small enough that one batch is a short write.
 const BATCH: usize = 200;
 
 /// Sweeps every `every`, forever.
-pub async fn run(
+pub async fn retention(
     store: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
     dispatcher: Arc<Dispatcher>,
@@ -64,6 +65,30 @@ pub async fn run(
                     tracing::warn!(error = format!("{e:#}"), "freeing body log space failed")
                 }
                 _ => {}
+            }
+        }
+    }
+}
+
+/// Forgets idempotency keys past their window, a batch at a time so the
+/// sweep never holds up ingestion.
+pub async fn sweep_idempotency_keys(store: Arc<dyn Storage>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        loop {
+            let s = store.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                s.sweep_idempotency(crate::model::id::now_ms(), 1000)
+            })
+            .await;
+            match swept {
+                Ok(Ok(n)) if n >= 1000 => tokio::task::yield_now().await,
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "idempotency sweep failed");
+                    break;
+                }
+                Err(_) => break,
             }
         }
     }

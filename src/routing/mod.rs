@@ -1,0 +1,380 @@
+//! Event -> plugins -> deliveries.
+//!
+//! Routing happens after the 202, off the request path. Each event goes
+//! through every plugin its source lists (independently; their deliveries are
+//! unioned) plus the source's passthrough targets. The outcome, the
+//! deliveries and their first schedule entries are written in one batch that
+//! also clears the event's "to route" mark, so a crash either re-routes the
+//! event or finds it fully routed, never half.
+
+//!
+//! The module: `mod.rs` the router (queue in, outcome out), `backlog.rs`
+//! the bounded in-memory queue of ids and its refill from the store,
+//! `outcome.rs` one run of a source's plugins and what it becomes.
+
+mod backlog;
+mod outcome;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::admin::metrics::Metrics;
+use crate::config::Config;
+use crate::delivery::Dispatcher;
+use crate::model::id::now_ms;
+use crate::model::records::{Event, EventStatus, Outcome, PluginResult, PluginVerdict};
+use crate::plugin::Plugins;
+use crate::plugin::kv::KvRefused;
+use crate::store::{Answer, Mark, Storage};
+use backlog::{Backlog, QUEUE_CAP};
+pub use outcome::cap_text;
+use outcome::{MAX_KV_TRIES, new_delivery};
+
+/// How many events are routed concurrently.
+const ROUTE_CONCURRENCY: usize = 64;
+
+/// What a replay request led to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replay {
+    Queued,
+    NotFound,
+    /// Still waiting to be routed: nothing to replay yet.
+    Pending,
+}
+
+/// Routes events handed to it by ingestion (and, at start, by recovery).
+pub struct Router {
+    config: Arc<Config>,
+    store: Arc<dyn Storage>,
+    plugins: Arc<Plugins>,
+    dispatcher: Arc<Dispatcher>,
+    metrics: Arc<Metrics>,
+    backlog: Mutex<Backlog>,
+    /// Wakes the routing loop: ids were queued, or it may stop.
+    work: Notify,
+    /// Wakes the refill task: marks were missed and the queue has room.
+    refill: Notify,
+    /// Routing tasks running; shutdown waits for them.
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl Router {
+    /// Starts the routing loop and the refill task; the first refill pass
+    /// picks up every event a previous run accepted but did not finish
+    /// routing, a page at a time.
+    pub fn start(
+        config: Arc<Config>,
+        store: Arc<dyn Storage>,
+        plugins: Arc<Plugins>,
+        dispatcher: Arc<Dispatcher>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Router>> {
+        let router = Arc::new(Router {
+            config,
+            store,
+            plugins,
+            dispatcher,
+            metrics,
+            backlog: Mutex::new(Backlog {
+                missed: true,
+                with_parked: true,
+                ..Backlog::default()
+            }),
+            work: Notify::new(),
+            refill: Notify::new(),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        tokio::spawn(router.clone().run());
+        tokio::spawn(router.clone().refill_loop());
+        tokio::spawn(router.clone().resume_waiting());
+        Ok(router)
+    }
+
+    /// Hands a stored event (its "to route" mark is written) to routing.
+    /// When the queue is full the id is not kept: the mark is, and a
+    /// refill pass reads it back when there is room.
+    pub fn enqueue(&self, id: String) {
+        let mut b = self.backlog();
+        if b.known.contains(&id) {
+            return;
+        }
+        if b.queue.len() < QUEUE_CAP && !b.missed {
+            b.known.insert(id.clone());
+            b.queue.push_back(id);
+            drop(b);
+            self.work.notify_one();
+        } else {
+            // Older than where the pass stands: it would not be seen.
+            if b.cursor.as_ref().is_some_and(|c| id <= *c) {
+                b.restart = true;
+            }
+            b.missed = true;
+            drop(b);
+            self.refill.notify_one();
+        }
+    }
+
+    /// Routes a stored event again through the source's current plugins
+    /// (replay). The "to route" mark is written first, so an accepted
+    /// replay survives a crash like a new event does.
+    pub async fn replay(&self, event_id: &str) -> Result<Replay> {
+        Ok(match self.store.mark_to_route(event_id).value().await? {
+            Mark::NoEvent => Replay::NotFound,
+            Mark::AlreadyPending => Replay::Pending,
+            Mark::Marked => {
+                tracing::info!(event = %event_id, "replaying event");
+                self.enqueue(event_id.to_string());
+                Replay::Queued
+            }
+        })
+    }
+
+    /// How many events wait for a missing plugin.
+    pub fn waiting_count(&self) -> usize {
+        self.backlog().parked
+    }
+
+    /// Event ids queued in memory for routing (not counting marks only in
+    /// the store).
+    pub fn queued_count(&self) -> usize {
+        self.backlog().queue.len()
+    }
+
+    /// Stops taking events off the queue and waits (at most `grace`) for
+    /// routings in flight to finish. Queued events keep their marks and
+    /// are routed after a restart.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.backlog().stopping = true;
+        self.work.notify_waiters();
+        self.refill.notify_waiters();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.idle.notified();
+            let left = self.active.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.active.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        let limit = Arc::new(Semaphore::new(ROUTE_CONCURRENCY));
+        loop {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            let id = loop {
+                let notified = self.work.notified();
+                if self.backlog().stopping {
+                    return;
+                }
+                if let Some(id) = self.next_id() {
+                    break id;
+                }
+                notified.await;
+            };
+            self.active.fetch_add(1, Ordering::SeqCst);
+            let router = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = router.route_id(&id).await {
+                    // The "to route" mark stays; the next refill pass (or a
+                    // restart) retries it.
+                    tracing::error!(event = %id, error = format!("{e:#}"), "routing failed to store its outcome");
+                    router.backlog().missed = true;
+                }
+                // Only now, with the outcome written and the mark cleared,
+                // may a refill pass see this id again.
+                {
+                    let mut b = router.backlog();
+                    b.known.remove(&id);
+                    if b.reading {
+                        b.done_meanwhile.insert(id);
+                    }
+                }
+                drop(permit);
+                if router.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    router.idle.notify_waiters();
+                }
+            });
+        }
+    }
+
+    /// Loads a queued event from the store and routes it.
+    async fn route_id(&self, id: &str) -> Result<()> {
+        let store = self.store.clone();
+        let key = id.to_string();
+        let event = tokio::task::spawn_blocking(move || store.event(&key)).await??;
+        match event {
+            Some(event) => self.route(Arc::new(event)).await.map(|_| ()),
+            None => {
+                // Swept while it waited (a replay of an expired event).
+                tracing::warn!(event = %id, "\"to route\" mark without an event; dropped");
+                self.store.drop_route_mark(id).done().await
+            }
+        }
+    }
+
+    /// Runs the source's plugins and stores the outcome, the deliveries and
+    /// the plugins' KV writes; `None` when the event was parked to wait for
+    /// a missing plugin, or the process is shutting down (the event keeps
+    /// its mark either way).
+    ///
+    /// The KV writes commit only if nothing the calls read changed in the
+    /// meantime; if something did, the plugins run again on fresh state (at
+    /// most [`MAX_KV_TRIES`] times), so concurrent events see each other's
+    /// effects as if routed one at a time.
+    pub async fn route(&self, event: Arc<Event>) -> Result<Option<Outcome>> {
+        let now = now_ms();
+        let Some(source) = self.config.sources.get(&event.source) else {
+            let outcome = Outcome {
+                status: EventStatus::Failed,
+                routed_at: now,
+                plugins: vec![PluginResult {
+                    plugin: String::new(),
+                    result: PluginVerdict::Failed,
+                    reason: Some(format!("source {:?} is no longer configured", event.source)),
+                    deliveries: 0,
+                    duration_us: 0,
+                }],
+                deliveries: vec![],
+            };
+            self.store
+                .record_outcome(&event.id, &outcome, &[], now, vec![])
+                .done()
+                .await?;
+            return Ok(Some(outcome));
+        };
+
+        let generation = *self.plugins.subscribe().borrow();
+        if let Some(missing) = source
+            .plugins
+            .iter()
+            .find(|p| self.plugins.get(p).is_none())
+        {
+            let note = format!("waiting for plugin {missing:?}, which is not loaded");
+            tracing::warn!(event = %event.id, plugin = %missing, "event waits: plugin not loaded");
+            self.store.set_route_note(&event.id, &note).done().await?;
+            self.backlog().parked += 1;
+            // A plugin that started serving since the check would not wake
+            // us again: look once more.
+            if *self.plugins.subscribe().borrow() != generation {
+                self.rescan_parked();
+            }
+            return Ok(None);
+        }
+
+        let mut tries = 0;
+        let (outcome, deliveries) = loop {
+            tries += 1;
+            let Some(mut ran) = self.run_plugins(&event, &source.plugins, now).await else {
+                return Ok(None);
+            };
+            for target in &source.targets {
+                ran.deliveries.push(new_delivery(
+                    &event,
+                    target,
+                    "passthrough".into(),
+                    vec![],
+                    None,
+                    now,
+                ));
+            }
+            let outcome = ran.outcome();
+            let tokens: Vec<(String, Option<u64>)> = ran
+                .txns
+                .iter()
+                .map(|t| (t.plugin.clone(), t.txn.token))
+                .collect();
+            let written = self.store.record_outcome(
+                &event.id,
+                &outcome,
+                &ran.deliveries,
+                now,
+                std::mem::take(&mut ran.txns),
+            );
+            // Submitted: the writer gets this plugin's next commit after
+            // this one, so the next call may go.
+            ran.guards.clear();
+            let answer = written.answer().await;
+            // Whatever the answer, the store now says what the writes are.
+            for (plugin, token) in tokens {
+                self.plugins.kv_settled(&plugin, token);
+            }
+            let answer = answer?;
+            let refused = match answer {
+                Answer::Refused(r) => r,
+                Answer::Done | Answer::Existing(_) => {
+                    self.metrics_for(&ran.results);
+                    break (outcome, ran.deliveries);
+                }
+            };
+            if let KvRefused::Conflict { plugin, key } = &refused {
+                self.plugins.note_kv_conflict(plugin);
+                if tries < MAX_KV_TRIES {
+                    tracing::debug!(event = %event.id, plugin = %plugin, key = %key, tries, "KV read changed before commit; routing again");
+                    continue;
+                }
+            }
+            // Contended past hope, or over a limit: the event fails, with
+            // the reason on the plugin at fault, and none of its plugins'
+            // KV writes or deliveries (passthrough deliveries stand).
+            let reason = match &refused {
+                KvRefused::Conflict { .. } => {
+                    format!("{refused}; gave up after {tries} tries")
+                }
+                KvRefused::Full { .. } => refused.to_string(),
+            };
+            let at_fault = match &refused {
+                KvRefused::Conflict { plugin, .. } | KvRefused::Full { plugin, .. } => plugin,
+            };
+            tracing::warn!(event = %event.id, plugin = %at_fault, "{reason}");
+            for r in &mut ran.results {
+                r.deliveries = 0;
+                if r.plugin == *at_fault {
+                    r.result = PluginVerdict::Failed;
+                    r.reason = Some(reason.clone());
+                }
+            }
+            ran.deliveries.retain(|d| d.origin == "passthrough");
+            let outcome = ran.outcome();
+            self.store
+                .record_outcome(&event.id, &outcome, &ran.deliveries, now, vec![])
+                .done()
+                .await?;
+            self.metrics_for(&ran.results);
+            break (outcome, ran.deliveries);
+        };
+        self.metrics.event(match outcome.status {
+            EventStatus::Routed => "routed",
+            EventStatus::Dropped => "dropped",
+            EventStatus::Failed => "failed",
+        });
+        for d in &deliveries {
+            self.dispatcher.note_scheduled(&d.target, 1);
+            self.dispatcher.wake(&d.target);
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Counts each plugin's committed decision.
+    fn metrics_for(&self, results: &[PluginResult]) {
+        for r in results {
+            let label = match r.result {
+                PluginVerdict::Deliver => "routed",
+                PluginVerdict::Drop => "dropped",
+                PluginVerdict::Failed => "failed",
+            };
+            self.metrics
+                .plugin_result(&r.plugin, label, Duration::from_micros(r.duration_us));
+        }
+    }
+}
