@@ -9,14 +9,14 @@ use std::time::Duration;
 use crate::admin::metrics::Metrics;
 use crate::delivery::Dispatcher;
 use crate::model::id::now_ms;
-use crate::store::Storage;
+use crate::store::Upkeep;
 
 /// Events removed per batch: small enough that one batch is a short write.
 const BATCH: usize = 200;
 
 /// Sweeps every `every`, forever.
 pub async fn retention(
-    store: Arc<dyn Storage>,
+    store: Arc<dyn Upkeep>,
     metrics: Arc<Metrics>,
     dispatcher: Arc<Dispatcher>,
     retention: Duration,
@@ -28,13 +28,8 @@ pub async fn retention(
         let mut after: Option<String> = None;
         let mut total = 0;
         loop {
-            let s = store.clone();
-            let from = after.clone();
-            let swept =
-                tokio::task::spawn_blocking(move || s.sweep_before(cutoff, BATCH, from.as_deref()))
-                    .await;
-            match swept {
-                Ok(Ok(batch)) => {
+            match store.sweep_before(cutoff, BATCH, after.as_deref()).await {
+                Ok(batch) => {
                     metrics.swept("events", batch.events);
                     metrics.swept("deliveries", batch.deliveries);
                     metrics.swept("attempts", batch.attempts);
@@ -47,24 +42,18 @@ pub async fn retention(
                     // Let ingestion have the store between batches.
                     tokio::task::yield_now().await;
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(error = format!("{e:#}"), "retention sweep failed");
                     break;
                 }
-                Err(_) => break,
             }
         }
         if total > 0 {
             tracing::info!(events = total, "retention sweep removed old events");
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.collect_garbage()).await {
-                Ok(Ok(n)) if n > 0 => {
-                    tracing::info!(segments = n, "deleted emptied body log segments")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = format!("{e:#}"), "freeing body log space failed")
-                }
-                _ => {}
+            match store.collect_garbage().await {
+                Ok(n) if n > 0 => tracing::info!(segments = n, "deleted emptied body log segments"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "freeing body log space failed"),
             }
         }
     }
@@ -72,23 +61,17 @@ pub async fn retention(
 
 /// Forgets idempotency keys past their window, a batch at a time so the
 /// sweep never holds up ingestion.
-pub async fn sweep_idempotency_keys(store: Arc<dyn Storage>) {
+pub async fn sweep_idempotency_keys(store: Arc<dyn Upkeep>) {
     loop {
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
         loop {
-            let s = store.clone();
-            let swept = tokio::task::spawn_blocking(move || {
-                s.sweep_idempotency(crate::model::id::now_ms(), 1000)
-            })
-            .await;
-            match swept {
-                Ok(Ok(n)) if n >= 1000 => tokio::task::yield_now().await,
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "idempotency sweep failed");
+            match store.sweep_idempotency(now_ms(), 1000).await {
+                Ok(n) if n >= 1000 => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "idempotency sweep failed");
                     break;
                 }
-                Err(_) => break,
             }
         }
     }

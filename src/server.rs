@@ -14,17 +14,51 @@ use crate::plugin::Plugins;
 use crate::routing::Router;
 use crate::source::rejections::IngestLog;
 use crate::source::{self, IngestState};
-use crate::store::durability::Committer;
-use crate::store::{SledStore, Storage};
+use crate::store::sled::SledStore;
 
-/// Runs hookyard until a shutdown signal.
+/// The two listeners, bound before anything else starts, so a port that
+/// is taken fails the start at once with the key at fault.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners> {
+        let public = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+        let admin = TcpListener::bind(config.server.admin_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "server.admin_listen: cannot listen on {}",
+                    config.server.admin_listen
+                )
+            })?;
+        Ok(Listeners { public, admin })
+    }
+}
+
+/// Runs hookyard until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    run(config, listeners, shutdown_signal()).await
+}
+
+/// Runs hookyard on `listeners` until `shutdown` completes, then stops as
+/// SIGTERM does. Tests start the whole router in-process this way.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let config = Arc::new(config);
-    let store: Arc<dyn Storage> = Arc::new(SledStore::open(&config.server.data_dir)?);
+    let store = SledStore::open(&config.server.data_dir, config.server.durability)?.into_store();
 
     let plugins = Arc::new(Plugins::new(
         config.clone(),
-        Some(store.clone()),
+        Some(store.kv.clone()),
         Some(config.plugins.cache_dir.clone()),
     )?);
     plugins.reconcile()?;
@@ -32,41 +66,30 @@ pub async fn serve(config: Config) -> Result<()> {
     crate::plugin::watcher::spawn(plugins.clone(), &config.plugins.dir)?;
 
     let metrics = Arc::new(Metrics::new());
-    let dispatcher = Dispatcher::new(config.clone(), store.clone(), metrics.clone())?;
+    let dispatcher = Dispatcher::new(config.clone(), &store, metrics.clone()).await?;
     let router = Router::start(
         config.clone(),
-        store.clone(),
+        store.routing.clone(),
         plugins.clone(),
         dispatcher.clone(),
         metrics.clone(),
     )?;
     dispatcher.start();
-    let committer = Committer::start(store.clone(), config.server.durability);
 
-    let public = TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
-    let admin = TcpListener::bind(config.server.admin_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "server.admin_listen: cannot listen on {}",
-                config.server.admin_listen
-            )
-        })?;
+    let Listeners { public, admin } = listeners;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
     let ingest_log = Arc::new(IngestLog::default());
     let public_app = source::routes(Arc::new(IngestState::new(
         config.clone(),
-        committer,
+        store.events.clone(),
         router.clone(),
         ingest_log.clone(),
     )));
-    tokio::spawn(crate::jobs::sweep_idempotency_keys(store.clone()));
+    tokio::spawn(crate::jobs::sweep_idempotency_keys(store.upkeep.clone()));
     tokio::spawn(crate::jobs::retention(
-        store.clone(),
+        store.upkeep.clone(),
         metrics.clone(),
         dispatcher.clone(),
         config.server.retention,
@@ -77,7 +100,7 @@ pub async fn serve(config: Config) -> Result<()> {
         plugins.clone(),
         router.clone(),
         dispatcher.clone(),
-        store.clone(),
+        store.upkeep.clone(),
     );
     let admin_app = admin::routes(Arc::new(AdminState {
         store: store.clone(),
@@ -115,7 +138,7 @@ pub async fn serve(config: Config) -> Result<()> {
     // port 0 and need to know where it ended up.
     println!("hookyard listening public=http://{public_addr} admin=http://{admin_addr}");
 
-    shutdown_signal().await;
+    shutdown.await;
     let grace = config.server.shutdown_grace;
     tracing::info!(grace = ?grace, "shutting down: no longer accepting webhooks");
     let _ = stop_tx.send(true);
@@ -149,9 +172,8 @@ pub async fn serve(config: Config) -> Result<()> {
         );
     }
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), admin_task).await;
-    let flushed = tokio::task::spawn_blocking(move || store.flush()).await;
-    if let Ok(Err(e)) | Err(e) = flushed.map_err(anyhow::Error::from) {
-        tracing::error!(error = %e, "final flush failed");
+    if let Err(e) = store.upkeep.flush().await {
+        tracing::error!(error = format!("{e:#}"), "final flush failed");
     }
     tracing::info!("stopped");
     Ok(())

@@ -159,9 +159,21 @@ async fn rejections_are_clear_and_store_nothing() {
     drop(hy);
 
     // Only the one accepted request left an event in the store.
-    let store = hookyard::store::SledStore::open(&tmp.path().join("data")).unwrap();
-    use hookyard::store::Storage;
-    assert_eq!(store.event_count().unwrap(), 1);
+    let store = hookyard::store::sled::SledStore::open(
+        &tmp.path().join("data"),
+        hookyard::config::Durability::Flush,
+    )
+    .unwrap()
+    .into_store();
+    let page = store
+        .records
+        .list_events(&hookyard::store::EventQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
 }
 
 /// A `max_body` above the 8 MiB drain limit is honoured: it used to be cut

@@ -17,7 +17,7 @@ use crate::delivery::ops::Retry;
 use crate::extract::JsonPath;
 use crate::routing::Replay;
 use crate::source::ingest::error;
-use crate::store::{EventQuery, collect_ids};
+use crate::store::{DeliveryQuery, EventQuery, collect_ids};
 
 /// Most items one bulk request acts on, and the default.
 const BULK_MAX: usize = 100_000;
@@ -88,47 +88,35 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
-    let st = state.clone();
-    let ids = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        collect_ids(
-            q.limit,
-            |limit, cursor| {
-                st.store.list_events(&EventQuery {
-                    limit,
-                    cursor,
-                    ..q.clone()
-                })
-            },
-            |e| e.id,
-        )
-    })
-    .await;
-    let done = match ids {
-        Ok(Ok(ids)) => {
-            // Marked one by one: each mark is a small write, and routing
-            // reads the marks back a page at a time, so a bulk replay of
-            // 100 000 events holds ids, not events, in memory.
-            let mut replayed = Vec::new();
-            let mut failed = None;
-            for id in ids {
-                match state.router.replay(&id).await {
-                    Ok(Replay::Queued) => replayed.push(id),
-                    Ok(_) => {}
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
+    let records = state.store.records.clone();
+    let ids = collect_ids(
+        q.limit,
+        |limit, cursor| {
+            let (records, q) = (records.clone(), q.clone());
+            async move {
+                records
+                    .list_events(&EventQuery { limit, cursor, ..q })
+                    .await
             }
-            match failed {
-                Some(e) => Ok(Err(e)),
-                None => Ok(Ok(replayed)),
+        },
+        |e| e.id,
+    )
+    .await;
+    // Marked one by one: each mark is a small write, and routing reads the
+    // marks back a page at a time, so a bulk replay of 100 000 events holds
+    // ids, not events, in memory.
+    let done = async {
+        let mut replayed = Vec::new();
+        for id in ids? {
+            if state.router.replay(&id).await? == Replay::Queued {
+                replayed.push(id);
             }
         }
-        other => other,
-    };
+        anyhow::Ok(replayed)
+    }
+    .await;
     match done {
-        Ok(Ok(ids)) => {
+        Ok(ids) => {
             state.metrics.replayed("event", ids.len());
             (
                 StatusCode::ACCEPTED,
@@ -136,8 +124,7 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
             )
                 .into_response()
         }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => store_error(e.into()),
+        Err(e) => store_error(e),
     }
 }
 
@@ -145,13 +132,7 @@ pub async fn retry_delivery(
     State(state): State<Arc<AdminState>>,
     JsonPath(id): JsonPath<String>,
 ) -> Response {
-    let d = state.dispatcher.clone();
-    let key = id.clone();
-    let retried = tokio::task::spawn_blocking(move || d.retry_delivery(&key))
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
-    match retried {
+    match state.dispatcher.retry_delivery(&id).await {
         Ok(Retry::Scheduled) => {
             state.metrics.replayed("delivery", 1);
             (
@@ -191,14 +172,30 @@ pub async fn retry_deliveries(State(state): State<Arc<AdminState>>, body: Bytes)
         Ok(q) => q,
         Err(e) => return bad_request(e),
     };
-    let d = state.dispatcher.clone();
-    match tokio::task::spawn_blocking(move || d.retry_deliveries(&q)).await {
-        Ok(Ok(n)) => {
+    let records = state.store.records.clone();
+    let retried = async {
+        let ids = collect_ids(
+            q.limit,
+            |limit, cursor| {
+                let (records, q) = (records.clone(), q.clone());
+                async move {
+                    records
+                        .list_deliveries(&DeliveryQuery { limit, cursor, ..q })
+                        .await
+                }
+            },
+            |d| d.id,
+        )
+        .await?;
+        state.dispatcher.retry_deliveries(ids).await
+    }
+    .await;
+    match retried {
+        Ok(n) => {
             state.metrics.replayed("delivery", n);
             (StatusCode::ACCEPTED, Json(json!({"retried": n}))).into_response()
         }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => store_error(e.into()),
+        Err(e) => store_error(e),
     }
 }
 

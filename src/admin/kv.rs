@@ -32,15 +32,12 @@ pub async fn list(
     };
     let prefix = q.get("prefix").cloned().unwrap_or_default();
     let cursor = q.get("cursor").cloned();
-    let store = state.store.clone();
-    let name = plugin.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        store.kv_list(&name, &prefix, cursor.as_deref(), limit)
-    })
-    .await
-    .map_err(anyhow::Error::from)
-    .and_then(|p| p);
-    match page {
+    match state
+        .store
+        .kv_admin
+        .kv_list(&plugin, &prefix, cursor.as_deref(), limit)
+        .await
+    {
         Ok(page) => Json(json!({
             "plugin": plugin,
             "keys": page
@@ -60,13 +57,7 @@ pub async fn get(
     State(state): State<Arc<AdminState>>,
     JsonPath((plugin, key)): JsonPath<(String, String)>,
 ) -> Response {
-    let store = state.store.clone();
-    let (p, k) = (plugin.clone(), key.clone());
-    let value = tokio::task::spawn_blocking(move || store.kv_get(&p, &k))
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|v| v);
-    match value {
+    match state.store.kv_admin.kv_value(&plugin, &key).await {
         Ok(Some(v)) => {
             Json(json!({ "plugin": plugin, "key": key, "value": body_json(&v) })).into_response()
         }
@@ -81,7 +72,7 @@ pub async fn delete(
     State(state): State<Arc<AdminState>>,
     JsonPath((plugin, key)): JsonPath<(String, String)>,
 ) -> Response {
-    match state.store.kv_delete(&plugin, &key).value().await {
+    match state.store.kv_admin.kv_delete(&plugin, &key).await {
         Ok(true) => {
             tracing::info!(plugin = %plugin, key = %key, "operator deleted a plugin KV key");
             Json(json!({ "plugin": plugin, "key": key, "deleted": true })).into_response()

@@ -111,13 +111,11 @@ pub async fn events(
         Ok(v) => v,
         Err(e) => return bad_request(e),
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.list_events(&query)).await {
-        Ok(Ok(page)) => {
+    match state.store.records.list_events(&query).await {
+        Ok(page) => {
             Json(json!({"events": page.items, "next_cursor": page.next_cursor})).into_response()
         }
-        Ok(Err(e)) => store_error(e),
-        Err(e) => store_error(e.into()),
+        Err(e) => store_error(e),
     }
 }
 
@@ -129,15 +127,13 @@ pub async fn deliveries(
         Ok(v) => v,
         Err(e) => return bad_request(e),
     };
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.list_deliveries(&query)).await {
-        Ok(Ok(page)) => Json(json!({
+    match state.store.records.list_deliveries(&query).await {
+        Ok(page) => Json(json!({
             "deliveries": page.items,
             "next_cursor": page.next_cursor,
         }))
         .into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => store_error(e.into()),
+        Err(e) => store_error(e),
     }
 }
 
@@ -145,10 +141,9 @@ pub async fn delivery(
     State(state): State<Arc<AdminState>>,
     JsonPath(id): JsonPath<String>,
 ) -> Response {
-    let store = state.store.clone();
-    let key = id.clone();
-    let view = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Value>> {
-        let Some(d) = store.delivery(&key)? else {
+    let store = &state.store.records;
+    let view = async {
+        let Some(d) = store.delivery(&id).await? else {
             return Ok(None);
         };
         let mut v = serde_json::to_value(&d)?;
@@ -156,12 +151,10 @@ pub async fn delivery(
             Some(b) => body_json(b),
             None => Value::Null,
         };
-        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id)?)?;
-        Ok(Some(v))
-    })
-    .await
-    .map_err(anyhow::Error::from)
-    .and_then(|v| v);
+        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id).await?)?;
+        anyhow::Ok(Some(v))
+    }
+    .await;
     match view {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(

@@ -12,7 +12,7 @@ use crate::model::records::DeliveryStatus;
 use crate::plugin::Plugins;
 use crate::routing::Router;
 use crate::source::rejections::IngestLog;
-use crate::store::Storage;
+use crate::store::Upkeep;
 
 /// The counters and histograms updated on the hot paths.
 pub struct Metrics {
@@ -134,7 +134,7 @@ impl Metrics {
         plugins: Arc<Plugins>,
         router: Arc<Router>,
         dispatcher: Arc<Dispatcher>,
-        store: Arc<dyn Storage>,
+        store: Arc<dyn Upkeep>,
     ) {
         let r = &self.registry;
         let counts = {

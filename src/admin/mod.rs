@@ -30,11 +30,11 @@ use crate::plugin::Plugins;
 use crate::routing::Router as EventRouter;
 use crate::source::ingest::error;
 use crate::source::rejections::IngestLog;
-use crate::store::Storage;
+use crate::store::{Records, Store};
 use metrics::Metrics;
 
 pub struct AdminState {
-    pub store: Arc<dyn Storage>,
+    pub store: Store,
     pub plugins: Arc<Plugins>,
     pub router: Arc<EventRouter>,
     pub dispatcher: Arc<Dispatcher>,
@@ -213,14 +213,7 @@ async fn show_event(
         }
     };
     let cursor = q.get("deliveries_cursor").cloned();
-    let store = state.store.clone();
-    let key = id.clone();
-    let view =
-        tokio::task::spawn_blocking(move || event_view(&*store, &key, cursor.as_deref(), limit))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|v| v);
-    match view {
+    match event_view(&*state.store.records, &id, cursor.as_deref(), limit).await {
         Ok(Some(v)) => Json(v).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -232,23 +225,25 @@ async fn show_event(
 }
 
 /// The event with its outcome and one page of its deliveries with their
-/// attempts (`deliveries_next_cursor` continues). Blocking: reads the store.
-pub fn event_view(
-    store: &dyn Storage,
+/// attempts (`deliveries_next_cursor` continues).
+pub async fn event_view(
+    store: &dyn Records,
     id: &str,
     deliveries_after: Option<&str>,
     deliveries_limit: usize,
 ) -> anyhow::Result<Option<Value>> {
-    let Some(event) = store.event(id)? else {
+    let Some(event) = store.event(id).await? else {
         return Ok(None);
     };
-    let outcome = store.outcome(id)?;
+    let outcome = store.outcome(id).await?;
     let status = match &outcome {
         Some(o) => serde_json::to_value(o.status)?,
         None => json!("pending"),
     };
-    let pending_reason = store.route_note(id)?.filter(|n| !n.is_empty());
-    let page = store.deliveries_of_event(id, deliveries_after, deliveries_limit)?;
+    let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
+    let page = store
+        .deliveries_of_event(id, deliveries_after, deliveries_limit)
+        .await?;
     let mut deliveries = Vec::with_capacity(page.items.len());
     for d in &page.items {
         let mut v = serde_json::to_value(d)?;
@@ -256,7 +251,7 @@ pub fn event_view(
             Some(b) => body_json(b),
             None => Value::Null,
         };
-        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id)?)?;
+        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id).await?)?;
         deliveries.push(v);
     }
     let mut outcome = serde_json::to_value(&outcome)?;
@@ -307,51 +302,24 @@ mod tests {
     /// answers 405.
     #[tokio::test]
     async fn every_endpoint_is_routed() {
-        use std::sync::Arc;
-        let config = Arc::new(
-            crate::config::Config::parse(
-                "[targets.t]\nurl = \"http://example.invalid/\"\n",
-                std::path::Path::new("/"),
-            )
-            .unwrap(),
-        );
-        let store: Arc<dyn crate::store::Storage> =
-            Arc::new(crate::store::SledStore::temporary().unwrap());
-        let plugins = Arc::new(
-            crate::plugin::Plugins::new(config.clone(), Some(store.clone()), None).unwrap(),
-        );
-        let metrics = Arc::new(super::Metrics::new());
-        let dispatcher =
-            crate::delivery::Dispatcher::new(config.clone(), store.clone(), metrics.clone())
-                .unwrap();
-        let router = crate::routing::Router::start(
-            config.clone(),
-            store.clone(),
-            plugins.clone(),
-            dispatcher.clone(),
-            metrics.clone(),
+        // The whole router, in process (server::run), on ports picked now.
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::Config::parse(
+            &format!(
+                "[server]\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+                 [plugins]\ndir = \"{}\"\n[targets.t]\nurl = \"http://example.invalid/\"\n",
+                dir.path().join("data").display(),
+                dir.path().join("plugins").display()
+            ),
+            std::path::Path::new("/"),
         )
         .unwrap();
-        let ingest: Arc<crate::source::rejections::IngestLog> = Default::default();
-        metrics.collect_from(
-            ingest.clone(),
-            plugins.clone(),
-            router.clone(),
-            dispatcher.clone(),
-            store.clone(),
-        );
-        let app = super::routes(Arc::new(super::AdminState {
-            store,
-            plugins,
-            router,
-            dispatcher,
-            ingest,
-            metrics,
-            config,
+        let listeners = crate::server::Listeners::bind(&config).await.unwrap();
+        let addr = listeners.admin.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(crate::server::run(config, listeners, async {
+            let _ = stopped.await;
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
         let http = reqwest::Client::new();
         for (method, path) in ENDPOINTS {
             let path = path
@@ -411,5 +379,7 @@ mod tests {
             served, documented,
             "docs/admin-api.md metrics table and /metrics differ"
         );
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 }

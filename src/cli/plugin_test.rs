@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::model::id::{new_id, now_ms};
 use crate::model::records::Event;
 use crate::plugin::{CallError, Level, PluginOutcome, Plugins, to_plugin_event};
-use crate::store::{SledStore, Storage};
+use crate::store::sled::SledStore;
 
 /// What to run and on what (the `plugin test` arguments).
 #[derive(clap::Args)]
@@ -170,8 +170,8 @@ fn plugin_config_toml(run: &TestRun, name: &str) -> Result<String> {
 pub fn run(run: TestRun) -> Result<bool> {
     let name = plugin_name(&run.wasm)?;
     let config = Config::parse(&plugin_config_toml(&run, &name)?, Path::new("."))?;
-    let store: Arc<dyn Storage> = Arc::new(SledStore::temporary()?);
-    let plugins = Plugins::new(Arc::new(config), Some(store), cache_dir())?;
+    let store = SledStore::temporary()?.into_store();
+    let plugins = Plugins::new(Arc::new(config), Some(store.kv.clone()), cache_dir())?;
     let started = Instant::now();
     let (plugin, info) = plugins
         .compile_file(&run.wasm, &name)

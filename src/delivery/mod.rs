@@ -31,7 +31,7 @@ use crate::config::{Config, TargetConfig};
 use crate::model::id::now_ms;
 use crate::model::records::DeliveryStatus;
 use crate::source::rate_limit::TokenBucket;
-use crate::store::Storage;
+use crate::store::{DeliveryQueue, Store, TargetStates};
 use state::{Control, Gate, TargetState};
 
 /// Longest a target's dispatcher sleeps without looking at the schedule, so
@@ -50,7 +50,8 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// Runs due deliveries for every configured target.
 pub struct Dispatcher {
-    store: Arc<dyn Storage>,
+    store: Arc<dyn DeliveryQueue>,
+    states: Arc<dyn TargetStates>,
     /// Refuses private addresses at connect time (the SSRF guard).
     guarded: reqwest::Client,
     /// For targets with `allow_private = true`.
@@ -168,9 +169,9 @@ async fn supervise(
 }
 
 impl Dispatcher {
-    pub fn new(
+    pub async fn new(
         config: Arc<Config>,
-        store: Arc<dyn Storage>,
+        store: &Store,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Dispatcher>> {
         // One client per trust level for every target: connections are
@@ -186,11 +187,11 @@ impl Dispatcher {
             .no_proxy()
             .build()?;
         let open = builder().build()?;
-        let depth = store.scheduled_per_target()?;
-        let dead = store.dead_per_target()?;
+        let depth = store.queue.scheduled_per_target().await?;
+        let dead = store.queue.dead_per_target().await?;
         let mut targets = BTreeMap::new();
         for (name, t) in &config.targets {
-            let control: Control = match store.target_control(name)? {
+            let control: Control = match store.targets.target_control(name).await? {
                 Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
                 None => Control::default(),
             };
@@ -222,7 +223,8 @@ impl Dispatcher {
             }
         }
         Ok(Arc::new(Dispatcher {
-            store,
+            store: store.queue.clone(),
+            states: store.targets.clone(),
             guarded,
             open,
             global: Arc::new(Semaphore::new(config.delivery.max_in_flight)),
@@ -353,21 +355,32 @@ impl Dispatcher {
         } else {
             BATCH
         };
-        let due = {
+        // Entries claimed by attempts in flight sit at the head of the
+        // range: read past them, then claim what is left under the lock (a
+        // manual retry claims the same way, so only one of the two sends).
+        let in_flight = t.claimed().len();
+        let scanned = self.store.due(&t.name, now, want + in_flight).await?;
+        let due: Vec<(u64, String)> = {
             let mut claimed = t.claimed();
-            let due = self
-                .store
-                .due(&t.name, now, want, &|id| claimed.contains(id))?;
-            claimed.extend(due.iter().map(|(_, id)| id.clone()));
+            let mut due = Vec::with_capacity(want);
+            for (at, id) in scanned {
+                if due.len() < want && claimed.insert(id.clone()) {
+                    due.push((at, id));
+                }
+            }
             due
         };
         if due.is_empty() {
             // The earliest entry not in flight (those wake us when they
             // finish) decides how long to sleep.
-            let next = {
+            let in_flight = t.claimed().len();
+            let head = self.store.due(&t.name, u64::MAX, in_flight + 1).await?;
+            let next: Vec<(u64, String)> = {
                 let claimed = t.claimed();
-                self.store
-                    .due(&t.name, u64::MAX, 1, &|id| claimed.contains(id))?
+                head.into_iter()
+                    .filter(|(_, id)| !claimed.contains(id))
+                    .take(1)
+                    .collect()
             };
             let sleep = match next.first() {
                 Some(&(at, _)) if at > now => Duration::from_millis(at - now).min(IDLE_RESCAN),
@@ -520,13 +533,15 @@ impl Dispatcher {
     /// is what counts while running; the write (ordered with every other
     /// store write) is for the next start, so nobody waits for it here.
     pub(crate) fn save_control(&self, target: &str, control: &Control) {
-        let written = match serde_json::to_vec(control) {
-            Ok(v) => self.store.set_target_control(target, &v),
-            Err(e) => crate::store::Written::failed(e.into()),
-        };
+        let states = self.states.clone();
         let target = target.to_string();
+        let value = serde_json::to_vec(control);
         tokio::spawn(async move {
-            if let Err(e) = written.done().await {
+            let saved = match value {
+                Ok(v) => states.set_target_control(&target, &v).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = saved {
                 tracing::error!(target_name = %target, error = format!("{e:#}"), "saving the target's state failed");
             }
         });
@@ -536,7 +551,7 @@ impl Dispatcher {
     /// configured, so they show in the dead-letter queue (and can be
     /// retried if the target comes back) instead of waiting forever.
     async fn retire_orphans(self: Arc<Self>) {
-        let depth = match self.store.scheduled_per_target() {
+        let depth = match self.store.scheduled_per_target().await {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "scanning the schedule failed");
@@ -545,7 +560,7 @@ impl Dispatcher {
         };
         for name in depth.keys().filter(|n| !self.targets.contains_key(*n)) {
             loop {
-                let due = match self.store.due(name, u64::MAX, 256, &|_| false) {
+                let due = match self.store.due(name, u64::MAX, 256).await {
                     Ok(d) => d,
                     Err(_) => break,
                 };

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::{Dispatcher, Target};
 use crate::model::id::now_ms;
 use crate::model::records::DeliveryStatus;
-use crate::store::{DeliveryQuery, collect_ids};
 
 /// Result of asking for a delivery to be retried.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,10 +85,9 @@ impl Dispatcher {
         Ok(Some(self.target_status(t)))
     }
 
-    /// Puts one delivery on the schedule, due now. Blocking (it waits for
-    /// the store): call from a blocking thread.
-    pub fn retry_delivery(&self, id: &str) -> Result<Retry> {
-        let Some(d) = self.store.delivery(id)? else {
+    /// Puts one delivery on the schedule, due now.
+    pub async fn retry_delivery(&self, id: &str) -> Result<Retry> {
+        let Some(d) = self.store.delivery(id).await? else {
             return Ok(Retry::NotFound);
         };
         let Some(t) = self.target(&d.target) else {
@@ -102,7 +100,7 @@ impl Dispatcher {
             return Ok(Retry::InFlight);
         }
         let now = now_ms();
-        let before = self.store.reschedule(id, now).wait_value();
+        let before = self.store.reschedule(id, now).await;
         t.claimed().remove(id);
         let Some(before) = before? else {
             return Ok(Retry::NotFound);
@@ -122,23 +120,12 @@ impl Dispatcher {
         Ok(Retry::Scheduled)
     }
 
-    /// Retries every delivery matching `q` (at most `q.limit`); returns how
-    /// many were scheduled.
-    pub fn retry_deliveries(&self, q: &DeliveryQuery) -> Result<usize> {
-        let ids = collect_ids(
-            q.limit,
-            |limit, cursor| {
-                self.store.list_deliveries(&DeliveryQuery {
-                    limit,
-                    cursor,
-                    ..q.clone()
-                })
-            },
-            |d| d.id,
-        )?;
+    /// Retries each of `ids` (a bulk retry's matches, collected first);
+    /// returns how many were scheduled.
+    pub async fn retry_deliveries(&self, ids: Vec<String>) -> Result<usize> {
         let mut n = 0;
         for id in ids {
-            if self.retry_delivery(&id)? == Retry::Scheduled {
+            if self.retry_delivery(&id).await? == Retry::Scheduled {
                 n += 1;
             }
         }

@@ -10,7 +10,7 @@ use super::{retry, signing};
 use crate::config::{TargetConfig, TargetPolicy};
 use crate::model::id::now_ms;
 use crate::model::records::{Attempt, Delivery, DeliveryStatus};
-use crate::store::Storage;
+use crate::store::DeliveryQueue;
 
 /// How much of a response body is kept with the attempt.
 const KEPT_RESPONSE: usize = 4096;
@@ -35,20 +35,23 @@ pub struct Report {
 /// the delivery then dies with that reason. `None` back means the schedule
 /// entry was stale (nothing attempted).
 pub async fn attempt(
-    store: &dyn Storage,
+    store: &dyn DeliveryQueue,
     client: &reqwest::Client,
     target_name: &str,
     target: Option<&TargetConfig>,
     due_ms: u64,
     id: &str,
 ) -> Result<Option<Report>> {
-    let Some(mut delivery) = store.delivery(id)? else {
+    let Some(mut delivery) = store.delivery(id).await? else {
         tracing::warn!(delivery = %id, "scheduled delivery has no record; unscheduling");
-        store.unschedule(target_name, id, due_ms).done().await?;
+        store.unschedule(target_name, id, due_ms).await?;
         return Ok(None);
     };
-    if delivery.status != DeliveryStatus::Scheduled {
-        store.unschedule(target_name, id, due_ms).done().await?;
+    // A finished delivery, or an entry another writer moved since it was
+    // read (an operator's retry put it at a new time): not this entry's to
+    // send. A record and its entry always agree on the due time.
+    if delivery.status != DeliveryStatus::Scheduled || delivery.next_attempt_at != Some(due_ms) {
+        store.unschedule(target_name, id, due_ms).await?;
         return Ok(None);
     }
     let n = delivery.attempts + 1;
@@ -60,7 +63,7 @@ pub async fn attempt(
     };
     let policy = &target.policy;
 
-    let event = store.event(&delivery.event_id)?;
+    let event = store.event(&delivery.event_id).await?;
     let (body, content_type) = match (&delivery.body, &event) {
         (Some(b), e) => (
             b.clone(),
@@ -164,7 +167,6 @@ pub async fn attempt(
     };
     store
         .record_attempt(&delivery, &attempt, due_ms, new_due)
-        .done()
         .await?;
     Ok(Some(Report {
         status_code,
@@ -178,7 +180,7 @@ pub async fn attempt(
 /// Ends a delivery that can never be attempted (its target or its event is
 /// gone) as dead, with the reason as its one attempt.
 async fn die(
-    store: &dyn Storage,
+    store: &dyn DeliveryQueue,
     mut delivery: Delivery,
     due_ms: u64,
     error: String,
@@ -199,7 +201,6 @@ async fn die(
     tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, reason = %error, "delivery is dead");
     store
         .record_attempt(&delivery, &attempt, due_ms, None)
-        .done()
         .await?;
     Ok(Report {
         status_code: None,

@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{Level, hookyard};
 use super::kv::{self, KvGuard, KvTxn, MAX_KEYS_PER_CALL, SharedKv};
 use super::stderr::StderrTail;
-use crate::store::Storage;
+use crate::store::PluginKv;
 
 /// What a plugin instance's store carries.
 pub struct PluginState {
@@ -83,7 +83,7 @@ impl LogBudget {
 pub struct PluginIdentity {
     pub name: String,
     pub config: Vec<(String, String)>,
-    pub store: Option<Arc<dyn Storage>>,
+    pub store: Option<Arc<dyn PluginKv>>,
     /// Shared by every version and instance of this plugin (see `kv.rs`).
     pub kv: Arc<SharedKv>,
 }

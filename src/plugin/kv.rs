@@ -64,11 +64,15 @@ impl KvTxn {
 
 /// One plugin's part of an event's commit: the reads to check, then the
 /// writes, under the plugin's key limit.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct PluginTxn {
     pub plugin: String,
     pub max_keys: usize,
     pub txn: KvTxn,
+    /// The plugin's KV lock when the call wrote (see [`SharedKv`]): the
+    /// store drops it once the commit is ordered against the plugin's next
+    /// commits (the sled backend: once its writer has checked it).
+    pub turn: Option<KvGuard>,
 }
 
 /// Default most KV keys one plugin may hold.
@@ -108,10 +112,10 @@ impl std::fmt::Display for KvRefused {
 /// plugin that use KV take turns, and see each other's writes early:
 ///
 /// - A call takes the plugin's KV lock at its first KV operation. If it
-///   wrote, the lock goes with its result to the routing task and is let go
-///   once the event's commit is *submitted* to the store's writer; else at
-///   the end of the call. So the writer receives a plugin's commits in the
-///   order its calls ran.
+///   wrote, the lock goes with its writes into the event's commit, and the
+///   store lets go of it once the commit is *ordered* (the sled backend:
+///   checked by its writer thread); else at the end of the call. So a
+///   plugin's commits are ordered as its calls ran.
 /// - A finished call's writes are *pending* until its commit answers:
 ///   later calls read them as if committed. The commit still checks every
 ///   read against the store, so if a pending write is refused (or lost in

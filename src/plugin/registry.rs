@@ -31,7 +31,7 @@ use super::{engine, instance};
 use crate::config::Config;
 use crate::model::id::now_ms;
 use crate::model::records::Event;
-use crate::store::Storage;
+use crate::store::PluginKv;
 
 /// What the directory showed for a file when we last loaded it; a change
 /// in size or mtime triggers a reload (and then the sha256 decides).
@@ -105,7 +105,7 @@ pub struct Plugins {
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
     config: Arc<Config>,
-    store: Option<Arc<dyn Storage>>,
+    store: Option<Arc<dyn PluginKv>>,
     entries: RwLock<BTreeMap<String, Entry>>,
     changed: watch::Sender<u64>,
     /// Set by [`stop`](Self::stop); every lane shares it.
@@ -120,7 +120,7 @@ impl Plugins {
     /// compiled cache lives in `cache_dir` (none: always compile).
     pub fn new(
         config: Arc<Config>,
-        store: Option<Arc<dyn Storage>>,
+        store: Option<Arc<dyn PluginKv>>,
         cache_dir: Option<PathBuf>,
     ) -> Result<Plugins> {
         let engine = engine::new_engine(config.meters_fuel())?;

@@ -115,25 +115,20 @@ impl Router {
             b.reading = true;
             b.cursor.clone()
         };
-        let store = self.store.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            store.to_route_after(cursor.as_deref(), REFILL_PAGE)
-        })
-        .await;
+        let page = self
+            .store
+            .to_route_after(cursor.as_deref(), REFILL_PAGE)
+            .await;
         let mut added = 0;
         {
             let mut b = self.backlog();
             b.reading = false;
             let done = std::mem::take(&mut b.done_meanwhile);
             let page = match page {
-                Ok(Ok(page)) => page,
-                Ok(Err(e)) => {
-                    b.missed = true;
-                    return Err(e);
-                }
+                Ok(page) => page,
                 Err(e) => {
                     b.missed = true;
-                    return Err(e.into());
+                    return Err(e);
                 }
             };
             if page.is_empty() {

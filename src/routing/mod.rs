@@ -29,7 +29,7 @@ use crate::model::id::now_ms;
 use crate::model::records::{Event, EventStatus, Outcome, PluginResult, PluginVerdict};
 use crate::plugin::Plugins;
 use crate::plugin::kv::KvRefused;
-use crate::store::{Answer, Mark, Storage};
+use crate::store::{Committed, Mark, RoutingLog};
 use backlog::{Backlog, QUEUE_CAP};
 pub use outcome::cap_text;
 use outcome::{MAX_KV_TRIES, new_delivery};
@@ -49,7 +49,7 @@ pub enum Replay {
 /// Routes events handed to it by ingestion (and, at start, by recovery).
 pub struct Router {
     config: Arc<Config>,
-    store: Arc<dyn Storage>,
+    store: Arc<dyn RoutingLog>,
     plugins: Arc<Plugins>,
     dispatcher: Arc<Dispatcher>,
     metrics: Arc<Metrics>,
@@ -69,7 +69,7 @@ impl Router {
     /// routing, a page at a time.
     pub fn start(
         config: Arc<Config>,
-        store: Arc<dyn Storage>,
+        store: Arc<dyn RoutingLog>,
         plugins: Arc<Plugins>,
         dispatcher: Arc<Dispatcher>,
         metrics: Arc<Metrics>,
@@ -124,7 +124,7 @@ impl Router {
     /// (replay). The "to route" mark is written first, so an accepted
     /// replay survives a crash like a new event does.
     pub async fn replay(&self, event_id: &str) -> Result<Replay> {
-        Ok(match self.store.mark_to_route(event_id).value().await? {
+        Ok(match self.store.mark_to_route(event_id).await? {
             Mark::NoEvent => Replay::NotFound,
             Mark::AlreadyPending => Replay::Pending,
             Mark::Marked => {
@@ -210,15 +210,12 @@ impl Router {
 
     /// Loads a queued event from the store and routes it.
     async fn route_id(&self, id: &str) -> Result<()> {
-        let store = self.store.clone();
-        let key = id.to_string();
-        let event = tokio::task::spawn_blocking(move || store.event(&key)).await??;
-        match event {
+        match self.store.event(id).await? {
             Some(event) => self.route(Arc::new(event)).await.map(|_| ()),
             None => {
                 // Swept while it waited (a replay of an expired event).
                 tracing::warn!(event = %id, "\"to route\" mark without an event; dropped");
-                self.store.drop_route_mark(id).done().await
+                self.store.drop_route_mark(id).await
             }
         }
     }
@@ -249,7 +246,6 @@ impl Router {
             };
             self.store
                 .record_outcome(&event.id, &outcome, &[], now, vec![])
-                .done()
                 .await?;
             return Ok(Some(outcome));
         };
@@ -262,7 +258,7 @@ impl Router {
         {
             let note = format!("waiting for plugin {missing:?}, which is not loaded");
             tracing::warn!(event = %event.id, plugin = %missing, "event waits: plugin not loaded");
-            self.store.set_route_note(&event.id, &note).done().await?;
+            self.store.set_route_note(&event.id, &note).await?;
             self.backlog().parked += 1;
             // A plugin that started serving since the check would not wake
             // us again: look once more.
@@ -294,25 +290,23 @@ impl Router {
                 .iter()
                 .map(|t| (t.plugin.clone(), t.txn.token))
                 .collect();
-            let written = self.store.record_outcome(
-                &event.id,
-                &outcome,
-                &ran.deliveries,
-                now,
-                std::mem::take(&mut ran.txns),
-            );
-            // Submitted: the writer gets this plugin's next commit after
-            // this one, so the next call may go.
-            ran.guards.clear();
-            let answer = written.answer().await;
+            let answer = self
+                .store
+                .record_outcome(
+                    &event.id,
+                    &outcome,
+                    &ran.deliveries,
+                    now,
+                    std::mem::take(&mut ran.txns),
+                )
+                .await;
             // Whatever the answer, the store now says what the writes are.
             for (plugin, token) in tokens {
                 self.plugins.kv_settled(&plugin, token);
             }
-            let answer = answer?;
-            let refused = match answer {
-                Answer::Refused(r) => r,
-                Answer::Done | Answer::Existing(_) => {
+            let refused = match answer? {
+                Committed::Refused(r) => r,
+                Committed::Done => {
                     self.metrics_for(&ran.results);
                     break (outcome, ran.deliveries);
                 }
@@ -348,7 +342,6 @@ impl Router {
             let outcome = ran.outcome();
             self.store
                 .record_outcome(&event.id, &outcome, &ran.deliveries, now, vec![])
-                .done()
                 .await?;
             self.metrics_for(&ran.results);
             break (outcome, ran.deliveries);

@@ -12,7 +12,7 @@ use crate::model::id::{new_id, now_ms};
 use crate::model::records::{
     Delivery, DeliveryStatus, Event, EventStatus, Outcome, PluginResult, PluginVerdict,
 };
-use crate::plugin::kv::{KvGuard, KvTxn, PluginTxn};
+use crate::plugin::kv::{KvTxn, PluginTxn};
 use crate::plugin::{CallError, PluginOutcome};
 
 impl Router {
@@ -38,10 +38,10 @@ impl Router {
                 ),
                 Some(plugin) => {
                     let mut report = self.plugins.call(plugin, event.clone()).await;
-                    ran.guards.extend(report.kv_guard.take());
                     ran.txns.push(PluginTxn {
                         plugin: name.clone(),
                         max_keys: limits.max_kv_keys,
+                        turn: report.kv_guard.take(),
                         // A failed call commits no writes, but what it read
                         // is still checked: its failure may have come from
                         // a value another event was changing.
@@ -165,9 +165,6 @@ pub(super) struct Ran {
     pub(super) results: Vec<PluginResult>,
     pub(super) deliveries: Vec<Delivery>,
     pub(super) txns: Vec<PluginTxn>,
-    /// KV locks of plugins whose calls wrote, let go once the commit is
-    /// submitted.
-    pub(super) guards: Vec<KvGuard>,
 }
 
 impl Ran {

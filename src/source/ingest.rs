@@ -20,6 +20,7 @@ use super::verify::Request;
 use crate::extract::JsonPath;
 use crate::model::id::{new_id, now_ms};
 use crate::model::records::Event;
+use crate::store::{Accepted, Dedup};
 
 /// A JSON error body: `{"error": "...", "code": "..."}`; `code` is stable for
 /// scripts, `error` is for people.
@@ -254,20 +255,15 @@ pub async fn receive(
         body: body.to_vec(),
     };
 
-    let dedup = source
-        .idempotency
-        .as_ref()
-        .and_then(|i| i.key_of(&headers, &body).map(|k| (k, i.window)));
-    let stored = match &dedup {
-        Some((key, window)) => {
-            let expires = received_at.saturating_add(window.as_millis() as u64);
-            state.committer.commit_once(&event, key, expires).await
-        }
-        None => state.committer.commit(&event).await.map(|()| None),
-    };
-    match stored {
-        Ok(None) => {}
-        Ok(Some(original)) => {
+    let dedup = source.idempotency.as_ref().and_then(|i| {
+        i.key_of(&headers, &body).map(|key| Dedup {
+            key,
+            expires_at: received_at.saturating_add(i.window.as_millis() as u64),
+        })
+    });
+    match state.events.accept(&event, dedup).await {
+        Ok(Accepted::New) => {}
+        Ok(Accepted::Duplicate(original)) => {
             state.log.count(&source_name, "duplicate");
             tracing::debug!(source = %source_name, event = %original, "duplicate delivery; not routed again");
             return (

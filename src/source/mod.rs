@@ -18,12 +18,12 @@ use axum::routing::post;
 
 use crate::config::Config;
 use crate::routing::Router as EventRouter;
-use crate::store::durability::Committer;
+use crate::store::EventLog;
 
 /// What the ingest handler needs.
 pub struct IngestState {
     pub config: Arc<Config>,
-    pub committer: Arc<Committer>,
+    pub events: Arc<dyn EventLog>,
     pub router: Arc<EventRouter>,
     pub log: Arc<rejections::IngestLog>,
     /// Token buckets of the sources that have a rate limit.
@@ -33,7 +33,7 @@ pub struct IngestState {
 impl IngestState {
     pub fn new(
         config: Arc<Config>,
-        committer: Arc<Committer>,
+        events: Arc<dyn EventLog>,
         router: Arc<EventRouter>,
         log: Arc<rejections::IngestLog>,
     ) -> IngestState {
@@ -47,7 +47,7 @@ impl IngestState {
             .collect();
         IngestState {
             config,
-            committer,
+            events,
             router,
             log,
             buckets,

@@ -1,1366 +1,248 @@
-//! Durable state, and the only code that knows sled.
+//! The storage seam: what hookyard needs from a store, split by concern, so
+//! a second backend (PostgreSQL, for cluster mode) implements it without
+//! touching ingestion, routing, plugins or delivery.
 //!
-//! Everything lives in one sled tree with a one-byte prefix per record kind,
-//! so every multi-record change (an event plus its "to route" mark; an
-//! outcome plus its deliveries plus their schedule entries) is one atomic
-//! `apply_batch`: a crash sees all of it or none of it.
+//! Each stage holds only the part it uses:
 //!
-//! | prefix | key                         | value                      |
-//! |--------|-----------------------------|----------------------------|
-//! | `e`    | event id                    | tag · meta JSON · body ref |
-//! | `r`    | event id                    | empty ("to route" mark)    |
-//! | `o`    | event id                    | outcome JSON               |
-//! | `d`    | delivery id                 | meta JSON · body flag      |
-//! | `y`    | delivery id                 | body ref (own body only)   |
-//! | `x`    | event id `/` delivery id    | empty (event's deliveries) |
-//! | `q`    | target `\0` due ms (BE u64) delivery | empty (per-target schedule) |
-//! | `a`    | delivery id `/` n (BE u32)  | attempt JSON               |
-//! | `z`    | delivery id                 | target (dead-letter index) |
-//! | `t`    | target                      | target control JSON        |
-//! | `k`    | plugin `\0` key             | plugin KV value            |
-//! | `i`    | source `\0` idempotency key | expires ms (BE) + event id |
-//! | `l`    | body segment (BE u64)       | live references (BE i64)   |
+//! | trait | who | what |
+//! |---|---|---|
+//! | [`EventLog`] | ingestion | accept an event (with its idempotency key) and its "to route" mark, as durably as configured |
+//! | [`RoutingLog`] | routing | the marks, replays, and the routing outcome with its deliveries and the plugins' KV writes |
+//! | [`PluginKv`] | plugins, admin | a plugin's committed KV state |
+//! | [`DeliveryQueue`] | delivery | each target's due deliveries, attempts, retries |
+//! | [`TargetStates`] | delivery | a target's operator and circuit state |
+//! | [`Records`] | admin | reading, listing and paging events and deliveries |
+//! | [`Upkeep`] | jobs, shutdown | retention, key expiry, space, flush |
 //!
-//! Bodies themselves are in the body log (`bodies.rs`), not in sled: a
-//! body ref is 20 bytes. (Stores written before the body log keep event
-//! bodies inline, which still reads; inline delivery bodies are moved to
-//! the log at open.)
+//! Every multi-record change is one call, and atomic: an event and its mark;
+//! an outcome, its deliveries, their schedule entries, the plugins' KV
+//! writes (with their read checks) and the cleared mark; an attempt and the
+//! delivery's move on the schedule. The conformance suite
+//! (`tests/store_conformance.rs`) is what a backend must pass.
 //!
-//! The schedule is ordered by target first, so each target's dispatcher
-//! reads only its own due deliveries: a slow or blocked target with a large
-//! backlog costs the others nothing. (Stores written before the per-target
-//! schedule used prefix `s` without the target; [`SledStore::open`] moves
-//! those entries over.)
+//! All methods are async and keep blocking work off the async workers,
+//! except [`PluginKv::kv_get`], which plugins call from their blocking
+//! threads.
 
-use std::path::Path;
+pub mod sled;
+mod types;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
-use serde::{Serialize, de::DeserializeOwned};
+use anyhow::Result;
+use async_trait::async_trait;
 
-use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
+use crate::model::records::{Attempt, Delivery, Event, Outcome};
+use crate::plugin::kv::{KvRefused, PluginTxn};
+pub use types::{DeliveryQuery, EventQuery, EventSummary, Mark, Page, Swept, ToRoute, collect_ids};
 
-pub mod bodies;
-pub mod durability;
-mod listing;
-mod retention;
-mod writer;
+/// What storing a new event found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored (with its "to route" mark), as durably as configured.
+    New,
+    /// Its idempotency key was seen and has not expired: not stored; the
+    /// event stored under that key.
+    Duplicate(String),
+}
 
-use crate::plugin::kv::{KvTxn, PluginTxn};
-use bodies::{BodyLog, BodyRef};
-pub use listing::{DeliveryQuery, EventQuery, EventSummary, Page, collect_ids};
-pub use retention::Swept;
-pub use writer::{Answer, Checked, Written};
-use writer::{GroupWriter, Writes};
+/// An idempotency key for [`EventLog::accept`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dedup {
+    /// Scoped to the event's source by the store.
+    pub key: String,
+    /// Unix ms after which the key no longer deduplicates.
+    pub expires_at: u64,
+}
 
-const EVENT: u8 = b'e';
-const TO_ROUTE: u8 = b'r';
-const OUTCOME: u8 = b'o';
-const DELIVERY: u8 = b'd';
-const EVENT_DELIVERY: u8 = b'x';
-const LEGACY_SCHEDULE: u8 = b's';
-const SCHEDULE: u8 = b'q';
-const ATTEMPT: u8 = b'a';
-const DEAD: u8 = b'z';
-const TARGET: u8 = b't';
-const KV: u8 = b'k';
-const IDEMPOTENCY: u8 = b'i';
-const DELIVERY_BODY: u8 = b'y';
-const LIVE: u8 = b'l';
+/// What committing a routing outcome did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    Done,
+    /// A KV check failed: nothing was written; the event is still to be
+    /// routed.
+    Refused(KvRefused),
+}
 
-/// First byte of an event value whose body is in the body log. (Values
-/// written before start with a u32 BE header length, whose first byte is
-/// 0 for any header under 16 MiB.)
-const EVENT_IN_LOG: u8 = 0xB1;
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Stores a new event and marks it "to route", atomically; with
+    /// `dedup`, only if its key is not live (concurrent duplicates store
+    /// exactly one event). Returns once the event is as durable as the
+    /// config asks (a duplicate's answer waits as long, so "already have
+    /// it" is never said of an event not yet durable).
+    async fn accept(&self, event: &Event, dedup: Option<Dedup>) -> Result<Accepted>;
+}
 
-/// A delivery value's last byte says where its body is.
-const BODY_OF_EVENT: u8 = 0;
-const BODY_INLINE: u8 = 1;
-const BODY_IN_LOG: u8 = 2;
-
-/// The storage operations hookyard needs. A trait so a replicated backend can
-/// replace sled without touching ingestion, routing or delivery.
-pub trait Storage: Send + Sync + 'static {
-    /// Stores a new event and marks it "to route", atomically. The hot-path
-    /// writes answer with a [`Written`] to await: they are grouped with
-    /// other callers' writes into one store batch.
-    fn insert_event(&self, event: &Event) -> Written;
-    /// Stores a new event unless `dedup_key` (source-scoped) was seen and
-    /// has not expired; then answers with the original event's id
-    /// ([`Written::outcome`]). The check and the write are one atomic step,
-    /// so concurrent duplicates store exactly one event.
-    fn insert_event_once(&self, event: &Event, dedup_key: &str, expires_at: u64) -> Written;
-    /// Removes up to `limit` expired idempotency keys; returns how many.
-    fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize>;
-    /// Makes every write so far durable (blocking: one fsync).
-    fn flush(&self) -> Result<()>;
-    fn event(&self, id: &str) -> Result<Option<Event>>;
-    /// How many events are stored.
-    fn event_count(&self) -> Result<usize>;
-    /// Why an event that is still to be routed waits (empty: it does not).
-    /// An event no longer marked "to route" is left alone.
-    fn set_route_note(&self, event_id: &str, note: &str) -> Written;
-    /// The event's "to route" note, if it is still to be routed.
-    fn route_note(&self, event_id: &str) -> Result<Option<String>>;
+#[async_trait]
+pub trait RoutingLog: Send + Sync {
+    /// The event, body included.
+    async fn event(&self, id: &str) -> Result<Option<Event>>;
     /// Up to `limit` events marked "to route", oldest first, after `after`
-    /// (exclusive): routing reads its backlog from the store a page at a
-    /// time instead of holding it in memory.
-    fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>>;
-    /// Clears the "to route" mark of an event that is gone (swept).
-    fn drop_route_mark(&self, event_id: &str) -> Written;
-    /// Records the routing outcome, creates the deliveries with their first
-    /// attempt due at `due_ms`, commits the plugins' KV writes and clears
-    /// the "to route" mark, atomically. With KV parts, only if every key
-    /// the calls read still holds what they read and no plugin goes over
-    /// its key limit; else nothing is written and the answer is
-    /// [`Answer::Refused`].
-    fn record_outcome(
+    /// (exclusive).
+    async fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>>;
+    /// Why an event still to be routed waits (a missing plugin); an event
+    /// no longer marked is left alone.
+    async fn set_route_note(&self, event_id: &str, note: &str) -> Result<()>;
+    /// Clears the mark of an event that is gone.
+    async fn drop_route_mark(&self, event_id: &str) -> Result<()>;
+    /// Marks a stored, routed event "to route" again (replay).
+    async fn mark_to_route(&self, event_id: &str) -> Result<Mark>;
+    /// Records the outcome, creates the deliveries (first attempt due at
+    /// `due_ms`), commits the plugins' KV writes and clears the mark,
+    /// atomically; with KV parts only if every key a call read still holds
+    /// what it read and no plugin goes over its key limit.
+    async fn record_outcome(
         &self,
-        outcome_for: &str,
+        event_id: &str,
         outcome: &Outcome,
         deliveries: &[Delivery],
         due_ms: u64,
         kv: Vec<PluginTxn>,
-    ) -> Written;
-    fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
-    fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
-    /// One page of an event's deliveries, oldest first, after `after`.
-    fn deliveries_of_event(
-        &self,
-        event_id: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Delivery>>;
-    /// Up to `limit` of `target`'s scheduled (due ms, delivery id) pairs due
-    /// at or before `now_ms`, oldest first, skipping ids for which `skip` is
-    /// true.
-    fn due(
-        &self,
-        target: &str,
-        now_ms: u64,
-        limit: usize,
-        skip: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<(u64, String)>>;
-    /// Scheduled deliveries per target (queue depth), counted once at start.
-    fn scheduled_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>>;
-    /// Dead deliveries per target, counted once at start.
-    fn dead_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>>;
-    /// Stores an attempt and the delivery's new state (keeping the
-    /// dead-letter index in step); moves its schedule entry from `old_due`
-    /// to `new_due` (none: no longer scheduled).
-    fn record_attempt(
-        &self,
-        delivery: &Delivery,
-        attempt: &Attempt,
-        old_due: u64,
-        new_due: Option<u64>,
-    ) -> Written;
-    /// Puts a delivery back on the schedule, due at `due_ms` (an
-    /// operator's retry): its old schedule entry (if it had one) and its
-    /// dead-letter entry go, atomically. What the delivery was before, or
-    /// `None` when it is gone (swept).
-    fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Checked<Option<Delivery>>;
-    /// Drops a stale schedule entry (its delivery is gone or finished).
-    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Written;
-    /// Marks a stored, already routed event "to route" again (replay).
-    fn mark_to_route(&self, event_id: &str) -> Checked<Mark>;
-    /// One page of events, newest first.
-    fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>>;
-    /// One page of deliveries, newest first.
-    fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>>;
-    /// A target's persisted operator/circuit state (opaque JSON).
-    fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>>;
-    fn set_target_control(&self, target: &str, value: &[u8]) -> Written;
-    /// Removes up to `max_events` events received before `cutoff_ms` whose
-    /// routing and deliveries are finished, with their outcome, deliveries,
-    /// attempts and dead-letter entries; continues after `after`.
-    fn sweep_before(&self, cutoff_ms: u64, max_events: usize, after: Option<&str>)
-    -> Result<Swept>;
-    /// Bytes the store occupies on disk.
-    fn size_on_disk(&self) -> u64;
-    /// Frees space the retention sweep emptied (body log segments); returns
-    /// how many pieces went. Blocking.
-    fn collect_garbage(&self) -> Result<usize>;
-    fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
-    /// A plugin's KV value as committed. Called from plugin threads.
+    ) -> Result<Committed>;
+}
+
+pub trait PluginKv: Send + Sync {
+    /// A plugin's committed KV value. Blocking: plugins call it from their
+    /// blocking threads.
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    /// One page of a plugin's keys (with their value sizes), in key order,
-    /// after `after`, those starting with `prefix`.
-    fn kv_list(
+}
+
+/// The operator's side of plugin KV.
+#[async_trait]
+pub trait PluginKvAdmin: Send + Sync {
+    /// One page of a plugin's keys (with their value sizes) starting with
+    /// `prefix`, in key order, after `after`.
+    async fn kv_list(
         &self,
         plugin: &str,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<(String, usize)>>;
-    /// Deletes a key (an operator's action; ordered with the plugins'
-    /// commits). Whether it existed.
-    fn kv_delete(&self, plugin: &str, key: &str) -> Checked<bool>;
+    async fn kv_value(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Deletes a key, ordered with the plugins' commits; whether it existed.
+    async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool>;
 }
 
-/// An event waiting to be routed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToRoute {
-    pub id: String,
-    /// It waits for a plugin that is not loaded (its mark carries a note).
-    pub parked: bool,
-}
-
-/// What asking to route a stored event again found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// Marked "to route".
-    Marked,
-    /// Already waiting to be routed: nothing to do.
-    AlreadyPending,
-    /// No such event (never stored, or swept).
-    NoEvent,
-}
-
-/// sled's page cache. The hot set is recent events and the schedule's
-/// head; 256 MiB bought no throughput in the benchmarks and cost ~70 MiB
-/// of RSS under ingest load.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// sled-backed [`Storage`].
-pub struct SledStore {
-    db: sled::Db,
-    tree: sled::Tree,
-    bodies: Arc<BodyLog>,
-    writer: GroupWriter,
-    /// A throwaway store's directory, removed on drop.
-    _temp: Option<tempfile::TempDir>,
-}
-
-impl SledStore {
-    pub fn open(dir: &Path) -> Result<SledStore> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .cache_capacity(CACHE_BYTES)
-            .flush_every_ms(Some(500))
-            .open()
-            .with_context(|| {
-                format!(
-                    "cannot open the store in {} (is another hookyard using it?)",
-                    dir.display()
-                )
-            })?;
-        let tree = db.open_tree("hookyard")?;
-        let bodies = Arc::new(BodyLog::open(&dir.join("bodies"))?);
-        let writer = GroupWriter::start(tree.clone(), bodies.clone())?;
-        let store = SledStore {
-            db,
-            tree,
-            bodies,
-            writer,
-            _temp: None,
-        };
-        store.migrate_legacy_schedule()?;
-        store.migrate_inline_delivery_bodies()?;
-        Ok(store)
-    }
-
-    /// Moves delivery bodies stored inline (before the body log) into the
-    /// log, so attempts, which rewrite a delivery's record, never have to
-    /// carry its body.
-    fn migrate_inline_delivery_bodies(&self) -> Result<()> {
-        let mut moved = 0usize;
-        for kv in self.tree.scan_prefix([DELIVERY]) {
-            let (k, v) = kv?;
-            let Ok((d, BODY_INLINE, Some(body))) = decode_delivery_value(&v) else {
-                continue;
-            };
-            let mut w = Writes::default();
-            w.insert(k.to_vec(), encode_delivery_meta(&d, true)?);
-            w.insert_body(
-                key(DELIVERY_BODY, &[d.id.as_bytes()]),
-                Vec::new(),
-                &d.id,
-                body.to_vec(),
-            );
-            self.writer.write(w).wait()?;
-            moved += 1;
-        }
-        if moved > 0 {
-            tracing::info!(moved, "moved delivery bodies into the body log");
-        }
-        Ok(())
-    }
-
-    /// Moves schedule entries of the pre-per-target layout (`s` + due + id)
-    /// to the per-target schedule, one atomic batch per entry.
-    fn migrate_legacy_schedule(&self) -> Result<()> {
-        let mut moved = 0usize;
-        for k in self.tree.scan_prefix([LEGACY_SCHEDULE]).keys() {
-            let k = k?;
-            let mut batch = sled::Batch::default();
-            batch.remove(k.clone());
-            if k.len() > 9 {
-                let due = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-                let id = String::from_utf8_lossy(&k[9..]).into_owned();
-                if let Some(d) = self.delivery(&id)? {
-                    batch.insert(schedule_key(&d.target, due, &id), &[] as &[u8]);
-                }
-            }
-            self.tree.apply_batch(batch)?;
-            moved += 1;
-        }
-        if moved > 0 {
-            tracing::info!(moved, "moved schedule entries to the per-target schedule");
-        }
-        Ok(())
-    }
-
-    /// A throwaway store (deleted on drop), for running a plugin outside the
-    /// server (`hookyard plugin test`) with working KV.
-    pub fn temporary() -> Result<SledStore> {
-        let dir = tempfile::tempdir()?;
-        let mut store = SledStore::open(dir.path())?;
-        store._temp = Some(dir);
-        Ok(store)
-    }
-
-    /// An event's stored value split into its parts; the body is read only
-    /// when asked for.
-    fn read_event(&self, id: &str, with_body: bool) -> Result<Option<(Event, usize)>> {
-        let Some(v) = self.tree.get(key(EVENT, &[id.as_bytes()]))? else {
-            return Ok(None);
-        };
-        let (mut event, body) = decode_event_value(&v)?;
-        let size = match body {
-            StoredBody::Inline(b) => {
-                if with_body {
-                    event.body = b.to_vec();
-                }
-                b.len()
-            }
-            StoredBody::Log(r) => {
-                if with_body {
-                    event.body = self.bodies.read(&r, id)?;
-                }
-                r.len as usize
-            }
-        };
-        Ok(Some((event, size)))
-    }
-}
-
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
-    let mut k = Vec::with_capacity(len);
-    k.push(prefix);
-    for p in parts {
-        k.extend_from_slice(p);
-    }
-    k
-}
-
-/// Frames a JSON header and a raw body in one value: u32 BE header length,
-/// header, body. Bodies stay bytes instead of bloating into JSON arrays.
-fn frame<T: Serialize>(meta: &T, body: Option<&[u8]>) -> Result<Vec<u8>> {
-    let meta = serde_json::to_vec(meta)?;
-    let body = body.unwrap_or(&[]);
-    let mut v = Vec::with_capacity(4 + meta.len() + body.len() + 1);
-    v.extend_from_slice(&(meta.len() as u32).to_be_bytes());
-    v.extend_from_slice(&meta);
-    v.extend_from_slice(body);
-    Ok(v)
-}
-
-fn unframe<T: DeserializeOwned>(v: &[u8]) -> Result<(T, &[u8])> {
-    let len = v
-        .get(..4)
-        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
-        .ok_or_else(|| anyhow!("corrupt record: too short"))?;
-    let meta = v
-        .get(4..4 + len)
-        .ok_or_else(|| anyhow!("corrupt record: truncated header"))?;
-    Ok((serde_json::from_slice(meta)?, &v[4 + len..]))
-}
-
-/// Where an event's body is.
-enum StoredBody<'a> {
-    Inline(&'a [u8]),
-    Log(BodyRef),
-}
-
-fn decode_event_value(v: &[u8]) -> Result<(Event, StoredBody<'_>)> {
-    match v.split_first() {
-        Some((&EVENT_IN_LOG, rest)) => {
-            let (e, r): (Event, &[u8]) = unframe(rest)?;
-            Ok((e, StoredBody::Log(BodyRef::decode(r)?)))
-        }
-        _ => {
-            let (e, body): (Event, &[u8]) = unframe(v)?;
-            Ok((e, StoredBody::Inline(body)))
-        }
-    }
-}
-
-/// A delivery's record without its body: JSON header, then one byte
-/// saying where the body is (the event's, or its own in the log under
-/// `y`). Attempts rewrite this record; the body is written once.
-fn encode_delivery_meta(d: &Delivery, own_body: bool) -> Result<Vec<u8>> {
-    frame(
-        d,
-        Some(&[if own_body { BODY_IN_LOG } else { BODY_OF_EVENT }]),
-    )
-}
-
-/// A delivery record: the delivery (body not loaded), where its body is,
-/// and an inline body (stores from before the body log).
-fn decode_delivery_value(v: &[u8]) -> Result<(Delivery, u8, Option<&[u8]>)> {
-    let (d, rest): (Delivery, &[u8]) = unframe(v)?;
-    Ok(match rest.split_first() {
-        Some((&BODY_INLINE, body)) => (d, BODY_INLINE, Some(body)),
-        Some((&BODY_IN_LOG, _)) => (d, BODY_IN_LOG, None),
-        _ => (d, BODY_OF_EVENT, None),
-    })
-}
-
-/// A delivery without its body (listing, sweeps, state checks).
-fn decode_delivery(v: &[u8]) -> Result<Delivery> {
-    decode_delivery_value(v).map(|(d, _, _)| d)
-}
-
-fn schedule_key(target: &str, due_ms: u64, delivery_id: &str) -> Vec<u8> {
-    key(
-        SCHEDULE,
-        &[
-            target.as_bytes(),
-            &[0],
-            &due_ms.to_be_bytes(),
-            delivery_id.as_bytes(),
-        ],
-    )
-}
-
-fn schedule_prefix(target: &str) -> Vec<u8> {
-    key(SCHEDULE, &[target.as_bytes(), &[0]])
-}
-
-fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
-    key(KV, &[plugin.as_bytes(), &[0], k.as_bytes()])
-}
-
-/// A new event (its body to the body log) and its "to route" mark.
-fn event_writes(event: &Event) -> Result<Writes> {
-    let mut w = Writes::default();
-    let mut head = vec![EVENT_IN_LOG];
-    head.extend_from_slice(&frame(event, None)?);
-    w.insert_body(
-        key(EVENT, &[event.id.as_bytes()]),
-        head,
-        &event.id,
-        event.body.clone(),
-    );
-    w.insert(key(TO_ROUTE, &[event.id.as_bytes()]), Vec::new());
-    Ok(w)
-}
-
-impl Storage for SledStore {
-    fn insert_event(&self, event: &Event) -> Written {
-        match event_writes(event) {
-            Ok(w) => self.writer.write(w),
-            Err(e) => Written::failed(e),
-        }
-    }
-
-    fn insert_event_once(&self, event: &Event, dedup_key: &str, expires_at: u64) -> Written {
-        let dk = key(
-            IDEMPOTENCY,
-            &[event.source.as_bytes(), &[0], dedup_key.as_bytes()],
-        );
-        let mut dv = expires_at.to_be_bytes().to_vec();
-        dv.extend_from_slice(event.id.as_bytes());
-        match event_writes(event) {
-            Ok(mut w) => {
-                w.insert(dk.clone(), dv);
-                // The writer thread checks and writes the key in one step;
-                // it is the only writer of idempotency keys (the sweep
-                // removes with compare-and-swap), so concurrent duplicates
-                // store exactly one event.
-                self.writer.write_unless(dk, event.received_at, w)
-            }
-            Err(e) => Written::failed(e),
-        }
-    }
-
-    fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize> {
-        let mut n = 0;
-        for kv in self.tree.scan_prefix([IDEMPOTENCY]) {
-            let (k, v) = kv?;
-            let expired = v
-                .get(..8)
-                .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) <= now_ms)
-                .unwrap_or(true);
-            // Compare-and-swap: a key the writer renewed since the scan
-            // read it stays.
-            if expired
-                && self
-                    .tree
-                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
-                    .is_ok()
-            {
-                n += 1;
-                if n >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(n)
-    }
-
-    fn flush(&self) -> Result<()> {
-        // Bodies first: sled's references must never be durable ahead of
-        // the bytes they point at.
-        self.bodies.sync()?;
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn event(&self, id: &str) -> Result<Option<Event>> {
-        Ok(self.read_event(id, true)?.map(|(e, _)| e))
-    }
-
-    fn event_count(&self) -> Result<usize> {
-        let mut n = 0;
-        for k in self.tree.scan_prefix([EVENT]).keys() {
-            k?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    fn set_route_note(&self, event_id: &str, note: &str) -> Written {
-        let k = key(TO_ROUTE, &[event_id.as_bytes()]);
-        let note = note.as_bytes().to_vec();
-        self.writer
-            .check(move |tree| {
-                let mut w = Writes::default();
-                // Only annotate a mark that exists: a finished event stays
-                // finished.
-                if tree.contains_key(&k)? {
-                    w.insert(k, note);
-                }
-                Ok((w, ()))
-            })
-            .into_written()
-    }
-
-    fn route_note(&self, event_id: &str) -> Result<Option<String>> {
-        Ok(self
-            .tree
-            .get(key(TO_ROUTE, &[event_id.as_bytes()]))?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>> {
-        let mut lower = key(TO_ROUTE, &[after.unwrap_or("").as_bytes()]);
-        if after.is_some() {
-            lower.push(0); // exclusive
-        }
-        let upper = [TO_ROUTE + 1];
-        let mut out = Vec::new();
-        for kv in self.tree.range(lower.as_slice()..upper.as_slice()) {
-            let (k, v) = kv?;
-            out.push(ToRoute {
-                id: String::from_utf8_lossy(&k[1..]).into_owned(),
-                parked: !v.is_empty(),
-            });
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    fn drop_route_mark(&self, event_id: &str) -> Written {
-        let mut w = Writes::default();
-        w.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
-        self.writer.write(w)
-    }
-
-    fn record_outcome(
-        &self,
-        event_id: &str,
-        outcome: &Outcome,
-        deliveries: &[Delivery],
-        due_ms: u64,
-        kv: Vec<PluginTxn>,
-    ) -> Written {
-        let mut batch = Writes::default();
-        match serde_json::to_vec(outcome) {
-            Ok(v) => batch.insert(key(OUTCOME, &[event_id.as_bytes()]), v),
-            Err(e) => return Written::failed(e.into()),
-        }
-        for d in deliveries {
-            match encode_delivery_meta(d, d.body.is_some()) {
-                Ok(v) => batch.insert(key(DELIVERY, &[d.id.as_bytes()]), v),
-                Err(e) => return Written::failed(e),
-            }
-            if let Some(body) = &d.body {
-                batch.insert_body(
-                    key(DELIVERY_BODY, &[d.id.as_bytes()]),
-                    Vec::new(),
-                    &d.id,
-                    body.clone(),
-                );
-            }
-            batch.insert(
-                key(
-                    EVENT_DELIVERY,
-                    &[event_id.as_bytes(), b"/", d.id.as_bytes()],
-                ),
-                Vec::new(),
-            );
-            batch.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
-        }
-        batch.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
-        // A plugin that never touched its KV costs nothing here.
-        let kv: Vec<PluginTxn> = kv.into_iter().filter(|p| !p.txn.is_empty()).collect();
-        if kv.is_empty() {
-            self.writer.write(batch)
-        } else {
-            self.writer.write_txn(kv, batch)
-        }
-    }
-
-    fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
-        self.tree
-            .get(key(OUTCOME, &[event_id.as_bytes()]))?
-            .map(|v| Ok(serde_json::from_slice(&v)?))
-            .transpose()
-    }
-
-    fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        let Some(v) = self.tree.get(key(DELIVERY, &[id.as_bytes()]))? else {
-            return Ok(None);
-        };
-        let (mut d, place, inline) = decode_delivery_value(&v)?;
-        d.body = match place {
-            BODY_INLINE => inline.map(<[u8]>::to_vec),
-            BODY_IN_LOG => {
-                let r = self
-                    .tree
-                    .get(key(DELIVERY_BODY, &[id.as_bytes()]))?
-                    .ok_or_else(|| anyhow!("delivery {id} has no body reference"))?;
-                Some(self.bodies.read(&BodyRef::decode(&r)?, id)?)
-            }
-            _ => None,
-        };
-        Ok(Some(d))
-    }
-
-    fn deliveries_of_event(
-        &self,
-        event_id: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Delivery>> {
-        let prefix = key(EVENT_DELIVERY, &[event_id.as_bytes(), b"/"]);
-        let mut lower = prefix.clone();
-        if let Some(after) = after {
-            lower.extend_from_slice(after.as_bytes());
-            lower.push(0); // exclusive
-        }
-        let mut upper = prefix.clone();
-        upper.push(0xff);
-        let mut items = Vec::new();
-        let mut keys = self.tree.range(lower..upper).keys();
-        for k in keys.by_ref() {
-            let k = k?;
-            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            if let Some(d) = self.delivery(&id)? {
-                items.push(d);
-            }
-            if items.len() >= limit {
-                break;
-            }
-        }
-        let next_cursor = match keys.next() {
-            Some(_) => items.last().map(|d| d.id.clone()),
-            None => None,
-        };
-        Ok(Page { items, next_cursor })
-    }
-
-    fn due(
-        &self,
-        target: &str,
-        now_ms: u64,
-        limit: usize,
-        skip: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<(u64, String)>> {
-        let prefix = schedule_prefix(target);
-        let mut end = prefix.clone();
-        end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
-        let mut out = Vec::new();
-        for k in self.tree.range(prefix.as_slice()..end.as_slice()).keys() {
-            let k = k?;
-            let rest = &k[prefix.len()..];
-            if rest.len() < 8 {
-                continue;
-            }
-            let due = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-            let id = std::str::from_utf8(&rest[8..]).unwrap_or_default();
-            if skip(id) {
-                continue;
-            }
-            out.push((due, id.to_string()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    fn scheduled_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>> {
-        let mut out = std::collections::BTreeMap::new();
-        for k in self.tree.scan_prefix([SCHEDULE]).keys() {
-            let k = k?;
-            let Some(end) = k[1..].iter().position(|&b| b == 0) else {
-                continue;
-            };
-            let target = String::from_utf8_lossy(&k[1..1 + end]);
-            match out.get_mut(target.as_ref()) {
-                Some(n) => *n += 1,
-                None => {
-                    out.insert(target.into_owned(), 1);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn dead_per_target(&self) -> Result<std::collections::BTreeMap<String, usize>> {
-        let mut out = std::collections::BTreeMap::new();
-        for v in self.tree.scan_prefix([DEAD]).values() {
-            *out.entry(String::from_utf8_lossy(&v?).into_owned())
-                .or_insert(0) += 1;
-        }
-        Ok(out)
-    }
-
-    fn record_attempt(
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Up to `limit` of `target`'s scheduled (due ms, delivery id) pairs
+    /// due at or before `now_ms`, oldest first.
+    async fn due(&self, target: &str, now_ms: u64, limit: usize) -> Result<Vec<(u64, String)>>;
+    /// The delivery, its own body loaded.
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
+    /// The body of the event a delivery sends when it has none of its own.
+    async fn event(&self, id: &str) -> Result<Option<Event>>;
+    /// Stores an attempt and the delivery's new state (the dead-letter
+    /// index in step) and moves its schedule entry from `old_due` to
+    /// `new_due` (none: off the schedule), atomically.
+    async fn record_attempt(
         &self,
         delivery: &Delivery,
         attempt: &Attempt,
         old_due: u64,
         new_due: Option<u64>,
-    ) -> Written {
-        let meta = encode_delivery_meta(delivery, delivery.body.is_some());
-        let (d, a) = match (meta, serde_json::to_vec(attempt)) {
-            (Ok(d), Ok(a)) => (d, a),
-            (Err(e), _) => return Written::failed(e),
-            (_, Err(e)) => return Written::failed(e.into()),
-        };
-        let mut batch = Writes::default();
-        batch.insert(key(DELIVERY, &[delivery.id.as_bytes()]), d);
-        batch.insert(
-            key(
-                ATTEMPT,
-                &[delivery.id.as_bytes(), b"/", &attempt.n.to_be_bytes()],
-            ),
-            a,
-        );
-        batch.remove(schedule_key(&delivery.target, old_due, &delivery.id));
-        if let Some(due) = new_due {
-            batch.insert(
-                schedule_key(&delivery.target, due, &delivery.id),
-                Vec::new(),
-            );
-        }
-        if delivery.status == DeliveryStatus::Dead {
-            batch.insert(
-                key(DEAD, &[delivery.id.as_bytes()]),
-                delivery.target.as_bytes(),
-            );
-        }
-        self.writer.write(batch)
-    }
+    ) -> Result<()>;
+    /// Puts a delivery back on the schedule due at `due_ms` (an operator's
+    /// retry), off the dead-letter index; what it was before, `None` when
+    /// it is gone.
+    async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Option<Delivery>>;
+    /// Drops a stale schedule entry.
+    async fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()>;
+    /// Scheduled deliveries per target, counted at start.
+    async fn scheduled_per_target(&self) -> Result<BTreeMap<String, usize>>;
+    /// Dead deliveries per target, counted at start.
+    async fn dead_per_target(&self) -> Result<BTreeMap<String, usize>>;
+}
 
-    fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Checked<Option<Delivery>> {
-        let k = key(DELIVERY, &[delivery_id.as_bytes()]);
-        self.writer.check(move |tree| {
-            let mut w = Writes::default();
-            // Read here, on the writer thread, so a sweep or an attempt
-            // cannot change the delivery between the read and the write.
-            let Some(v) = tree.get(&k)? else {
-                return Ok((w, None));
-            };
-            let (before, place, _) = decode_delivery_value(&v)?;
-            let mut d = before.clone();
-            if d.status == DeliveryStatus::Scheduled
-                && let Some(old) = d.next_attempt_at
-            {
-                w.remove(schedule_key(&d.target, old, &d.id));
-            }
-            d.status = DeliveryStatus::Scheduled;
-            d.next_attempt_at = Some(due_ms);
-            w.insert(k, encode_delivery_meta(&d, place == BODY_IN_LOG)?);
-            w.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
-            w.remove(key(DEAD, &[d.id.as_bytes()]));
-            Ok((w, Some(before)))
-        })
-    }
+#[async_trait]
+pub trait TargetStates: Send + Sync {
+    /// A target's persisted operator and circuit state (opaque JSON).
+    async fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>>;
+    async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()>;
+}
 
-    fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Written {
-        let mut w = Writes::default();
-        w.remove(schedule_key(target, due_ms, delivery_id));
-        self.writer.write(w)
-    }
+#[async_trait]
+pub trait Records: Send + Sync {
+    async fn event(&self, id: &str) -> Result<Option<Event>>;
+    async fn outcome(&self, event_id: &str) -> Result<Option<Outcome>>;
+    /// The note of an event still to be routed (empty when it has none),
+    /// `None` when it is not to be routed.
+    async fn route_note(&self, event_id: &str) -> Result<Option<String>>;
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    /// One page of an event's deliveries, oldest first, after `after`.
+    async fn deliveries_of_event(
+        &self,
+        event_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
+    /// One page of events, newest first.
+    async fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>>;
+    /// One page of deliveries, newest first.
+    async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>>;
+}
 
-    fn mark_to_route(&self, event_id: &str) -> Checked<Mark> {
-        let mark = key(TO_ROUTE, &[event_id.as_bytes()]);
-        let event = key(EVENT, &[event_id.as_bytes()]);
-        self.writer.check(move |tree| {
-            let mut w = Writes::default();
-            // The event and its mark are looked at on the writer thread, so
-            // a retention sweep cannot remove the event in between.
-            let answer = if !tree.contains_key(&event)? {
-                Mark::NoEvent
-            } else if tree.contains_key(&mark)? {
-                Mark::AlreadyPending
-            } else {
-                w.insert(mark, Vec::new());
-                Mark::Marked
-            };
-            Ok((w, answer))
-        })
-    }
-
-    fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>> {
-        listing::events(self, q)
-    }
-
-    fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>> {
-        listing::deliveries(self, q)
-    }
-
-    fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .tree
-            .get(key(TARGET, &[target.as_bytes()]))?
-            .map(|v| v.to_vec()))
-    }
-
-    fn set_target_control(&self, target: &str, value: &[u8]) -> Written {
-        let mut w = Writes::default();
-        w.insert(key(TARGET, &[target.as_bytes()]), value.to_vec());
-        self.writer.write(w)
-    }
-
-    fn sweep_before(
+#[async_trait]
+pub trait Upkeep: Send + Sync {
+    /// Removes up to `max_events` events received before `cutoff_ms` whose
+    /// routing and deliveries are finished, with everything hanging off
+    /// them; continues after `after`.
+    async fn sweep_before(
         &self,
         cutoff_ms: u64,
         max_events: usize,
         after: Option<&str>,
-    ) -> Result<Swept> {
-        retention::sweep(self, cutoff_ms, max_events, after)
-    }
-
-    fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.bodies.size()
-    }
-
-    /// Deletes body segments nothing refers to any more. It flushes first,
-    /// so the removals that emptied them are durable before the bytes go.
-    fn collect_garbage(&self) -> Result<usize> {
-        self.flush()?;
-        Ok(self.bodies.delete_doomed())
-    }
-
-    fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
-        self.tree
-            .scan_prefix(key(ATTEMPT, &[delivery_id.as_bytes(), b"/"]))
-            .values()
-            .map(|v| Ok(serde_json::from_slice(&v?)?))
-            .collect()
-    }
-
-    fn kv_get(&self, plugin: &str, k: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(kv_key(plugin, k))?.map(|v| v.to_vec()))
-    }
-
-    fn kv_list(
-        &self,
-        plugin: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<(String, usize)>> {
-        let base = kv_key(plugin, "");
-        let start = match after {
-            Some(a) if a >= prefix => {
-                let mut k = kv_key(plugin, a);
-                k.push(0); // exclusive
-                k
-            }
-            _ => kv_key(plugin, prefix),
-        };
-        let mut items = Vec::new();
-        let mut iter = self.tree.range(start..);
-        for kv in iter.by_ref() {
-            let (k, v) = kv?;
-            let Some(name) = k.strip_prefix(base.as_slice()) else {
-                break;
-            };
-            let name = String::from_utf8_lossy(name).into_owned();
-            if !name.starts_with(prefix) {
-                break;
-            }
-            items.push((name, v.len()));
-            if items.len() >= limit {
-                break;
-            }
-        }
-        let more = items.len() >= limit
-            && iter.next().transpose()?.is_some_and(|(k, _)| {
-                k.strip_prefix(base.as_slice())
-                    .is_some_and(|n| n.starts_with(prefix.as_bytes()))
-            });
-        Ok(Page {
-            next_cursor: if more {
-                items.last().map(|(k, _)| k.clone())
-            } else {
-                None
-            },
-            items,
-        })
-    }
-
-    fn kv_delete(&self, plugin: &str, k: &str) -> Checked<bool> {
-        let existed = self.tree.contains_key(kv_key(plugin, k));
-        let txn = PluginTxn {
-            plugin: plugin.to_string(),
-            max_keys: usize::MAX,
-            txn: KvTxn {
-                writes: [(k.to_string(), None)].into(),
-                ..KvTxn::default()
-            },
-        };
-        // Through the writer like a plugin's commit, so the key counts and
-        // the order against plugins' commits hold.
-        let written = self.writer.write_txn(vec![txn], Writes::default());
-        Checked::from_written(written, existed.unwrap_or(false))
-    }
+    ) -> Result<Swept>;
+    /// Removes up to `limit` expired idempotency keys; returns how many.
+    async fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize>;
+    /// Frees space the sweeps emptied; how many pieces went.
+    async fn collect_garbage(&self) -> Result<usize>;
+    /// Makes every write so far durable.
+    async fn flush(&self) -> Result<()>;
+    /// Bytes the store occupies.
+    fn size_on_disk(&self) -> u64;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::records::*;
-    use crate::plugin::kv::KvRefused;
+/// One backend, seen through each concern.
+#[derive(Clone)]
+pub struct Store {
+    pub events: Arc<dyn EventLog>,
+    pub routing: Arc<dyn RoutingLog>,
+    pub kv: Arc<dyn PluginKv>,
+    pub kv_admin: Arc<dyn PluginKvAdmin>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub targets: Arc<dyn TargetStates>,
+    pub records: Arc<dyn Records>,
+    pub upkeep: Arc<dyn Upkeep>,
+}
 
-    fn event(id: &str) -> Event {
-        Event {
-            id: id.into(),
-            source: "s".into(),
-            received_at: 1,
-            method: "POST".into(),
-            path: "/hooks/s".into(),
-            query: "a=1".into(),
-            headers: vec![("content-type".into(), "text/plain".into())],
-            body: b"\x00binary\xffbody".to_vec(),
+impl Store {
+    /// Every concern served by one backend value.
+    pub fn from_backend<B>(b: Arc<B>) -> Store
+    where
+        B: EventLog
+            + RoutingLog
+            + PluginKv
+            + PluginKvAdmin
+            + DeliveryQueue
+            + TargetStates
+            + Records
+            + Upkeep
+            + 'static,
+    {
+        Store {
+            events: b.clone(),
+            routing: b.clone(),
+            kv: b.clone(),
+            kv_admin: b.clone(),
+            queue: b.clone(),
+            targets: b.clone(),
+            records: b.clone(),
+            upkeep: b,
         }
-    }
-
-    fn delivery(id: &str, body: Option<Vec<u8>>) -> Delivery {
-        Delivery {
-            id: id.into(),
-            event_id: "evt_1".into(),
-            target: "t".into(),
-            origin: "passthrough".into(),
-            headers: vec![],
-            created_at: 1,
-            status: DeliveryStatus::Scheduled,
-            attempts: 0,
-            next_attempt_at: Some(10),
-            last_error: None,
-            body,
-            refused_headers: vec![],
-        }
-    }
-
-    #[test]
-    fn event_round_trips_and_is_marked_to_route() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        s.insert_event(&event("evt_1")).wait().unwrap();
-        assert_eq!(s.event("evt_1").unwrap().unwrap(), event("evt_1"));
-        assert_eq!(
-            s.to_route_after(None, 10).unwrap(),
-            vec![ToRoute {
-                id: "evt_1".into(),
-                parked: false
-            }]
-        );
-    }
-
-    #[test]
-    fn outcome_creates_scheduled_deliveries_and_clears_mark() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        s.insert_event(&event("evt_1")).wait().unwrap();
-        let outcome = Outcome {
-            status: EventStatus::Routed,
-            routed_at: 2,
-            plugins: vec![],
-            deliveries: vec!["dlv_a".into(), "dlv_b".into()],
-        };
-        let ds = [
-            delivery("dlv_a", None),
-            delivery("dlv_b", Some(b"new".to_vec())),
-        ];
-        s.record_outcome("evt_1", &outcome, &ds, 10, vec![])
-            .wait()
-            .unwrap();
-        assert!(s.to_route_after(None, 10).unwrap().is_empty());
-        let page = s.deliveries_of_event("evt_1", None, 1).unwrap();
-        assert_eq!(page.items.len(), 1);
-        let rest = s
-            .deliveries_of_event("evt_1", page.next_cursor.as_deref(), 10)
-            .unwrap();
-        assert_eq!((rest.items.len(), rest.next_cursor), (1, None));
-        assert_eq!(
-            s.delivery("dlv_b").unwrap().unwrap().body,
-            Some(b"new".to_vec())
-        );
-        assert_eq!(s.delivery("dlv_a").unwrap().unwrap().body, None);
-        assert!(s.due("t", 9, 10, &|_| false).unwrap().is_empty());
-        let due = s.due("t", 10, 10, &|id| id == "dlv_a").unwrap();
-        assert_eq!(due, vec![(10, "dlv_b".to_string())]);
-        assert_eq!(
-            s.due("t", u64::MAX, 1, &|_| false).unwrap(),
-            vec![(10, "dlv_a".to_string())]
-        );
-
-        let attempt = Attempt {
-            n: 1,
-            at: 10,
-            status_code: Some(500),
-            latency_ms: 1.0,
-            error: None,
-            response_body: String::new(),
-        };
-        let mut d = ds[1].clone();
-        d.attempts = 1;
-        s.record_attempt(&d, &attempt, 10, Some(50)).wait().unwrap();
-        assert_eq!(s.due("t", 49, 10, &|_| false).unwrap().len(), 1); // dlv_a only
-        assert_eq!(s.due("t", 50, 10, &|_| false).unwrap().len(), 2);
-        assert_eq!(s.attempts("dlv_b").unwrap(), vec![attempt]);
-    }
-
-    #[test]
-    fn idempotency_keys_dedup_until_they_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        let mut a = event("evt_a");
-        a.received_at = 100;
-        assert_eq!(
-            s.insert_event_once(&a, "k1", 200).wait_outcome().unwrap(),
-            None
-        );
-        let mut b = event("evt_b");
-        b.received_at = 150;
-        assert_eq!(
-            s.insert_event_once(&b, "k1", 250).wait_outcome().unwrap(),
-            Some("evt_a".into())
-        );
-        assert!(s.event("evt_b").unwrap().is_none());
-        // Same key from another source is a different key.
-        b.source = "other".into();
-        assert_eq!(
-            s.insert_event_once(&b, "k1", 250).wait_outcome().unwrap(),
-            None
-        );
-        // Expired: accepted as new.
-        let mut c = event("evt_c");
-        c.received_at = 300;
-        assert_eq!(
-            s.insert_event_once(&c, "k1", 400).wait_outcome().unwrap(),
-            None
-        );
-        assert_eq!(s.sweep_idempotency(350, 100).unwrap(), 1); // "other"'s key
-        assert_eq!(s.sweep_idempotency(500, 100).unwrap(), 1);
-    }
-
-    #[test]
-    fn replay_marks_only_stored_finished_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(
-            s.mark_to_route("evt_1").wait_value().unwrap(),
-            Mark::NoEvent
-        );
-        s.insert_event(&event("evt_1")).wait().unwrap();
-        assert_eq!(
-            s.mark_to_route("evt_1").wait_value().unwrap(),
-            Mark::AlreadyPending
-        );
-        s.set_route_note("evt_1", "waiting").wait().unwrap();
-        assert_eq!(
-            s.to_route_after(None, 10).unwrap(),
-            vec![ToRoute {
-                id: "evt_1".into(),
-                parked: true
-            }]
-        );
-        let outcome = Outcome {
-            status: EventStatus::Dropped,
-            routed_at: 2,
-            plugins: vec![],
-            deliveries: vec![],
-        };
-        s.record_outcome("evt_1", &outcome, &[], 2, vec![])
-            .wait()
-            .unwrap();
-        // A note for a finished event is not written.
-        s.set_route_note("evt_1", "late").wait().unwrap();
-        assert_eq!(s.route_note("evt_1").unwrap(), None);
-        assert_eq!(s.mark_to_route("evt_1").wait_value().unwrap(), Mark::Marked);
-        assert_eq!(s.to_route_after(Some("evt_1"), 10).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn a_sweep_keeps_an_event_marked_after_its_scan() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        let old = crate::model::id::lowest_at("evt", 1_000);
-        let mut e = event(&old);
-        e.received_at = 1_000;
-        s.insert_event(&e).wait().unwrap();
-        let outcome = Outcome {
-            status: EventStatus::Dropped,
-            routed_at: 2,
-            plugins: vec![],
-            deliveries: vec![],
-        };
-        s.record_outcome(&old, &outcome, &[], 2, vec![])
-            .wait()
-            .unwrap();
-        // Replayed: the sweep, which decides on the writer thread, keeps it.
-        assert_eq!(s.mark_to_route(&old).wait_value().unwrap(), Mark::Marked);
-        let swept = s.sweep_before(10_000, 100, None).unwrap();
-        assert_eq!((swept.events, swept.kept), (0, 1));
-        assert!(s.event(&old).unwrap().is_some());
-        s.record_outcome(&old, &outcome, &[], 3, vec![])
-            .wait()
-            .unwrap();
-        let swept = s.sweep_before(10_000, 100, None).unwrap();
-        assert_eq!((swept.events, swept.kept), (1, 0));
-        assert!(s.event(&old).unwrap().is_none());
-        assert_eq!(s.mark_to_route(&old).wait_value().unwrap(), Mark::NoEvent);
-    }
-
-    /// Bodies go to the body log; a segment the sweep emptied is deleted,
-    /// the others stay readable.
-    #[test]
-    fn swept_bodies_free_their_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        // Two bodies fill a segment: segments 0 (e0, e1), 1 (e2, e3), 2 (e4).
-        let big = vec![9u8; (bodies::SEGMENT_BYTES / 2 - 100) as usize];
-        let mut ids = Vec::new();
-        for at in [1_000u64, 2_000, 3_000, 50_000, 60_000] {
-            let id = crate::model::id::lowest_at("evt", at);
-            let mut e = event(&id);
-            e.received_at = at;
-            e.body = big.clone();
-            s.insert_event(&e).wait().unwrap();
-            let outcome = Outcome {
-                status: EventStatus::Dropped,
-                routed_at: at,
-                plugins: vec![],
-                deliveries: vec![],
-            };
-            s.record_outcome(&id, &outcome, &[], at, vec![])
-                .wait()
-                .unwrap();
-            ids.push(id);
-        }
-        assert_eq!(s.bodies.segments(), vec![0, 1, 2]);
-        // e0, e1 and e2 are old: segment 0 is empty, segment 1 keeps e3.
-        let swept = s.sweep_before(10_000, 100, None).unwrap();
-        assert_eq!(swept.events, 3, "{swept:?}");
-        assert_eq!(s.collect_garbage().unwrap(), 1);
-        assert_eq!(s.bodies.segments(), vec![1, 2]);
-        assert_eq!(s.event(&ids[3]).unwrap().unwrap().body, big);
-        assert!(s.event(&ids[0]).unwrap().is_none());
-        // Reopened, the counts are where they were: sweeping e3 frees 1.
-        drop(s);
-        let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(s.event(&ids[4]).unwrap().unwrap().body, big);
-        assert_eq!(s.sweep_before(55_000, 100, None).unwrap().events, 1);
-        assert_eq!(s.collect_garbage().unwrap(), 1);
-        assert_eq!(s.bodies.segments(), vec![2]);
-    }
-
-    fn txn(
-        plugin: &str,
-        reads: &[(&str, Option<&[u8]>)],
-        writes: &[(&str, Option<&[u8]>)],
-        max_keys: usize,
-    ) -> PluginTxn {
-        PluginTxn {
-            plugin: plugin.into(),
-            max_keys,
-            txn: KvTxn {
-                reads: reads
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), crate::plugin::kv::digest(*v)))
-                    .collect(),
-                writes: writes
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec)))
-                    .collect(),
-                token: None,
-            },
-        }
-    }
-
-    fn dropped() -> Outcome {
-        Outcome {
-            status: EventStatus::Dropped,
-            routed_at: 2,
-            plugins: vec![],
-            deliveries: vec![],
-        }
-    }
-
-    fn commit(s: &SledStore, id: &str, kv: Vec<PluginTxn>) -> Answer {
-        s.record_outcome(id, &dropped(), &[], 2, kv)
-            .wait_answer()
-            .unwrap()
-    }
-
-    #[test]
-    fn kv_writes_commit_with_the_outcome_only_if_what_was_read_is_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        s.insert_event(&event("evt_1")).wait().unwrap();
-        s.insert_event(&event("evt_2")).wait().unwrap();
-        let first = txn("p", &[("n", None)], &[("n", Some(b"1"))], 10);
-        assert!(matches!(commit(&s, "evt_1", vec![first]), Answer::Done));
-        assert_eq!(s.kv_get("p", "n").unwrap(), Some(b"1".to_vec()));
-        // evt_2 read "absent" too: refused, nothing of it written, still
-        // to be routed.
-        let stale = txn("p", &[("n", None)], &[("n", Some(b"1"))], 10);
-        match commit(&s, "evt_2", vec![stale]) {
-            Answer::Refused(KvRefused::Conflict { plugin, key }) => {
-                assert_eq!((plugin.as_str(), key.as_str()), ("p", "n"))
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(s.outcome("evt_2").unwrap().is_none());
-        assert_eq!(s.to_route_after(None, 10).unwrap().len(), 1);
-        // Run again on fresh state: commits.
-        let fresh = txn("p", &[("n", Some(b"1"))], &[("n", Some(b"2"))], 10);
-        assert!(matches!(commit(&s, "evt_2", vec![fresh]), Answer::Done));
-        assert_eq!(s.kv_get("p", "n").unwrap(), Some(b"2".to_vec()));
-        assert!(s.to_route_after(None, 10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn kv_checks_see_writes_earlier_in_the_same_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        for i in 0..20 {
-            s.insert_event(&event(&format!("evt_{i:02}")))
-                .wait()
-                .unwrap();
-        }
-        // Twenty commits of "read absent, write 1", submitted back to back
-        // (mostly one group): exactly one wins.
-        let pending: Vec<Written> = (0..20)
-            .map(|i| {
-                s.record_outcome(
-                    &format!("evt_{i:02}"),
-                    &dropped(),
-                    &[],
-                    2,
-                    vec![txn("p", &[("n", None)], &[("n", Some(b"1"))], 10)],
-                )
-            })
-            .collect();
-        let answers: Vec<Answer> = pending
-            .into_iter()
-            .map(|w| w.wait_answer().unwrap())
-            .collect();
-        let done = answers.iter().filter(|a| matches!(a, Answer::Done)).count();
-        let refused = answers
-            .iter()
-            .filter(|a| matches!(a, Answer::Refused(KvRefused::Conflict { .. })))
-            .count();
-        assert_eq!((done, refused), (1, 19));
-        assert_eq!(s.kv_get("p", "n").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.to_route_after(None, 100).unwrap().len(), 19);
-    }
-
-    #[test]
-    fn kv_key_limits_hold_per_plugin() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        for i in 0..3 {
-            s.insert_event(&event(&format!("evt_{i}"))).wait().unwrap();
-        }
-        let two = txn("p", &[], &[("a", Some(b"1")), ("b", Some(b"1"))], 2);
-        assert!(matches!(commit(&s, "evt_0", vec![two]), Answer::Done));
-        let third = txn("p", &[], &[("c", Some(b"1"))], 2);
-        assert!(matches!(
-            commit(&s, "evt_1", vec![third]),
-            Answer::Refused(KvRefused::Full { limit: 2, .. })
-        ));
-        // Replacing one and deleting one stays within the limit.
-        let swap = txn("p", &[], &[("a", None), ("c", Some(b"1"))], 2);
-        assert!(matches!(commit(&s, "evt_1", vec![swap]), Answer::Done));
-        // Another plugin has its own count.
-        let other = txn("q", &[], &[("a", Some(b"1"))], 2);
-        assert!(matches!(commit(&s, "evt_2", vec![other]), Answer::Done));
-    }
-
-    #[test]
-    fn kv_is_private_per_plugin_listed_in_pages_and_deletable() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        s.insert_event(&event("evt_1")).wait().unwrap();
-        let keys: Vec<(String, Option<Vec<u8>>)> = (0..5)
-            .map(|i| (format!("count:{i}"), Some(vec![b'x'; i + 1])))
-            .chain([("other".to_string(), Some(b"o".to_vec()))])
-            .collect();
-        let t = PluginTxn {
-            plugin: "a".into(),
-            max_keys: 100,
-            txn: KvTxn {
-                reads: Default::default(),
-                writes: keys.into_iter().collect(),
-                token: None,
-            },
-        };
-        assert!(matches!(commit(&s, "evt_1", vec![t]), Answer::Done));
-        assert_eq!(s.kv_get("a", "count:0").unwrap(), Some(b"x".to_vec()));
-        assert_eq!(s.kv_get("b", "count:0").unwrap(), None);
-        let p1 = s.kv_list("a", "count:", None, 3).unwrap();
-        assert_eq!(
-            p1.items,
-            vec![
-                ("count:0".to_string(), 1),
-                ("count:1".to_string(), 2),
-                ("count:2".to_string(), 3)
-            ]
-        );
-        let p2 = s
-            .kv_list("a", "count:", p1.next_cursor.as_deref(), 3)
-            .unwrap();
-        assert_eq!(p2.items.len(), 2);
-        assert_eq!(p2.next_cursor, None);
-        assert_eq!(s.kv_list("a", "", None, 100).unwrap().items.len(), 6);
-        assert!(s.kv_list("b", "", None, 100).unwrap().items.is_empty());
-        assert!(s.kv_delete("a", "count:0").wait_value().unwrap());
-        assert!(!s.kv_delete("a", "count:0").wait_value().unwrap());
-        assert_eq!(s.kv_get("a", "count:0").unwrap(), None);
     }
 }

@@ -6,81 +6,14 @@
 //! cursor, so an admin query never stalls the process.
 
 use anyhow::Result;
-use serde::Serialize;
 
-use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, TO_ROUTE, key};
+use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, Sled, TO_ROUTE, key};
 use crate::model::id::lowest_at;
 use crate::model::records::{Delivery, DeliveryStatus, Outcome};
+use crate::store::{DeliveryQuery, EventQuery, EventSummary, Page};
 
 /// Records examined per request at most.
 pub const SCAN_CAP: usize = 5000;
-
-/// Filters for listing events.
-#[derive(Debug, Clone, Default)]
-pub struct EventQuery {
-    pub source: Option<String>,
-    /// `pending`, `routed`, `dropped` or `failed`.
-    pub status: Option<String>,
-    /// Received at or after (unix ms).
-    pub since: Option<u64>,
-    /// Received at or before (unix ms).
-    pub until: Option<u64>,
-    pub limit: usize,
-    /// Continue after this id (exclusive), from a previous page.
-    pub cursor: Option<String>,
-}
-
-/// Filters for listing deliveries.
-#[derive(Debug, Clone, Default)]
-pub struct DeliveryQuery {
-    /// `scheduled`, `delivered` or `dead`.
-    pub status: Option<String>,
-    pub target: Option<String>,
-    pub event: Option<String>,
-    pub since: Option<u64>,
-    pub until: Option<u64>,
-    pub limit: usize,
-    pub cursor: Option<String>,
-}
-
-/// Ids of everything a paged query matches, up to `want`, following
-/// cursors (at most 1000 per page). Bulk actions collect first and act
-/// after, because acting (retrying, replaying) moves items out of the index
-/// being paged through. `page(limit, cursor)` fetches one page.
-pub fn collect_ids<T>(
-    want: usize,
-    mut page: impl FnMut(usize, Option<String>) -> Result<Page<T>>,
-    id: impl Fn(T) -> String,
-) -> Result<Vec<String>> {
-    let mut ids = Vec::new();
-    let mut cursor = None;
-    loop {
-        let p = page((want - ids.len()).min(1000), cursor)?;
-        ids.extend(p.items.into_iter().map(&id));
-        match p.next_cursor {
-            Some(c) if ids.len() < want => cursor = Some(c),
-            _ => return Ok(ids),
-        }
-    }
-}
-
-/// One page of results and where the next one starts.
-#[derive(Debug, Clone, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-/// An event in a listing: enough to pick it out, not its body.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventSummary {
-    pub id: String,
-    pub source: String,
-    pub received_at: u64,
-    pub status: String,
-    pub size: usize,
-    pub deliveries: usize,
-}
 
 /// Which part of an id range one page covers.
 struct Window<'a> {
@@ -94,7 +27,7 @@ struct Window<'a> {
 /// decoded from the ids) and below `cursor`, calling `visit` until it has
 /// `limit` matches or [`SCAN_CAP`] ids were seen.
 fn scan_ids<T>(
-    store: &SledStore,
+    store: &Sled,
     prefix: &[u8],
     id_prefix: &str,
     w: Window<'_>,
@@ -147,7 +80,7 @@ fn scan_ids<T>(
     })
 }
 
-pub(super) fn events(store: &SledStore, q: &EventQuery) -> Result<Page<EventSummary>> {
+pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>> {
     let prefix = [EVENT];
     scan_ids(
         store,
@@ -200,7 +133,7 @@ pub(super) fn events(store: &SledStore, q: &EventQuery) -> Result<Page<EventSumm
     )
 }
 
-pub(super) fn deliveries(store: &SledStore, q: &DeliveryQuery) -> Result<Page<Delivery>> {
+pub(super) fn deliveries(store: &Sled, q: &DeliveryQuery) -> Result<Page<Delivery>> {
     let want_status = match q.status.as_deref() {
         None => None,
         Some("scheduled") => Some(DeliveryStatus::Scheduled),

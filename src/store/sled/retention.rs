@@ -6,40 +6,25 @@
 //! younger than the cutoff. Idempotency keys and plugin KV have their own
 //! expiry and are not touched.
 
-use std::collections::BTreeMap;
+use crate::store::Swept;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use super::bodies::BodyRef;
 use super::writer::Writes;
 use super::{
-    ATTEMPT, DEAD, DELIVERY, DELIVERY_BODY, EVENT, EVENT_DELIVERY, OUTCOME, SledStore, StoredBody,
+    ATTEMPT, DEAD, DELIVERY, DELIVERY_BODY, EVENT, EVENT_DELIVERY, OUTCOME, Sled, StoredBody,
     TO_ROUTE, decode_delivery, decode_event_value, key,
 };
 use crate::model::id::lowest_at;
 use crate::model::records::DeliveryStatus;
-
-/// What one sweep batch removed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Swept {
-    pub events: usize,
-    pub deliveries: usize,
-    pub attempts: usize,
-    /// Old events kept because something about them is unfinished.
-    pub kept: usize,
-    /// Dead deliveries removed, per target (the dead-letter counts).
-    pub dead: BTreeMap<String, usize>,
-    /// Where the next batch continues; `None` when the old range is done.
-    pub next: Option<String>,
-}
 
 /// Picks the next `max_events` old events by key alone, then decides and
 /// removes them on the store's writer thread: a replay or a retry that
 /// lands between the scan and the removal is seen there, so a sweep never
 /// leaves deliveries whose event is gone.
 pub(super) fn sweep(
-    store: &SledStore,
+    store: &Sled,
     cutoff_ms: u64,
     max_events: usize,
     after: Option<&str>,

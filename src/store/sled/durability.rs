@@ -1,0 +1,103 @@
+//! Group commit: the 202 for an event waits for the fsync that covers it, but
+//! concurrent requests share one fsync instead of queueing for one each.
+//!
+//! A write takes a ticket (a sequence number) once applied and waits until
+//! the flusher reports a flushed sequence at or past it. The flusher thread
+//! loops: read the latest ticket, flush once, publish it. Whoever arrives
+//! during a flush rides the next one, so throughput grows with concurrency.
+//! It is a thread, not a task: an fsync blocks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use tokio::sync::watch;
+
+use super::Sled;
+use crate::config::Durability;
+
+/// Makes accepted events as durable as the config asks.
+pub struct Flusher {
+    mode: Durability,
+    written: AtomicU64,
+    wake: Arc<(Mutex<bool>, Condvar)>,
+    flushed: watch::Sender<u64>,
+}
+
+impl Flusher {
+    /// Starts the flusher thread (only with `Durability::Flush`); it ends
+    /// when the store does.
+    pub fn start(store: std::sync::Weak<Sled>, mode: Durability) -> Result<Arc<Flusher>> {
+        let (flushed, _) = watch::channel(0);
+        let f = Arc::new(Flusher {
+            mode,
+            written: AtomicU64::new(0),
+            wake: Arc::new((Mutex::new(false), Condvar::new())),
+            flushed,
+        });
+        if mode == Durability::Flush {
+            let me = Arc::downgrade(&f);
+            std::thread::Builder::new()
+                .name("hookyard-store-flusher".into())
+                .spawn(move || run(me, store))?;
+        }
+        Ok(f)
+    }
+
+    /// Returns once every write applied before the call is durable.
+    pub async fn wait(&self) -> Result<()> {
+        if self.mode == Durability::Buffered {
+            return Ok(());
+        }
+        let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut rx = self.flushed.subscribe();
+        {
+            let (lock, cv) = &*self.wake;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_one();
+        }
+        rx.wait_for(|&done| done >= ticket)
+            .await
+            .map_err(|_| anyhow!("the store's flusher stopped"))?;
+        Ok(())
+    }
+}
+
+fn run(me: std::sync::Weak<Flusher>, store: std::sync::Weak<Sled>) {
+    let mut done = 0;
+    loop {
+        let Some(f) = me.upgrade() else { return };
+        {
+            let (lock, cv) = &*f.wake;
+            let mut woken = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while !*woken {
+                let (w, timeout) = cv
+                    .wait_timeout(woken, Duration::from_secs(1))
+                    .unwrap_or_else(|e| e.into_inner());
+                woken = w;
+                if timeout.timed_out() && me.strong_count() <= 1 {
+                    return;
+                }
+            }
+            *woken = false;
+        }
+        loop {
+            let target = f.written.load(Ordering::SeqCst);
+            if target <= done {
+                break;
+            }
+            let Some(s) = store.upgrade() else { return };
+            match s.flush() {
+                Ok(()) => {
+                    done = target;
+                    f.flushed.send_replace(done);
+                }
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "store flush failed; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
