@@ -16,7 +16,8 @@ use hookyard::model::id::{lowest_at, new_id, now_ms};
 use hookyard::model::records::{Attempt, Delivery, DeliveryStatus, Event, EventStatus, Outcome};
 use hookyard::plugin::kv::{KvRefused, KvTxn, PluginTxn, digest};
 use hookyard::store::{
-    Accepted, Committed, Dedup, DeliveryQuery, EventQuery, Mark, Store, ToRoute,
+    Accepted, Committed, Dedup, DeliveryQuery, EventQuery, Mark, Recorded, Rescheduled, Store,
+    ToRoute,
 };
 
 /// A backend under test.
@@ -182,6 +183,20 @@ async fn accept(s: &Store, e: &Event) {
     assert_eq!(s.events.accept(e, None).await.unwrap(), Accepted::New);
 }
 
+/// How long the suite's claims hold.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Claims what is due on `target` at `now` (as a dispatcher does before an
+/// attempt).
+async fn claim(s: &Store, target: &str, now: u64, limit: usize) -> Vec<(u64, String)> {
+    s.queue.claim_due(target, now, limit, LEASE).await.unwrap()
+}
+
+/// What is scheduled on `target`, due or not, without claiming it.
+async fn upcoming(s: &Store, target: &str) -> Vec<(u64, String)> {
+    s.queue.upcoming(target, 10_000).await.unwrap()
+}
+
 async fn marks(s: &Store) -> Vec<ToRoute> {
     s.routing.to_route_after(None, 10_000).await.unwrap()
 }
@@ -338,14 +353,9 @@ async fn an_outcome_its_deliveries_and_the_mark_change_together(h: &dyn Harness)
         s.queue.delivery(&ds[0].id).await.unwrap().unwrap().body,
         None
     );
-    assert_eq!(
-        s.queue.due("a", due, 10).await.unwrap(),
-        vec![(due, ds[0].id.clone())]
-    );
-    assert_eq!(
-        s.queue.due("b", due, 10).await.unwrap(),
-        vec![(due, ds[1].id.clone())]
-    );
+    assert_eq!(upcoming(&s, "a").await, vec![(due, ds[0].id.clone())]);
+    assert_eq!(upcoming(&s, "b").await, vec![(due, ds[1].id.clone())]);
+    assert_eq!(claim(&s, "a", due, 10).await, vec![(due, ds[0].id.clone())]);
     assert_eq!(
         s.queue.scheduled_per_target().await.unwrap(),
         BTreeMap::from([("a".to_string(), 1), ("b".to_string(), 1)])
@@ -366,25 +376,31 @@ async fn the_schedule_is_per_target_in_due_order(h: &dyn Harness) {
         .record_outcome(&e.id, &o, &ds, base, vec![])
         .await
         .unwrap();
-    let t = s.queue.due("t", base, 10).await.unwrap();
+    assert!(
+        claim(&s, "t", base - 1, 10).await.is_empty(),
+        "nothing due yet"
+    );
+    assert_eq!(claim(&s, "t", base, 2).await.len(), 2, "limit");
+    let t = upcoming(&s, "t").await;
     assert_eq!(t.len(), 3, "{t:?}");
     assert!(t.iter().all(|(at, _)| *at == base));
     let ids: Vec<&String> = t.iter().map(|(_, id)| id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
     assert_eq!(ids, sorted, "same due time: in id order");
-    assert!(s.queue.due("t", base - 1, 10).await.unwrap().is_empty());
-    assert_eq!(s.queue.due("u", base, 10).await.unwrap().len(), 1);
-    assert_eq!(s.queue.due("t", base, 2).await.unwrap().len(), 2, "limit");
+    assert_eq!(upcoming(&s, "u").await.len(), 1);
     // Moving one to the future reorders it behind the others.
     let mut d = s.queue.delivery(&t[0].1).await.unwrap().unwrap();
     d.attempts = 1;
     d.next_attempt_at = Some(base + 5000);
-    s.queue
-        .record_attempt(&d, &attempt(1, 503), base, Some(base + 5000))
-        .await
-        .unwrap();
-    let later = s.queue.due("t", base + 10_000, 10).await.unwrap();
+    assert_eq!(
+        s.queue
+            .record_attempt(&d, &attempt(1, 503), base, Some(base + 5000))
+            .await
+            .unwrap(),
+        Recorded::Done
+    );
+    let later = upcoming(&s, "t").await;
     assert_eq!(later.last().unwrap(), &(base + 5000, d.id.clone()));
 }
 
@@ -398,6 +414,7 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
         .record_outcome(&e.id, &outcome(EventStatus::Routed, &ds), &ds, due, vec![])
         .await
         .unwrap();
+    assert_eq!(claim(&s, "t", due, 10).await.len(), 2);
     // First: delivered. Second: dead.
     let mut ok = ds[0].clone();
     ok.attempts = 1;
@@ -418,7 +435,7 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
         .await
         .unwrap();
     let s = h.reopen(s).await;
-    assert!(s.queue.due("t", u64::MAX, 10).await.unwrap().is_empty());
+    assert!(upcoming(&s, "t").await.is_empty());
     assert_eq!(
         s.queue.dead_per_target().await.unwrap(),
         BTreeMap::from([("t".to_string(), 1)])
@@ -436,21 +453,20 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
     assert_eq!(dead_list.items.len(), 1);
     // An operator's retry: back on the schedule, off the dead letters.
     let now = now_ms();
-    let before = s.queue.reschedule(&dead.id, now).await.unwrap().unwrap();
+    let Rescheduled::Done(before) = s.queue.reschedule(&dead.id, now).await.unwrap() else {
+        panic!("not rescheduled");
+    };
     assert_eq!(before.status, DeliveryStatus::Dead);
     assert!(s.queue.dead_per_target().await.unwrap().is_empty());
-    assert_eq!(
-        s.queue.due("t", now, 10).await.unwrap(),
-        vec![(now, dead.id.clone())]
-    );
+    assert_eq!(upcoming(&s, "t").await, vec![(now, dead.id.clone())]);
     assert_eq!(
         s.queue.delivery(&dead.id).await.unwrap().unwrap().status,
         DeliveryStatus::Scheduled
     );
-    assert!(s.queue.reschedule("msg_none", now).await.unwrap().is_none());
-    // A stale entry can be dropped.
-    s.queue.unschedule("t", &dead.id, now).await.unwrap();
-    assert!(s.queue.due("t", u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.queue.reschedule("msg_none", now).await.unwrap(),
+        Rescheduled::Missing
+    );
 }
 
 async fn replays_and_notes_follow_the_mark(h: &dyn Harness) {
@@ -599,6 +615,7 @@ async fn concurrent_kv_read_modify_writes_are_serializable(h: &dyn Harness) {
                             break;
                         }
                         Committed::Refused(_) => continue,
+                        Committed::Fenced => panic!("one process: nothing fences it"),
                     }
                 }
             }
@@ -830,7 +847,7 @@ async fn retention_removes_only_what_is_finished(h: &dyn Harness) {
     s.upkeep.flush().await.unwrap();
     let s = h.reopen(s).await;
     assert!(s.records.event(&done.id).await.unwrap().is_none());
-    assert_eq!(s.queue.due("t", u64::MAX, 10).await.unwrap().len(), 1);
+    assert_eq!(upcoming(&s, "t").await.len(), 1);
 }
 
 async fn target_state_round_trips(h: &dyn Harness) {

@@ -52,6 +52,10 @@ use report::machine_info;
 /// Every target signs (Standard Webhooks), as a real setup would.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const RUST_PLUGIN: &str = "quickstart-router";
+/// Counts every event in one KV key (the transactional KV scenarios).
+const COUNTER_PLUGIN: &str = "counter";
+/// Delivers every event without touching KV (their baseline).
+const CHAOS_PLUGIN: &str = "chaos";
 const PY_PLUGIN: &str = "chat-router-python";
 const JS_PLUGIN: &str = "chat-router-js";
 

@@ -16,7 +16,7 @@ use crate::plugin_host;
 use crate::procs;
 use crate::report::thousands;
 use crate::stats::Summary;
-use crate::{JS_PLUGIN, PY_PLUGIN, RUST_PLUGIN};
+use crate::{CHAOS_PLUGIN, COUNTER_PLUGIN, JS_PLUGIN, PY_PLUGIN, RUST_PLUGIN};
 
 /// One row of the main table.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -121,6 +121,33 @@ impl Ctx {
                 };
                 self.step(&name, |c| c.e2e(&name, requirement, setup, 1, drive))?;
             }
+        }
+        // Transactional KV (issue 11): the same Rust pipeline with a plugin
+        // that counts every event in one hot KV key (read, add one, write:
+        // each commit checked against what the call read), and with one
+        // that never touches KV, at the burst's 64 concurrent senders.
+        for (name, plugin, config) in [
+            ("kv-counter", COUNTER_PLUGIN, vec![("target", "a")]),
+            (
+                "kv-none",
+                CHAOS_PLUGIN,
+                vec![("target", "a"), ("mode", "ok")],
+            ),
+        ] {
+            if !self.selected(name) {
+                continue;
+            }
+            if let Some(missing) = self.missing(&[plugin]) {
+                self.skip(name, &missing);
+                continue;
+            }
+            let setup = Setup {
+                durability: "flush",
+                plugins: vec![(plugin, config)],
+                passthrough: vec![],
+                targets: vec!["a"],
+            };
+            self.step(name, |c| c.e2e(name, "11", setup, 1, Drive::Burst(burst)))?;
         }
         if self.selected("fanout-3") {
             if let Some(missing) = self.missing(&[RUST_PLUGIN]) {

@@ -95,6 +95,14 @@ impl Target {
         self.scheduled.load(Ordering::Relaxed).max(0)
     }
 
+    /// How long a claim on one of this target's deliveries holds: its
+    /// attempt's time limit plus a margin. Past it, another process of a
+    /// cluster may take the delivery over (and this one's late result is
+    /// fenced out).
+    pub fn claim_lease(&self) -> Duration {
+        self.config.policy.timeout + Duration::from_secs(30)
+    }
+
     /// Dead deliveries of this target.
     pub fn dead(&self) -> i64 {
         self.dead.load(Ordering::Relaxed).max(0)
@@ -359,7 +367,10 @@ impl Dispatcher {
         // range: read past them, then claim what is left under the lock (a
         // manual retry claims the same way, so only one of the two sends).
         let in_flight = t.claimed().len();
-        let scanned = self.store.due(&t.name, now, want + in_flight).await?;
+        let scanned = self
+            .store
+            .claim_due(&t.name, now, want + in_flight, t.claim_lease())
+            .await?;
         let due: Vec<(u64, String)> = {
             let mut claimed = t.claimed();
             let mut due = Vec::with_capacity(want);
@@ -374,7 +385,7 @@ impl Dispatcher {
             // The earliest entry not in flight (those wake us when they
             // finish) decides how long to sleep.
             let in_flight = t.claimed().len();
-            let head = self.store.due(&t.name, u64::MAX, in_flight + 1).await?;
+            let head = self.store.upcoming(&t.name, in_flight + 1).await?;
             let next: Vec<(u64, String)> = {
                 let claimed = t.claimed();
                 head.into_iter()
@@ -483,7 +494,7 @@ impl Dispatcher {
                 s.probing = false;
             }
             match &result {
-                Ok(Some(r)) => {
+                Ok(send::Attempted::Ran(r)) => {
                     let changed = match &r.error {
                         None => s.on_success(now),
                         Some(e) => s.on_failure(now, r.status_code, e, probe, &t.config.policy),
@@ -495,7 +506,7 @@ impl Dispatcher {
         };
         let recorded = result.is_ok();
         match result {
-            Ok(Some(r)) => {
+            Ok(send::Attempted::Ran(r)) => {
                 self.metrics.attempt(&t.name, r.kind, r.latency);
                 if r.status != DeliveryStatus::Scheduled {
                     t.scheduled.fetch_sub(1, Ordering::Relaxed);
@@ -505,9 +516,10 @@ impl Dispatcher {
                     t.dead.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok(None) => {
+            Ok(send::Attempted::Gone) => {
                 t.scheduled.fetch_sub(1, Ordering::Relaxed);
             }
+            Ok(send::Attempted::Skipped) => {}
             Err(e) => {
                 tracing::error!(delivery = %id, target_name = %t.name, error = format!("{e:#}"), "delivery attempt could not be recorded");
             }
@@ -560,7 +572,11 @@ impl Dispatcher {
         };
         for name in depth.keys().filter(|n| !self.targets.contains_key(*n)) {
             loop {
-                let due = match self.store.due(name, u64::MAX, 256).await {
+                let due = match self
+                    .store
+                    .claim_due(name, u64::MAX, 256, Duration::from_secs(60))
+                    .await
+                {
                     Ok(d) => d,
                     Err(_) => break,
                 };
@@ -570,8 +586,8 @@ impl Dispatcher {
                 for (due_ms, id) in due {
                     match send::attempt(&*self.store, &self.guarded, name, None, due_ms, &id).await
                     {
-                        Ok(Some(r)) => self.metrics.finished(name, r.status),
-                        Ok(None) => {}
+                        Ok(send::Attempted::Ran(r)) => self.metrics.finished(name, r.status),
+                        Ok(_) => {}
                         Err(e) => {
                             tracing::error!(delivery = %id, error = format!("{e:#}"), "could not retire a delivery of a removed target");
                             return;

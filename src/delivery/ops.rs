@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{Dispatcher, Target};
 use crate::model::id::now_ms;
 use crate::model::records::DeliveryStatus;
+use crate::store::Rescheduled;
 
 /// Result of asking for a delivery to be retried.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,10 +101,12 @@ impl Dispatcher {
             return Ok(Retry::InFlight);
         }
         let now = now_ms();
-        let before = self.store.reschedule(id, now).await;
+        let rescheduled = self.store.reschedule(id, now).await;
         t.claimed().remove(id);
-        let Some(before) = before? else {
-            return Ok(Retry::NotFound);
+        let before = match rescheduled? {
+            Rescheduled::Done(before) => before,
+            Rescheduled::InFlight => return Ok(Retry::InFlight),
+            Rescheduled::Missing => return Ok(Retry::NotFound),
         };
         match before.status {
             DeliveryStatus::Scheduled => {}

@@ -10,10 +10,22 @@ use super::{retry, signing};
 use crate::config::{TargetConfig, TargetPolicy};
 use crate::model::id::now_ms;
 use crate::model::records::{Attempt, Delivery, DeliveryStatus};
-use crate::store::DeliveryQueue;
+use crate::store::{DeliveryQueue, Recorded};
 
 /// How much of a response body is kept with the attempt.
 const KEPT_RESPONSE: usize = 4096;
+
+/// What running a schedule entry came to.
+#[derive(Debug)]
+pub enum Attempted {
+    /// An attempt was made and recorded.
+    Ran(Report),
+    /// The delivery is gone or finished: its entry is off the schedule.
+    Gone,
+    /// Not this entry's to run (another writer moved the delivery, or
+    /// another node took it over): it is still scheduled elsewhere.
+    Skipped,
+}
 
 /// What one attempt did, for the target's circuit and the metrics.
 #[derive(Debug, Clone)]
@@ -41,25 +53,29 @@ pub async fn attempt(
     target: Option<&TargetConfig>,
     due_ms: u64,
     id: &str,
-) -> Result<Option<Report>> {
+) -> Result<Attempted> {
     let Some(mut delivery) = store.delivery(id).await? else {
         tracing::warn!(delivery = %id, "scheduled delivery has no record; unscheduling");
         store.unschedule(target_name, id, due_ms).await?;
-        return Ok(None);
+        return Ok(Attempted::Gone);
     };
-    // A finished delivery, or an entry another writer moved since it was
-    // read (an operator's retry put it at a new time): not this entry's to
-    // send. A record and its entry always agree on the due time.
-    if delivery.status != DeliveryStatus::Scheduled || delivery.next_attempt_at != Some(due_ms) {
+    if delivery.status != DeliveryStatus::Scheduled {
         store.unschedule(target_name, id, due_ms).await?;
-        return Ok(None);
+        return Ok(Attempted::Gone);
+    }
+    // An entry another writer moved since it was read (an operator's retry
+    // put it at a new time): not this entry's to send. A record and its
+    // entry always agree on the due time.
+    if delivery.next_attempt_at != Some(due_ms) {
+        store.unschedule(target_name, id, due_ms).await?;
+        return Ok(Attempted::Skipped);
     }
     let n = delivery.attempts + 1;
     let started_at = now_ms();
 
     let Some(target) = target else {
         let error = format!("target {:?} is no longer configured", delivery.target);
-        return die(store, delivery, due_ms, error).await.map(Some);
+        return die(store, delivery, due_ms, error).await;
     };
     let policy = &target.policy;
 
@@ -73,7 +89,7 @@ pub async fn attempt(
         (None, Some(e)) => (e.body.clone(), e.header("content-type").map(str::to_string)),
         (None, None) => {
             let error = format!("its event {} is no longer stored", delivery.event_id);
-            return die(store, delivery, due_ms, error).await.map(Some);
+            return die(store, delivery, due_ms, error).await;
         }
     };
 
@@ -165,10 +181,18 @@ pub async fn attempt(
             }
         }
     };
-    store
+    if store
         .record_attempt(&delivery, &attempt, due_ms, new_due)
-        .await?;
-    Ok(Some(Report {
+        .await?
+        == Recorded::Fenced
+    {
+        // This process's claim lapsed (it was stopped, or the attempt took
+        // longer than the lease) and another took the delivery over: that
+        // one's attempt is the one on record.
+        tracing::warn!(delivery = %delivery.id, target_name = %delivery.target, "attempt result not recorded: another node took the delivery over; the receiver may see it twice (same webhook-id)");
+        return Ok(Attempted::Skipped);
+    }
+    Ok(Attempted::Ran(Report {
         status_code,
         error,
         latency,
@@ -184,7 +208,7 @@ async fn die(
     mut delivery: Delivery,
     due_ms: u64,
     error: String,
-) -> Result<Report> {
+) -> Result<Attempted> {
     let n = delivery.attempts + 1;
     let attempt = Attempt {
         n,
@@ -199,16 +223,20 @@ async fn die(
     delivery.next_attempt_at = None;
     delivery.last_error = Some(error.clone());
     tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, reason = %error, "delivery is dead");
-    store
+    if store
         .record_attempt(&delivery, &attempt, due_ms, None)
-        .await?;
-    Ok(Report {
+        .await?
+        == Recorded::Fenced
+    {
+        return Ok(Attempted::Skipped);
+    }
+    Ok(Attempted::Ran(Report {
         status_code: None,
         error: Some(error),
         latency: Duration::ZERO,
         status: DeliveryStatus::Dead,
         kind: "undeliverable",
-    })
+    }))
 }
 
 type Read = (

@@ -306,6 +306,12 @@ impl Router {
             }
             let refused = match answer? {
                 Committed::Refused(r) => r,
+                Committed::Fenced => {
+                    // Another node took the event over while this one
+                    // routed it: its routing is the one on record.
+                    tracing::info!(event = %event.id, "routed by another node; this routing is dropped");
+                    return Ok(None);
+                }
                 Committed::Done => {
                     self.metrics_for(&ran.results);
                     break (outcome, ran.deliveries);

@@ -63,6 +63,30 @@ pub enum Committed {
     /// A KV check failed: nothing was written; the event is still to be
     /// routed.
     Refused(KvRefused),
+    /// Another process took the event over (this one's claim on it
+    /// lapsed): nothing was written; that process routes it.
+    Fenced,
+}
+
+/// What recording an attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Done,
+    /// Another process took the delivery over (this one's claim on it
+    /// lapsed): the result is not recorded; that process sends it again.
+    Fenced,
+}
+
+/// What an operator's retry found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rescheduled {
+    /// Back on the schedule; what the delivery was before.
+    Done(Box<Delivery>),
+    /// An attempt is running for it (in another process): its result
+    /// decides.
+    InFlight,
+    /// No such delivery.
+    Missing,
 }
 
 #[async_trait]
@@ -128,28 +152,40 @@ pub trait PluginKvAdmin: Send + Sync {
 
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync {
-    /// Up to `limit` of `target`'s scheduled (due ms, delivery id) pairs
-    /// due at or before `now_ms`, oldest first.
-    async fn due(&self, target: &str, now_ms: u64, limit: usize) -> Result<Vec<(u64, String)>>;
+    /// Claims up to `limit` of `target`'s scheduled (due ms, delivery id)
+    /// pairs due at or before `now_ms`, oldest first, for `lease`. A
+    /// backend shared by several processes hands each to one process at a
+    /// time; the embedded one has only this process, whose dispatcher keeps
+    /// its own claims (entries it is already running may come back).
+    async fn claim_due(
+        &self,
+        target: &str,
+        now_ms: u64,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<(u64, String)>>;
+    /// The first `limit` of `target`'s scheduled entries, due or not,
+    /// without claiming them (when to look again).
+    async fn upcoming(&self, target: &str, limit: usize) -> Result<Vec<(u64, String)>>;
     /// The delivery, its own body loaded.
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
     /// The body of the event a delivery sends when it has none of its own.
     async fn event(&self, id: &str) -> Result<Option<Event>>;
     /// Stores an attempt and the delivery's new state (the dead-letter
     /// index in step) and moves its schedule entry from `old_due` to
-    /// `new_due` (none: off the schedule), atomically.
+    /// `new_due` (none: off the schedule), atomically; only while this
+    /// process's claim on it holds.
     async fn record_attempt(
         &self,
         delivery: &Delivery,
         attempt: &Attempt,
         old_due: u64,
         new_due: Option<u64>,
-    ) -> Result<()>;
+    ) -> Result<Recorded>;
     /// Puts a delivery back on the schedule due at `due_ms` (an operator's
-    /// retry), off the dead-letter index; what it was before, `None` when
-    /// it is gone.
-    async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Option<Delivery>>;
-    /// Drops a stale schedule entry.
+    /// retry), off the dead-letter index.
+    async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Rescheduled>;
+    /// Drops a stale schedule entry (or this process's claim on it).
     async fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()>;
     /// Scheduled deliveries per target, counted at start.
     async fn scheduled_per_target(&self) -> Result<BTreeMap<String, usize>>;

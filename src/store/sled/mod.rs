@@ -50,7 +50,8 @@ mod retention;
 mod writer;
 
 use super::{
-    Accepted, Committed, Dedup, DeliveryQuery, EventQuery, EventSummary, Mark, Page, Swept, ToRoute,
+    Accepted, Committed, Dedup, DeliveryQuery, EventQuery, EventSummary, Mark, Page, Recorded,
+    Rescheduled, Swept, ToRoute,
 };
 use crate::config::Durability;
 use crate::plugin::kv::{KvTxn, PluginTxn};
@@ -963,9 +964,21 @@ impl super::PluginKvAdmin for SledStore {
 
 #[async_trait]
 impl super::DeliveryQueue for SledStore {
-    async fn due(&self, target: &str, now_ms: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+    async fn claim_due(
+        &self,
+        target: &str,
+        now_ms: u64,
+        limit: usize,
+        _lease: std::time::Duration,
+    ) -> Result<Vec<(u64, String)>> {
         let target = target.to_string();
         self.blocking(move |s| s.due(&target, now_ms, limit)).await
+    }
+
+    async fn upcoming(&self, target: &str, limit: usize) -> Result<Vec<(u64, String)>> {
+        let target = target.to_string();
+        self.blocking(move |s| s.due(&target, u64::MAX, limit))
+            .await
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
@@ -984,17 +997,23 @@ impl super::DeliveryQueue for SledStore {
         attempt: &Attempt,
         old_due: u64,
         new_due: Option<u64>,
-    ) -> Result<()> {
+    ) -> Result<Recorded> {
         answered(
             self.inner
                 .record_attempt(delivery, attempt, old_due, new_due)
                 .answer()
                 .await?,
-        )
+        )?;
+        Ok(Recorded::Done)
     }
 
-    async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Option<Delivery>> {
-        self.inner.reschedule(delivery_id, due_ms).value().await
+    async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Rescheduled> {
+        Ok(
+            match self.inner.reschedule(delivery_id, due_ms).value().await? {
+                Some(before) => Rescheduled::Done(Box::new(before)),
+                None => Rescheduled::Missing,
+            },
+        )
     }
 
     async fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()> {
