@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admin::metrics::Metrics;
 use crate::delivery::Dispatcher;
 use crate::model::id::now_ms;
 use crate::store::Upkeep;
+use crate::telemetry::{RetentionSwept, Telemetry};
 
 /// Events removed per batch: small enough that one batch is a short write.
 const BATCH: usize = 200;
@@ -17,7 +17,7 @@ const BATCH: usize = 200;
 /// Sweeps every `every`, forever.
 pub async fn retention(
     store: Arc<dyn Upkeep>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     dispatcher: Arc<Dispatcher>,
     retention: Duration,
     every: Duration,
@@ -30,9 +30,11 @@ pub async fn retention(
         loop {
             match store.sweep_before(cutoff, BATCH, after.as_deref()).await {
                 Ok(batch) => {
-                    metrics.swept("events", batch.events);
-                    metrics.swept("deliveries", batch.deliveries);
-                    metrics.swept("attempts", batch.attempts);
+                    telemetry.emit(RetentionSwept {
+                        events: batch.events,
+                        deliveries: batch.deliveries,
+                        attempts: batch.attempts,
+                    });
                     dispatcher.note_swept_dead(&batch.dead);
                     total += batch.events;
                     match batch.next {

@@ -18,8 +18,11 @@
 //!   lanes, limits, host imports.
 //! - [`delivery`]: one dispatcher per target over its queue: policies,
 //!   circuit breaker, SSRF guard, Standard Webhooks signing, retries.
-//! - [`admin`]: the admin listener (API, metrics); [`cli`]: the commands
-//!   that speak to it, and the local dev tools.
+//! - [`admin`]: the admin listener (API, `/metrics`); [`cli`]: the
+//!   commands that speak to it, and the local dev tools.
+//! - [`telemetry`]: below every stage and importing none: the typed events
+//!   stages emit, the log lines and counters each one means, and the
+//!   registry `/metrics` renders and the admin API reads its counts from.
 //! - [`model`]: the records and ids every stage shares; [`config`]: the
 //!   validated config; [`jobs`]: background sweeps; [`server`]: the wiring.
 //!
@@ -38,3 +41,4 @@ pub mod routing;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod telemetry;

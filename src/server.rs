@@ -6,15 +6,16 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
-use crate::admin::metrics::Metrics;
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::plugin::Plugins;
 use crate::routing::Router;
-use crate::source::rejections::IngestLog;
+use crate::source::rejections::RecentRejections;
 use crate::source::{self, IngestState};
+use crate::store::Upkeep;
 use crate::store::sled::SledStore;
+use crate::telemetry::{PluginUp, TargetGauges, Telemetry};
 
 /// The two listeners, bound before anything else starts, so a port that
 /// is taken fails the start at once with the key at fault.
@@ -55,24 +56,25 @@ pub async fn run(
 ) -> Result<()> {
     let config = Arc::new(config);
     let store = SledStore::open(&config.server.data_dir, config.server.durability)?.into_store();
+    let telemetry = Arc::new(Telemetry::new());
 
     let plugins = Arc::new(Plugins::new(
         config.clone(),
         Some(store.kv.clone()),
         Some(config.plugins.cache_dir.clone()),
+        telemetry.clone(),
     )?);
     plugins.reconcile()?;
     plugins.warn_missing();
     crate::plugin::watcher::spawn(plugins.clone(), &config.plugins.dir)?;
 
-    let metrics = Arc::new(Metrics::new());
-    let dispatcher = Dispatcher::new(config.clone(), &store, metrics.clone()).await?;
+    let dispatcher = Dispatcher::new(config.clone(), &store, telemetry.clone()).await?;
     let router = Router::start(
         config.clone(),
         store.routing.clone(),
         plugins.clone(),
         dispatcher.clone(),
-        metrics.clone(),
+        telemetry.clone(),
     )?;
     dispatcher.start();
 
@@ -80,35 +82,30 @@ pub async fn run(
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
-    let ingest_log = Arc::new(IngestLog::default());
+    let rejections = Arc::new(RecentRejections::default());
     let public_app = source::routes(Arc::new(IngestState::new(
         config.clone(),
         store.events.clone(),
         router.clone(),
-        ingest_log.clone(),
+        rejections.clone(),
+        telemetry.clone(),
     )));
     tokio::spawn(crate::jobs::sweep_idempotency_keys(store.upkeep.clone()));
     tokio::spawn(crate::jobs::retention(
         store.upkeep.clone(),
-        metrics.clone(),
+        telemetry.clone(),
         dispatcher.clone(),
         config.server.retention,
         config.server.retention_sweep_every,
     ));
-    metrics.collect_from(
-        ingest_log.clone(),
-        plugins.clone(),
-        router.clone(),
-        dispatcher.clone(),
-        store.upkeep.clone(),
-    );
+    scrape_from(&telemetry, &plugins, &router, &dispatcher, &store.upkeep);
     let admin_app = admin::routes(Arc::new(AdminState {
         store: store.clone(),
         plugins: plugins.clone(),
         router: router.clone(),
         dispatcher: dispatcher.clone(),
-        ingest: ingest_log,
-        metrics,
+        rejections,
+        telemetry,
         config: config.clone(),
     }));
 
@@ -177,6 +174,52 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hands telemetry what `/metrics` reads from the components at scrape
+/// time; telemetry cannot call them itself (it sits below them). The
+/// closures hold weak references: the components hold the telemetry, and
+/// it must not keep them (and the store's files) alive in turn.
+fn scrape_from(
+    telemetry: &Telemetry,
+    plugins: &Arc<Plugins>,
+    router: &Arc<Router>,
+    dispatcher: &Arc<Dispatcher>,
+    store: &Arc<dyn Upkeep>,
+) {
+    let scrape = telemetry.scrape();
+    let p = Arc::downgrade(plugins);
+    scrape.plugins(move || {
+        let Some(p) = p.upgrade() else {
+            return vec![];
+        };
+        p.statuses()
+            .into_iter()
+            .map(|s| PluginUp {
+                up: s.serving.is_some(),
+                plugin: s.name,
+            })
+            .collect()
+    });
+    let r = Arc::downgrade(router);
+    scrape.events_waiting(move || r.upgrade().map_or(0, |r| r.waiting_count() as u64));
+    let d = Arc::downgrade(dispatcher);
+    scrape.targets(move || {
+        let Some(d) = d.upgrade() else {
+            return vec![];
+        };
+        d.targets()
+            .map(|t| TargetGauges {
+                target: t.name.clone(),
+                scheduled: t.scheduled(),
+                dead: t.dead(),
+                in_flight: t.in_flight() as i64,
+                state: t.state_label(),
+            })
+            .collect()
+    });
+    let s = Arc::downgrade(store);
+    scrape.store_size(move || s.upgrade().map_or(0, |s| s.size_on_disk()));
 }
 
 async fn shutdown_signal() {

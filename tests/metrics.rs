@@ -1,10 +1,12 @@
-//! `/metrics` parses as Prometheus text and its ingest, routing, delivery
-//! and histogram samples match the traffic that was actually sent.
+//! `/metrics` parses strictly as OpenMetrics text, its ingest, routing,
+//! delivery and histogram samples match the traffic that was actually
+//! sent, and the admin API's counts are the same numbers.
 
 mod support;
 
 use std::time::Duration;
 use support::admin::*;
+use support::openmetrics::{self, Kind};
 use support::*;
 
 // ---------------------------------------------------------------------------
@@ -76,20 +78,25 @@ async fn metrics_parse_and_match_what_was_sent() {
             .unwrap_or_else(|| panic!("no sample {name}{labels:?} in\n{text}"))
     };
 
-    // Names.
-    assert!(!scrape.samples.is_empty());
-    for s in &scrape.samples {
-        assert!(s.metric.starts_with("hookyard_"), "{}", s.metric);
-        if let prometheus_parse::Value::Counter(_) = s.value {
-            assert!(s.metric.ends_with("_total"), "counter {}", s.metric);
-        }
-    }
-    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
-        let mut w = line.split_whitespace().skip(2);
-        let (name, kind) = (w.next().unwrap(), w.next().unwrap());
-        assert!(name.starts_with("hookyard_"), "{line}");
-        if kind == "counter" {
-            assert!(name.ends_with("_total"), "{line}");
+    // The format: what Prometheus negotiates for OpenMetrics.
+    let r = reqwest::get(format!("{}/metrics", hy.admin)).await.unwrap();
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+
+    // Names. (The reader already checked that each counter's samples end
+    // in `_total` and each histogram's in `_bucket`, `_sum`, `_count`.)
+    assert!(scrape.samples().next().is_some());
+    for f in &scrape.families {
+        assert!(f.name.starts_with("hookyard_"), "{}", f.name);
+        assert!(
+            f.help.as_deref().is_some_and(|h| !h.is_empty()),
+            "{}",
+            f.name
+        );
+        if f.kind == Kind::Counter {
+            assert!(!f.name.ends_with("_total"), "{}", f.name);
         }
     }
 
@@ -174,13 +181,9 @@ async fn metrics_parse_and_match_what_was_sent() {
     assert_eq!(attempts("success"), 3.0);
     assert_eq!(attempts("http_error"), 1.0);
     let all_attempts: f64 = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == "hookyard_delivery_attempts_total")
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) => v,
-            _ => panic!("not a counter"),
-        })
+        .samples()
+        .filter(|s| s.name == "hookyard_delivery_attempts_total")
+        .map(|s| s.value)
         .sum();
     assert_eq!(all_attempts, 4.0);
     assert_eq!(
@@ -223,7 +226,26 @@ async fn metrics_parse_and_match_what_was_sent() {
     );
     assert!(get("hookyard_store_size_bytes", &[]) > 0.0);
 
-    // Histograms: buckets are cumulative and end with +Inf = count.
+    // Histograms: the reader checked that buckets are cumulative and end
+    // with +Inf = count; the bounds are the ones dashboards were built on.
+    let bounds = [
+        0.0005,
+        0.001,
+        0.0025,
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+        30.0,
+        f64::INFINITY,
+    ];
     for (name, label, count) in [
         (
             "hookyard_delivery_attempt_duration_seconds",
@@ -237,20 +259,116 @@ async fn metrics_parse_and_match_what_was_sent() {
         ),
     ] {
         let h = scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+            .histogram(name, &[label])
             .unwrap_or_else(|| panic!("no histogram {name}"));
-        let prometheus_parse::Value::Histogram(buckets) = &h.value else {
-            panic!("{name} is not a histogram: {:?}", h.value);
-        };
-        assert!(
-            buckets.windows(2).all(|w| w[0].count <= w[1].count),
-            "{name}: {buckets:?}"
-        );
-        let inf = buckets.iter().find(|b| b.less_than.is_infinite()).unwrap();
-        assert_eq!(inf.count, count, "{name}");
-        let sum = get(&format!("{name}_sum"), &[label]);
-        assert!(sum > 0.0, "{name}_sum = {sum}");
+        let les: Vec<f64> = h.buckets.iter().map(|(le, _)| *le).collect();
+        assert_eq!(les, bounds, "{name}");
+        assert_eq!(h.count, count, "{name}");
+        assert_eq!(h.buckets.last().unwrap().1, count, "{name}");
+        assert!(h.sum > 0.0, "{name}_sum = {}", h.sum);
+    }
+
+    // The admin API shows the same counts (one counting system).
+    let sources = hy.admin_json("/admin/sources").await;
+    let counts = |name: &str| {
+        sources["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no source {name}: {sources}"))["counts"]
+            .clone()
+    };
+    assert_eq!(counts("shop"), serde_json::json!({"accepted": 5}));
+    assert_eq!(counts("gh"), serde_json::json!({"missing_header": 2}));
+    let plugins = hy.admin_json("/admin/plugins").await;
+    let stats = &plugins["plugins"][0]["stats"];
+    assert_eq!(plugins["plugins"][0]["name"], "router", "{plugins}");
+    assert_eq!(stats["calls"], 5, "{stats}");
+    assert_eq!(stats["errors"], 0, "{stats}");
+    assert!(stats["latency_us"]["max"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        stats["latency_us"]["p50"].as_u64().unwrap()
+            <= stats["latency_us"]["max"].as_u64().unwrap(),
+        "{stats}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The reader itself: it accepts what is served and refuses what is not.
+
+const GOOD: &str = "# HELP a_requests Requests.\n\
+    # TYPE a_requests counter\n\
+    a_requests_total{source=\"x\\\"y\",reason=\"r\"} 3\n\
+    # HELP a_wait_seconds Wait.\n\
+    # TYPE a_wait_seconds histogram\n\
+    # UNIT a_wait_seconds seconds\n\
+    a_wait_seconds_sum{t=\"a\"} 1.5\n\
+    a_wait_seconds_count{t=\"a\"} 2\n\
+    a_wait_seconds_bucket{le=\"0.5\",t=\"a\"} 1\n\
+    a_wait_seconds_bucket{le=\"+Inf\",t=\"a\"} 2\n\
+    # TYPE a_up gauge\n\
+    a_up 1\n\
+    # EOF\n";
+
+#[test]
+fn the_reader_reads_what_is_served() {
+    let s = openmetrics::parse(GOOD).unwrap();
+    assert_eq!(
+        s.sample("a_requests_total", &[("source", "x\"y")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        s.family("a_wait_seconds").unwrap().unit.as_deref(),
+        Some("seconds")
+    );
+    let h = s.histogram("a_wait_seconds", &[("t", "a")]).unwrap();
+    assert_eq!(h.buckets, vec![(0.5, 1.0), (f64::INFINITY, 2.0)]);
+    assert_eq!((h.count, h.sum), (2.0, 1.5));
+    assert_eq!(s.sample("a_up", &[]), Some(1.0));
+}
+
+#[test]
+fn the_reader_refuses_what_is_malformed() {
+    for (bad, why) in [
+        (GOOD.replace("# EOF\n", ""), "no EOF"),
+        (GOOD.replace("a_up 1\n", "a_up 1\n\n"), "empty line"),
+        (
+            GOOD.replace("a_requests_total{", "a_requests{"),
+            "counter without _total",
+        ),
+        (GOOD.replace("# TYPE a_up gauge\n", ""), "no TYPE"),
+        (GOOD.replace("} 3\n", "} 3 123\n"), "timestamp"),
+        (GOOD.replace("} 3\n", "} -3\n"), "negative count"),
+        (GOOD.replace("} 3\n", "} inf\n"), "Rust float spelling"),
+        (GOOD.replace(",reason=", ",source="), "label twice"),
+        (GOOD.replace("x\\\"y", "x\\ty"), "bad escape"),
+        (
+            GOOD.replace("} 2\n# TYPE", "} 3\n# TYPE"),
+            "+Inf is not _count",
+        ),
+        (
+            GOOD.replace("le=\"0.5\",t=\"a\"} 1", "le=\"0.5\",t=\"a\"} 5"),
+            "not cumulative",
+        ),
+        (
+            GOOD.replace("a_up 1\n", "a_up 1\n# TYPE a_requests counter\n"),
+            "declared twice",
+        ),
+        (
+            GOOD.replace(
+                "# UNIT a_wait_seconds seconds",
+                "# UNIT a_wait_seconds bytes",
+            ),
+            "unit",
+        ),
+        (GOOD.replace("a_up 1", "a_up 1 # {a=\"b\"} 1"), "exemplar"),
+        (
+            GOOD.replace("a_up 1", "a_down 1"),
+            "sample of another family",
+        ),
+    ] {
+        assert_ne!(bad, GOOD, "{why}: the replacement did nothing");
+        assert!(openmetrics::parse(&bad).is_err(), "{why}: accepted\n{bad}");
     }
 }

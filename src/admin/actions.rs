@@ -18,6 +18,7 @@ use crate::extract::JsonPath;
 use crate::routing::Replay;
 use crate::source::ingest::error;
 use crate::store::{DeliveryQuery, EventQuery, collect_ids};
+use crate::telemetry::{ReplayKind, Replayed};
 
 /// Most items one bulk request acts on, and the default.
 const BULK_MAX: usize = 100_000;
@@ -48,7 +49,10 @@ pub async fn replay_event(
 ) -> Response {
     match state.router.replay(&id).await {
         Ok(Replay::Queued) => {
-            state.metrics.replayed("event", 1);
+            state.telemetry.emit(Replayed {
+                kind: ReplayKind::Event,
+                count: 1,
+            });
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"event": id, "status": "queued"})),
@@ -117,7 +121,10 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
     .await;
     match done {
         Ok(ids) => {
-            state.metrics.replayed("event", ids.len());
+            state.telemetry.emit(Replayed {
+                kind: ReplayKind::Event,
+                count: ids.len(),
+            });
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"replayed": ids.len(), "events": ids})),
@@ -134,7 +141,10 @@ pub async fn retry_delivery(
 ) -> Response {
     match state.dispatcher.retry_delivery(&id).await {
         Ok(Retry::Scheduled) => {
-            state.metrics.replayed("delivery", 1);
+            state.telemetry.emit(Replayed {
+                kind: ReplayKind::Delivery,
+                count: 1,
+            });
             (
                 StatusCode::ACCEPTED,
                 Json(json!({"delivery": id, "status": "scheduled"})),
@@ -192,7 +202,10 @@ pub async fn retry_deliveries(State(state): State<Arc<AdminState>>, body: Bytes)
     .await;
     match retried {
         Ok(n) => {
-            state.metrics.replayed("delivery", n);
+            state.telemetry.emit(Replayed {
+                kind: ReplayKind::Delivery,
+                count: n,
+            });
             (StatusCode::ACCEPTED, Json(json!({"retried": n}))).into_response()
         }
         Err(e) => store_error(e),

@@ -6,8 +6,6 @@ mod auth;
 mod guard;
 mod kv;
 mod list;
-pub mod metrics;
-pub mod prom;
 
 use std::sync::Arc;
 
@@ -29,17 +27,17 @@ use crate::model::records::Event;
 use crate::plugin::Plugins;
 use crate::routing::Router as EventRouter;
 use crate::source::ingest::error;
-use crate::source::rejections::IngestLog;
+use crate::source::rejections::RecentRejections;
 use crate::store::{Records, Store};
-use metrics::Metrics;
+use crate::telemetry::{CONTENT_TYPE, Telemetry};
 
 pub struct AdminState {
     pub store: Store,
     pub plugins: Arc<Plugins>,
     pub router: Arc<EventRouter>,
     pub dispatcher: Arc<Dispatcher>,
-    pub ingest: Arc<IngestLog>,
-    pub metrics: Arc<Metrics>,
+    pub rejections: Arc<RecentRejections>,
+    pub telemetry: Arc<Telemetry>,
     pub config: Arc<Config>,
 }
 
@@ -137,8 +135,7 @@ async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
 /// Each source's settings (never its secrets), what it accepted and
 /// rejected by reason, and the most recent rejections.
 async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
-    let counts = state.ingest.counts();
-    let recent = state.ingest.recent();
+    let recent = state.rejections.recent();
     let sources: Vec<Value> = state
         .config
         .sources
@@ -152,7 +149,7 @@ async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
                 "idempotency": s.idempotency.as_ref().map(|i| format!("{:?}", i.key)),
                 "rate_limit": s.rate_limit.map(|(r, b)| json!({ "per_second": r, "burst": b })),
                 "allow_ips": s.allow_ips.len(),
-                "counts": counts.get(name).cloned().unwrap_or_default(),
+                "counts": state.telemetry.source_counts(name),
                 "recent_rejections": recent.iter().filter(|r| &r.source == name).take(20).collect::<Vec<_>>(),
             })
         })
@@ -161,14 +158,11 @@ async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    let m = state.metrics.clone();
-    let text = tokio::task::spawn_blocking(move || m.render())
+    let telemetry = state.telemetry.clone();
+    let text = tokio::task::spawn_blocking(move || telemetry.render())
         .await
         .unwrap_or_default();
-    (
-        [(axum::http::header::CONTENT_TYPE, prom::CONTENT_TYPE)],
-        text,
-    )
+    ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
 async fn healthz() -> Json<Value> {
@@ -346,7 +340,9 @@ mod tests {
             );
         }
 
-        // The metrics table in the docs lists exactly the families served.
+        // The metrics table in the docs lists exactly the families served,
+        // counters by their samples' name (OpenMetrics names the family
+        // without `_total`).
         let text = http
             .get(format!("http://{addr}/metrics"))
             .send()
@@ -355,10 +351,14 @@ mod tests {
             .text()
             .await
             .unwrap();
-        let mut served: Vec<&str> = text
+        let mut served: Vec<String> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
-            .filter_map(|l| l.split_whitespace().next())
+            .map(|l| match l.split_once(' ') {
+                Some((name, "counter")) => format!("{name}_total"),
+                Some((name, _)) => name.to_string(),
+                None => l.to_string(),
+            })
             .collect();
         let docs =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/admin-api.md"))
@@ -372,6 +372,7 @@ mod tests {
             .drain(..)
             .map(|n| n.trim_start_matches("hookyard_").to_string())
             .collect();
+        assert!(!served.is_empty(), "no families in:\n{text}");
         let mut documented: Vec<String> = documented.drain(..).map(str::to_string).collect();
         served.sort();
         documented.sort();

@@ -171,7 +171,12 @@ pub fn run(run: TestRun) -> Result<bool> {
     let name = plugin_name(&run.wasm)?;
     let config = Config::parse(&plugin_config_toml(&run, &name)?, Path::new("."))?;
     let store = SledStore::temporary()?.into_store();
-    let plugins = Plugins::new(Arc::new(config), Some(store.kv.clone()), cache_dir())?;
+    let plugins = Plugins::new(
+        Arc::new(config),
+        Some(store.kv.clone()),
+        cache_dir(),
+        Arc::default(),
+    )?;
     let started = Instant::now();
     let (plugin, info) = plugins
         .compile_file(&run.wasm, &name)

@@ -26,12 +26,14 @@ use anyhow::Result;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::admin::metrics::Metrics;
 use crate::config::{Config, TargetConfig};
 use crate::model::id::now_ms;
 use crate::model::records::DeliveryStatus;
 use crate::source::rate_limit::TokenBucket;
 use crate::store::{DeliveryQueue, Store, TargetStates};
+use crate::telemetry::{
+    AttemptFinished, DeliveryFinished, DispatcherRestarted, TargetState as StateLabel, Telemetry,
+};
 use state::{Control, Gate, TargetState};
 
 /// Longest a target's dispatcher sleeps without looking at the schedule, so
@@ -58,7 +60,7 @@ pub struct Dispatcher {
     open: reqwest::Client,
     global: Arc<Semaphore>,
     targets: BTreeMap<String, Arc<Target>>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     stopping: watch::Sender<bool>,
     active: AtomicUsize,
     drained: Notify,
@@ -113,14 +115,18 @@ impl Target {
     }
 
     /// One word for dashboards: disabled and paused win over the circuit.
-    pub fn state_label(&self) -> &'static str {
+    pub fn state_label(&self) -> StateLabel {
         let s = self.state();
         if s.control.disabled.is_some() {
-            "disabled"
+            StateLabel::Disabled
         } else if s.control.paused {
-            "paused"
+            StateLabel::Paused
         } else {
-            s.circuit(now_ms())
+            match s.circuit(now_ms()) {
+                "open" => StateLabel::Open,
+                "half_open" => StateLabel::HalfOpen,
+                _ => StateLabel::Closed,
+            }
         }
     }
 }
@@ -180,7 +186,7 @@ impl Dispatcher {
     pub async fn new(
         config: Arc<Config>,
         store: &Store,
-        metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Dispatcher>> {
         // One client per trust level for every target: connections are
         // pooled per host.
@@ -237,7 +243,7 @@ impl Dispatcher {
             open,
             global: Arc::new(Semaphore::new(config.delivery.max_in_flight)),
             targets,
-            metrics,
+            telemetry,
             stopping: watch::channel(false).0,
             active: AtomicUsize::new(0),
             drained: Notify::new(),
@@ -253,11 +259,14 @@ impl Dispatcher {
             let me = self.clone();
             let target = t.clone();
             let spawn = move || tokio::spawn(me.clone().work(target.clone()));
-            let metrics = self.metrics.clone();
+            let telemetry = self.telemetry.clone();
             let name = t.name.clone();
             let died = move |panic: String| {
-                tracing::error!(target_name = %name, panic = %panic, "the target's dispatcher panicked; restarting it in {RESTART_PAUSE:?}");
-                metrics.dispatcher_restarted(&name);
+                telemetry.emit(DispatcherRestarted {
+                    target: &name,
+                    panic: &panic,
+                    restart_in: RESTART_PAUSE,
+                });
             };
             tokio::spawn(supervise(
                 spawn,
@@ -507,10 +516,17 @@ impl Dispatcher {
         let recorded = result.is_ok();
         match result {
             Ok(send::Attempted::Ran(r)) => {
-                self.metrics.attempt(&t.name, r.kind, r.latency);
-                if r.status != DeliveryStatus::Scheduled {
+                self.telemetry.emit(AttemptFinished {
+                    target: &t.name,
+                    result: r.result,
+                    latency: r.latency,
+                });
+                if let Some(result) = r.ended() {
                     t.scheduled.fetch_sub(1, Ordering::Relaxed);
-                    self.metrics.finished(&t.name, r.status);
+                    self.telemetry.emit(DeliveryFinished {
+                        target: &t.name,
+                        result,
+                    });
                 }
                 if r.status == DeliveryStatus::Dead {
                     t.dead.fetch_add(1, Ordering::Relaxed);
@@ -586,7 +602,14 @@ impl Dispatcher {
                 for (due_ms, id) in due {
                     match send::attempt(&*self.store, &self.guarded, name, None, due_ms, &id).await
                     {
-                        Ok(send::Attempted::Ran(r)) => self.metrics.finished(name, r.status),
+                        Ok(send::Attempted::Ran(r)) => {
+                            if let Some(result) = r.ended() {
+                                self.telemetry.emit(DeliveryFinished {
+                                    target: name,
+                                    result,
+                                });
+                            }
+                        }
                         Ok(_) => {}
                         Err(e) => {
                             tracing::error!(delivery = %id, error = format!("{e:#}"), "could not retire a delivery of a removed target");

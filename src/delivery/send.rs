@@ -11,6 +11,7 @@ use crate::config::{TargetConfig, TargetPolicy};
 use crate::model::id::now_ms;
 use crate::model::records::{Attempt, Delivery, DeliveryStatus};
 use crate::store::{DeliveryQueue, Recorded};
+use crate::telemetry::{AttemptResult, DeliveryEnd};
 
 /// How much of a response body is kept with the attempt.
 const KEPT_RESPONSE: usize = 4096;
@@ -36,10 +37,18 @@ pub struct Report {
     pub latency: Duration,
     /// The delivery's status after the attempt.
     pub status: DeliveryStatus,
-    /// `success`, `http_error`, `timeout`, `connect_error`, `refused` (SSRF
-    /// guard), `request_error` or `undeliverable` (target or event gone):
-    /// the metrics label.
-    pub kind: &'static str,
+    pub result: AttemptResult,
+}
+
+impl Report {
+    /// How the delivery ended, when this attempt ended it.
+    pub fn ended(&self) -> Option<DeliveryEnd> {
+        match self.status {
+            DeliveryStatus::Scheduled => None,
+            DeliveryStatus::Delivered => Some(DeliveryEnd::Delivered),
+            DeliveryStatus::Dead => Some(DeliveryEnd::Dead),
+        }
+    }
 }
 
 /// Runs the attempt for `target_name`'s delivery `id` scheduled at
@@ -126,8 +135,14 @@ pub async fn attempt(
     } else {
         super::ssrf::check_url_host(&target.url).err()
     };
-    let (status_code, error, response_body, retry_after, kind) = match refused {
-        Some(reason) => (None, Some(reason), String::new(), None, "refused"),
+    let (status_code, error, response_body, retry_after, result) = match refused {
+        Some(reason) => (
+            None,
+            Some(reason),
+            String::new(),
+            None,
+            AttemptResult::Refused,
+        ),
         None => {
             let sent = client
                 .post(target.url.clone())
@@ -139,8 +154,8 @@ pub async fn attempt(
             match sent {
                 Ok(resp) => read_response(resp, policy).await,
                 Err(e) => {
-                    let (error, kind) = describe(e, policy.timeout);
-                    (None, Some(error), String::new(), None, kind)
+                    let (error, result) = describe(e, policy.timeout);
+                    (None, Some(error), String::new(), None, result)
                 }
             }
         }
@@ -197,7 +212,7 @@ pub async fn attempt(
         error,
         latency,
         status: delivery.status,
-        kind,
+        result,
     }))
 }
 
@@ -235,7 +250,7 @@ async fn die(
         error: Some(error),
         latency: Duration::ZERO,
         status: DeliveryStatus::Dead,
-        kind: "undeliverable",
+        result: AttemptResult::Undeliverable,
     }))
 }
 
@@ -244,7 +259,7 @@ type Read = (
     Option<String>,
     String,
     Option<Duration>,
-    &'static str,
+    AttemptResult,
 );
 
 /// Status, error, the kept start of the body and any `Retry-After`.
@@ -272,14 +287,18 @@ async fn read_response(mut resp: reqwest::Response, policy: &TargetPolicy) -> Re
         (!ok).then(|| format!("HTTP {status}")),
         String::from_utf8_lossy(&kept).into_owned(),
         retry_after,
-        if ok { "success" } else { "http_error" },
+        if ok {
+            AttemptResult::Success
+        } else {
+            AttemptResult::HttpError
+        },
     )
 }
 
-/// A short, operator-readable reason for a transport failure, and its
-/// metrics label. The URL is taken off first: it may carry credentials,
-/// and the reason is stored and shown by the admin API.
-fn describe(e: reqwest::Error, timeout: Duration) -> (String, &'static str) {
+/// A short, operator-readable reason for a transport failure, and what it
+/// counts as. The URL is taken off first: it may carry credentials, and the
+/// reason is stored and shown by the admin API.
+fn describe(e: reqwest::Error, timeout: Duration) -> (String, AttemptResult) {
     let e = e.without_url();
     let mut source: Option<&dyn std::error::Error> = Some(&e);
     let mut last = String::new();
@@ -288,13 +307,22 @@ fn describe(e: reqwest::Error, timeout: Duration) -> (String, &'static str) {
         source = s.source();
     }
     if e.is_timeout() {
-        (format!("timed out after {timeout:?}"), "timeout")
+        (
+            format!("timed out after {timeout:?}"),
+            AttemptResult::Timeout,
+        )
     } else if last.starts_with("refused:") {
         // The SSRF guard's resolver said no.
-        (last, "refused")
+        (last, AttemptResult::Refused)
     } else if e.is_connect() {
-        (format!("connection failed: {last}"), "connect_error")
+        (
+            format!("connection failed: {last}"),
+            AttemptResult::ConnectError,
+        )
     } else {
-        (format!("request failed: {last}"), "request_error")
+        (
+            format!("request failed: {last}"),
+            AttemptResult::RequestError,
+        )
     }
 }

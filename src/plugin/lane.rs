@@ -20,9 +20,9 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::instance::{CallReport, LoadedPlugin};
-use super::stats::PluginStats;
 use super::{CallError, to_plugin_event};
 use crate::model::records::Event;
+use crate::telemetry::{PluginCalled, Telemetry};
 
 /// Runners per plugin: enough to use every core.
 pub fn runners() -> usize {
@@ -52,7 +52,7 @@ struct State {
 pub struct Lane {
     state: Mutex<State>,
     max_runners: usize,
-    stats: Arc<PluginStats>,
+    telemetry: Arc<Telemetry>,
     /// Set at shutdown: queued calls are answered
     /// [`CallError::ShuttingDown`] instead of run, so the process exits
     /// within its grace period (their events keep their "to route" marks).
@@ -60,11 +60,11 @@ pub struct Lane {
 }
 
 impl Lane {
-    pub fn new(stats: Arc<PluginStats>, stopping: Arc<AtomicBool>) -> Lane {
+    pub fn new(telemetry: Arc<Telemetry>, stopping: Arc<AtomicBool>) -> Lane {
         Lane {
             state: Mutex::default(),
             max_runners: runners(),
-            stats,
+            telemetry,
             stopping,
         }
     }
@@ -137,12 +137,13 @@ impl Lane {
         let ev = to_plugin_event(&job.event);
         let started = Instant::now();
         let report = job.plugin.call(&ev, false);
-        self.stats.record_call(
-            started.elapsed(),
-            report.result.is_err(),
-            report.fresh_instance,
-        );
-        self.stats.record_log_cut(report.log_cut.0);
+        self.telemetry.emit(PluginCalled {
+            plugin: job.plugin.name(),
+            took: started.elapsed(),
+            failed: report.result.is_err(),
+            fresh_instance: report.fresh_instance,
+            log_lines_cut: report.log_cut.0,
+        });
         report
     }
 }

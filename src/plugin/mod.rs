@@ -10,7 +10,6 @@ pub mod instance;
 pub mod kv;
 mod lane;
 pub mod registry;
-pub mod stats;
 mod stderr;
 pub mod watcher;
 

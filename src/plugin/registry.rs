@@ -26,12 +26,12 @@ use super::host::{PluginIdentity, PluginState};
 use super::instance::{CallReport, LoadedPlugin, hex};
 use super::kv::SharedKv;
 use super::lane::Lane;
-use super::stats::{PluginStats, StatsView};
 use super::{engine, instance};
 use crate::config::Config;
 use crate::model::id::now_ms;
 use crate::model::records::Event;
 use crate::store::PluginKv;
+use crate::telemetry::{PluginKnown, PluginLoadFailed, PluginStats, Telemetry};
 
 /// What the directory showed for a file when we last loaded it; a change
 /// in size or mtime triggers a reload (and then the sha256 decides).
@@ -62,21 +62,19 @@ struct Entry {
     seen: Option<Fingerprint>,
     last_error: Option<LoadError>,
     removed_at: Option<u64>,
-    stats: Arc<PluginStats>,
     /// Queues this plugin's calls for a bounded number of runners.
     lane: Arc<Lane>,
 }
 
 impl Entry {
-    fn new(stopping: &Arc<AtomicBool>) -> Entry {
-        let stats = Arc::<PluginStats>::default();
+    fn new(name: &str, telemetry: &Arc<Telemetry>, stopping: &Arc<AtomicBool>) -> Entry {
+        telemetry.emit(PluginKnown { plugin: name });
         Entry {
             serving: None,
             seen: None,
             last_error: None,
             removed_at: None,
-            lane: Arc::new(Lane::new(stats.clone(), stopping.clone())),
-            stats,
+            lane: Arc::new(Lane::new(telemetry.clone(), stopping.clone())),
         }
     }
 }
@@ -96,7 +94,7 @@ pub struct PluginStatus {
     pub last_error: Option<LoadError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<u64>,
-    pub stats: StatsView,
+    pub stats: PluginStats,
 }
 
 /// All plugins by name.
@@ -110,6 +108,8 @@ pub struct Plugins {
     changed: watch::Sender<u64>,
     /// Set by [`stop`](Self::stop); every lane shares it.
     stopping: Arc<AtomicBool>,
+    /// Counts calls and loads, and keeps the statistics `statuses` shows.
+    telemetry: Arc<Telemetry>,
     /// Each plugin's shared KV state (lock, pending writes), by name, kept
     /// across versions.
     kv: std::sync::Mutex<BTreeMap<String, Arc<SharedKv>>>,
@@ -122,10 +122,14 @@ impl Plugins {
         config: Arc<Config>,
         store: Option<Arc<dyn PluginKv>>,
         cache_dir: Option<PathBuf>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Plugins> {
         let engine = engine::new_engine(config.meters_fuel())?;
         let linker = instance::new_linker(&engine)?;
         let cache = cache_dir.map(|d| CompileCache::new(d, &engine));
+        for name in config.sources.values().flat_map(|s| s.plugins.iter()) {
+            telemetry.emit(PluginKnown { plugin: name });
+        }
         Ok(Plugins {
             engine,
             linker,
@@ -136,6 +140,7 @@ impl Plugins {
             changed: watch::channel(0).0,
             stopping: Arc::new(AtomicBool::new(false)),
             kv: Default::default(),
+            telemetry,
         })
     }
 
@@ -290,7 +295,7 @@ impl Plugins {
                 let mut map = self.write();
                 let e = map
                     .entry(name.clone())
-                    .or_insert_with(|| Entry::new(&self.stopping));
+                    .or_insert_with(|| Entry::new(name, &self.telemetry, &self.stopping));
                 e.seen = Some(*fp);
                 e.last_error = None;
                 continue;
@@ -307,7 +312,7 @@ impl Plugins {
                     let mut map = self.write();
                     let e = map
                         .entry(name.clone())
-                        .or_insert_with(|| Entry::new(&self.stopping));
+                        .or_insert_with(|| Entry::new(name, &self.telemetry, &self.stopping));
                     e.serving = Some((Arc::new(plugin), info));
                     e.seen = Some(*fp);
                     e.last_error = None;
@@ -320,15 +325,12 @@ impl Plugins {
                     let mut map = self.write();
                     let e = map
                         .entry(name.clone())
-                        .or_insert_with(|| Entry::new(&self.stopping));
-                    e.stats.record_load_failure();
-                    let serving = e.serving.as_ref().map(|(_, i)| i.sha256.clone());
-                    tracing::error!(
-                        plugin = %name,
-                        error = %message,
-                        still_serving = serving.as_deref().unwrap_or("nothing"),
-                        "plugin failed to load; the last good version keeps serving"
-                    );
+                        .or_insert_with(|| Entry::new(name, &self.telemetry, &self.stopping));
+                    self.telemetry.emit(PluginLoadFailed {
+                        plugin: name,
+                        error: &message,
+                        still_serving: e.serving.as_ref().map(|(_, i)| i.sha256.as_str()),
+                    });
                     e.seen = Some(*fp);
                     e.last_error = Some(LoadError {
                         error: message,
@@ -404,16 +406,12 @@ impl Plugins {
                 serving: e.serving.as_ref().map(|(_, i)| i.clone()),
                 last_error: e.last_error.clone(),
                 removed_at: e.removed_at,
-                stats: e.stats.view(),
+                stats: self.telemetry.plugin_stats(name),
             })
             .collect();
         for name in missing {
             let file = self.config.plugins.dir.join(format!("{name}.wasm"));
-            let stats = self
-                .read()
-                .get(&name)
-                .map(|e| e.stats.view())
-                .unwrap_or_else(|| PluginStats::default().view());
+            let stats = self.telemetry.plugin_stats(&name);
             out.push(PluginStatus {
                 name,
                 status: "missing",
@@ -431,20 +429,13 @@ impl Plugins {
         out
     }
 
-    /// Counts a routing run again because the plugin's KV changed under it.
-    pub fn note_kv_conflict(&self, name: &str) {
-        if let Some(e) = self.read().get(name) {
-            e.stats.record_kv_conflict();
-        }
-    }
-
     fn lane_for(&self, name: &str) -> Arc<Lane> {
         if let Some(e) = self.read().get(name) {
             return e.lane.clone();
         }
         self.write()
             .entry(name.to_string())
-            .or_insert_with(|| Entry::new(&self.stopping))
+            .or_insert_with(|| Entry::new(name, &self.telemetry, &self.stopping))
             .lane
             .clone()
     }

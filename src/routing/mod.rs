@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::admin::metrics::Metrics;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::model::id::now_ms;
@@ -30,6 +29,7 @@ use crate::model::records::{Event, EventStatus, Outcome, PluginResult, PluginVer
 use crate::plugin::Plugins;
 use crate::plugin::kv::KvRefused;
 use crate::store::{Committed, Mark, RoutingLog};
+use crate::telemetry::{EventRouted, KvConflict, PluginDecided, RouteResult, Telemetry};
 use backlog::{Backlog, QUEUE_CAP};
 pub use outcome::cap_text;
 use outcome::{MAX_KV_TRIES, new_delivery};
@@ -52,7 +52,7 @@ pub struct Router {
     store: Arc<dyn RoutingLog>,
     plugins: Arc<Plugins>,
     dispatcher: Arc<Dispatcher>,
-    metrics: Arc<Metrics>,
+    telemetry: Arc<Telemetry>,
     backlog: Mutex<Backlog>,
     /// Wakes the routing loop: ids were queued, or it may stop.
     work: Notify,
@@ -72,14 +72,14 @@ impl Router {
         store: Arc<dyn RoutingLog>,
         plugins: Arc<Plugins>,
         dispatcher: Arc<Dispatcher>,
-        metrics: Arc<Metrics>,
+        telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Router>> {
         let router = Arc::new(Router {
             config,
             store,
             plugins,
             dispatcher,
-            metrics,
+            telemetry,
             backlog: Mutex::new(Backlog {
                 missed: true,
                 with_parked: true,
@@ -318,7 +318,7 @@ impl Router {
                 }
             };
             if let KvRefused::Conflict { plugin, key } = &refused {
-                self.plugins.note_kv_conflict(plugin);
+                self.telemetry.emit(KvConflict { plugin });
                 if tries < MAX_KV_TRIES {
                     tracing::debug!(event = %event.id, plugin = %plugin, key = %key, tries, "KV read changed before commit; routing again");
                     continue;
@@ -352,10 +352,12 @@ impl Router {
             self.metrics_for(&ran.results);
             break (outcome, ran.deliveries);
         };
-        self.metrics.event(match outcome.status {
-            EventStatus::Routed => "routed",
-            EventStatus::Dropped => "dropped",
-            EventStatus::Failed => "failed",
+        self.telemetry.emit(EventRouted {
+            result: match outcome.status {
+                EventStatus::Routed => RouteResult::Routed,
+                EventStatus::Dropped => RouteResult::Dropped,
+                EventStatus::Failed => RouteResult::Failed,
+            },
         });
         for d in &deliveries {
             self.dispatcher.note_scheduled(&d.target, 1);
@@ -367,13 +369,15 @@ impl Router {
     /// Counts each plugin's committed decision.
     fn metrics_for(&self, results: &[PluginResult]) {
         for r in results {
-            let label = match r.result {
-                PluginVerdict::Deliver => "routed",
-                PluginVerdict::Drop => "dropped",
-                PluginVerdict::Failed => "failed",
+            let result = match r.result {
+                PluginVerdict::Deliver => RouteResult::Routed,
+                PluginVerdict::Drop => RouteResult::Dropped,
+                PluginVerdict::Failed => RouteResult::Failed,
             };
-            self.metrics
-                .plugin_result(&r.plugin, label, Duration::from_micros(r.duration_us));
+            self.telemetry.emit(PluginDecided {
+                plugin: &r.plugin,
+                result,
+            });
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::extract::JsonPath;
 use crate::model::id::{new_id, now_ms};
 use crate::model::records::Event;
 use crate::store::{Accepted, Dedup};
+use crate::telemetry::{RejectReason, RequestAccepted, RequestDuplicate, RequestRejected};
 
 /// A JSON error body: `{"error": "...", "code": "..."}`; `code` is stable for
 /// scripts, `error` is for people.
@@ -126,11 +127,11 @@ pub async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let reject = |status: StatusCode, code: &str, message: String, size: Option<u64>| {
-        state.log.reject(
+    let reject = |status: StatusCode, reason: RejectReason, message: String, size: Option<u64>| {
+        state.rejections.remember(
             Rejected {
                 source: source_name.clone(),
-                reason: code.to_string(),
+                reason,
                 message: message.clone(),
                 status: status.as_u16(),
                 at: received_at,
@@ -146,8 +147,13 @@ pub async fn receive(
                 .map(|v| v.sensitive_headers())
                 .unwrap_or_default(),
         );
-        tracing::info!(source = %source_name, client = %client_text, reason = code, "webhook rejected: {message}");
-        error(status, code, message)
+        state.telemetry.emit(RequestRejected {
+            source: &source_name,
+            reason,
+            client: &client_text,
+            message: &message,
+        });
+        error(status, reason.as_str(), message)
     };
 
     if !source.allow_ips.is_empty() {
@@ -155,7 +161,7 @@ pub async fn receive(
             Err(unknown) => {
                 return reject(
                     StatusCode::FORBIDDEN,
-                    "client_ip_unknown",
+                    RejectReason::ClientIpUnknown,
                     format!("{unknown}; this source only accepts addresses in its allow_ips"),
                     declared,
                 );
@@ -163,7 +169,7 @@ pub async fn receive(
             Ok(ip) if !source.allow_ips.iter().any(|n| n.contains(*ip)) => {
                 return reject(
                     StatusCode::FORBIDDEN,
-                    "ip_not_allowed",
+                    RejectReason::IpNotAllowed,
                     format!("{ip} is not in this source's allow_ips"),
                     declared,
                 );
@@ -177,7 +183,7 @@ pub async fn receive(
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut r = reject(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            RejectReason::RateLimited,
             format!("this source's rate limit is exceeded; retry in {secs} s"),
             declared,
         );
@@ -190,7 +196,7 @@ pub async fn receive(
     let too_large = |size: Option<u64>| {
         reject(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            RejectReason::BodyTooLarge,
             format!("body exceeds this source's limit of {limit} bytes"),
             size,
         )
@@ -205,7 +211,7 @@ pub async fn receive(
         Err(BodyError::Unreadable(e)) => {
             return reject(
                 StatusCode::BAD_REQUEST,
-                "body_unreadable",
+                RejectReason::BodyUnreadable,
                 format!("could not read the request body: {e}"),
                 declared,
             );
@@ -222,7 +228,7 @@ pub async fn receive(
         if let Err(rejection) = verifier.verify(&request) {
             return reject(
                 StatusCode::UNAUTHORIZED,
-                rejection.code(),
+                rejection.reason(),
                 rejection.message(),
                 Some(body.len() as u64),
             );
@@ -264,8 +270,10 @@ pub async fn receive(
     match state.events.accept(&event, dedup).await {
         Ok(Accepted::New) => {}
         Ok(Accepted::Duplicate(original)) => {
-            state.log.count(&source_name, "duplicate");
-            tracing::debug!(source = %source_name, event = %original, "duplicate delivery; not routed again");
+            state.telemetry.emit(RequestDuplicate {
+                source: &source_name,
+                original: &original,
+            });
             return (
                 StatusCode::OK,
                 Json(json!({ "id": original, "duplicate": true })),
@@ -281,8 +289,11 @@ pub async fn receive(
             );
         }
     }
-    state.log.count(&source_name, "accepted");
-    tracing::debug!(event = %event.id, source = %event.source, bytes = event.body.len(), "event accepted");
+    state.telemetry.emit(RequestAccepted {
+        source: &source_name,
+        event: &event.id,
+        bytes: event.body.len(),
+    });
     let id = event.id;
     state.router.enqueue(id.clone());
     (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()

@@ -19,13 +19,15 @@ use axum::routing::post;
 use crate::config::Config;
 use crate::routing::Router as EventRouter;
 use crate::store::EventLog;
+use crate::telemetry::Telemetry;
 
 /// What the ingest handler needs.
 pub struct IngestState {
     pub config: Arc<Config>,
     pub events: Arc<dyn EventLog>,
     pub router: Arc<EventRouter>,
-    pub log: Arc<rejections::IngestLog>,
+    pub rejections: Arc<rejections::RecentRejections>,
+    pub telemetry: Arc<Telemetry>,
     /// Token buckets of the sources that have a rate limit.
     pub buckets: std::collections::HashMap<String, rate_limit::TokenBucket>,
 }
@@ -35,7 +37,8 @@ impl IngestState {
         config: Arc<Config>,
         events: Arc<dyn EventLog>,
         router: Arc<EventRouter>,
-        log: Arc<rejections::IngestLog>,
+        rejections: Arc<rejections::RecentRejections>,
+        telemetry: Arc<Telemetry>,
     ) -> IngestState {
         let buckets = config
             .sources
@@ -49,7 +52,8 @@ impl IngestState {
             config,
             events,
             router,
-            log,
+            rejections,
+            telemetry,
             buckets,
         }
     }

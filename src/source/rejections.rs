@@ -1,12 +1,15 @@
-//! Counts of what each source accepted and rejected (by reason), and the
-//! most recent rejections with enough detail to debug a misconfigured
+//! The most recent rejections, with enough detail to debug a misconfigured
 //! sender: reason, time, client, headers with secrets redacted, body size.
+//! (How many requests each source accepted and rejected is counted by
+//! [`crate::telemetry`].)
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use serde::Serialize;
+
+use crate::telemetry::RejectReason;
 
 /// Recent rejections kept in memory (oldest dropped first).
 const KEPT: usize = 100;
@@ -27,7 +30,7 @@ const ALWAYS_SENSITIVE: &[&str] = &[
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejected {
     pub source: String,
-    pub reason: String,
+    pub reason: RejectReason,
     pub message: String,
     pub status: u16,
     pub at: u64,
@@ -36,31 +39,15 @@ pub struct Rejected {
     pub body_size: Option<u64>,
 }
 
+/// The last `KEPT` (100) rejections of every source, oldest dropped first.
 #[derive(Default)]
-struct Inner {
-    counts: BTreeMap<String, BTreeMap<String, u64>>,
-    recent: VecDeque<Rejected>,
+pub struct RecentRejections {
+    recent: Mutex<VecDeque<Rejected>>,
 }
 
-/// Per-source ingestion outcomes.
-#[derive(Default)]
-pub struct IngestLog {
-    inner: Mutex<Inner>,
-}
-
-impl IngestLog {
-    /// Counts an outcome (`accepted`, `duplicate`, or a rejection reason).
-    pub fn count(&self, source: &str, outcome: &str) {
-        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *i.counts
-            .entry(source.to_string())
-            .or_default()
-            .entry(outcome.to_string())
-            .or_default() += 1;
-    }
-
-    /// Counts a rejection and remembers it, redacting `sensitive` headers.
-    pub fn reject(&self, mut r: Rejected, headers: &HeaderMap, sensitive: &[String]) {
+impl RecentRejections {
+    /// Remembers a rejection, redacting `sensitive` headers.
+    pub fn remember(&self, mut r: Rejected, headers: &HeaderMap, sensitive: &[String]) {
         r.headers = headers
             .iter()
             .map(|(k, v)| {
@@ -78,26 +65,16 @@ impl IngestLog {
                 (name.to_string(), value)
             })
             .collect();
-        self.count(&r.source, &r.reason);
-        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if i.recent.len() >= KEPT {
-            i.recent.pop_front();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= KEPT {
+            recent.pop_front();
         }
-        i.recent.push_back(r);
-    }
-
-    /// Outcome counts per source.
-    pub fn counts(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .counts
-            .clone()
+        recent.push_back(r);
     }
 
     /// Most recent rejections first.
     pub fn recent(&self) -> Vec<Rejected> {
-        let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        i.recent.iter().rev().cloned().collect()
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().cloned().collect()
     }
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by the tests that operate hookyard through its admin API:
-//! the config preamble, polling, reading listings, and Prometheus samples.
+//! the config preamble, polling, reading listings, and metric samples.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -58,36 +58,21 @@ pub fn addr_of(port: u16) -> SocketAddr {
     format!("127.0.0.1:{port}").parse().unwrap()
 }
 
-/// One sample's value from Prometheus text, by name and some labels.
+/// One sample's value from a `/metrics` scrape, by name and some labels.
 pub fn sample_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let scrape = parse_metrics(text);
-    find_sample(&scrape, name, labels)
+    parse_metrics(text).sample(name, labels)
 }
 
-pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("/metrics parses")
+/// A `/metrics` scrape, read strictly as OpenMetrics text.
+pub fn parse_metrics(text: &str) -> super::openmetrics::Scrape {
+    super::openmetrics::parse(text)
+        .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"))
 }
 
 pub fn find_sample(
-    scrape: &prometheus_parse::Scrape,
+    scrape: &super::openmetrics::Scrape,
     name: &str,
     labels: &[(&str, &str)],
 ) -> Option<f64> {
-    use prometheus_parse::Value as V;
-    let found: Vec<f64> = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .filter_map(|s| match &s.value {
-            V::Counter(v) | V::Gauge(v) | V::Untyped(v) => Some(*v),
-            _ => None,
-        })
-        .collect();
-    assert!(
-        found.len() <= 1,
-        "{name}{labels:?} matches {} samples",
-        found.len()
-    );
-    found.first().copied()
+    scrape.sample(name, labels)
 }

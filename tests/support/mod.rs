@@ -2,6 +2,7 @@
 //! `hookyard` binary and a real HTTP sink on 127.0.0.1.
 #![allow(dead_code)]
 pub mod admin;
+pub mod openmetrics;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

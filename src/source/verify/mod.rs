@@ -25,6 +25,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Deserialize;
 use subtle::{Choice, ConstantTimeEq};
 
+use crate::telemetry::RejectReason;
+
 pub use sign::{SignOptions, sign_as};
 
 use auth::{Basic, Token};
@@ -158,14 +160,15 @@ pub enum Rejection {
 const QUERY_PARAMETER: &str = "query parameter ";
 
 impl Rejection {
-    /// A stable code for scripts and metrics.
-    pub fn code(&self) -> &'static str {
+    /// The reason counted and answered (its text is the error `code`,
+    /// stable for scripts).
+    pub fn reason(&self) -> RejectReason {
         match self {
-            Rejection::MissingHeader(_) => "missing_header",
-            Rejection::BadFormat(_) => "bad_format",
-            Rejection::StaleTimestamp => "stale_timestamp",
-            Rejection::FutureTimestamp => "future_timestamp",
-            Rejection::Mismatch => "signature_mismatch",
+            Rejection::MissingHeader(_) => RejectReason::MissingHeader,
+            Rejection::BadFormat(_) => RejectReason::BadFormat,
+            Rejection::StaleTimestamp => RejectReason::StaleTimestamp,
+            Rejection::FutureTimestamp => RejectReason::FutureTimestamp,
+            Rejection::Mismatch => RejectReason::SignatureMismatch,
         }
     }
 

@@ -749,7 +749,7 @@ fn rejections_have_codes_and_sentences() {
         (Rejection::Mismatch, "signature_mismatch"),
     ];
     for (r, code) in all {
-        assert_eq!(r.code(), code);
+        assert_eq!(r.reason().as_str(), code);
         assert!(!r.message().is_empty());
         assert_eq!(r.to_string(), r.message());
     }

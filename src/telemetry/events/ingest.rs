@@ -1,0 +1,68 @@
+//! What the public listener did with each webhook request.
+
+use crate::telemetry::InternalEvent;
+use crate::telemetry::families::Families;
+use crate::telemetry::labels::{RejectLabels, RejectReason, SourceLabel};
+
+/// A request stored as a new event (its 202 follows).
+pub struct RequestAccepted<'a> {
+    pub source: &'a str,
+    pub event: &'a str,
+    pub bytes: usize,
+}
+
+impl InternalEvent for RequestAccepted<'_> {
+    fn record(self, m: &Families) {
+        tracing::debug!(event = %self.event, source = %self.source, bytes = self.bytes, "event accepted");
+        let label = SourceLabel {
+            source: self.source.to_string(),
+        };
+        m.requests_received.get_or_create(&label).inc();
+        m.requests_accepted.get_or_create(&label).inc();
+    }
+}
+
+/// A request whose idempotency key matched a stored event: answered with
+/// that event's id, not stored or routed again.
+pub struct RequestDuplicate<'a> {
+    pub source: &'a str,
+    pub original: &'a str,
+}
+
+impl InternalEvent for RequestDuplicate<'_> {
+    fn record(self, m: &Families) {
+        tracing::debug!(source = %self.source, event = %self.original, "duplicate delivery; not routed again");
+        let label = SourceLabel {
+            source: self.source.to_string(),
+        };
+        m.requests_received.get_or_create(&label).inc();
+        m.requests_duplicate.get_or_create(&label).inc();
+    }
+}
+
+/// A request refused before anything was stored.
+pub struct RequestRejected<'a> {
+    pub source: &'a str,
+    pub reason: RejectReason,
+    /// The client's address, or "unknown".
+    pub client: &'a str,
+    /// What the sender is told.
+    pub message: &'a str,
+}
+
+impl InternalEvent for RequestRejected<'_> {
+    fn record(self, m: &Families) {
+        tracing::info!(source = %self.source, client = %self.client, reason = %self.reason, "webhook rejected: {}", self.message);
+        m.requests_received
+            .get_or_create(&SourceLabel {
+                source: self.source.to_string(),
+            })
+            .inc();
+        m.requests_rejected
+            .get_or_create(&RejectLabels {
+                source: self.source.to_string(),
+                reason: self.reason,
+            })
+            .inc();
+    }
+}
