@@ -19,7 +19,9 @@
 //! - [`delivery`]: one dispatcher per target over its queue: policies,
 //!   circuit breaker, SSRF guard, Standard Webhooks signing, retries.
 //! - [`admin`]: the admin listener (API, metrics); [`cli`]: the commands
-//!   that speak to it, and the local dev tools.
+//!   that speak to it, and the local dev tools; [`api`]: what both
+//!   listeners and the CLI agree on, the `{"error", "code"}` error shape
+//!   ([`api::ApiError`]) and the extractors that keep it.
 //! - [`model`]: the records and ids every stage shares; [`config`]: the
 //!   validated config; [`jobs`]: background sweeps; [`server`]: the wiring.
 //!
@@ -27,10 +29,10 @@
 //! acknowledged.
 
 pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod extract;
 pub mod jobs;
 pub mod model;
 pub mod plugin;

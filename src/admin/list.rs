@@ -5,23 +5,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AdminState, body_json, store_error};
+use super::{AdminState, body_json};
+use crate::api::ApiError;
+use crate::api::extract::{JsonPath, JsonQuery};
 use crate::config::parse_time;
-use crate::extract::{JsonPath, JsonQuery};
-use crate::source::ingest::error;
 use crate::store::{DeliveryQuery, EventQuery};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
-
-pub(super) fn bad_request(message: String) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad_request", message)
-}
 
 /// Reads `since`/`until` (unix ms or RFC 3339) and `limit` from a query.
 pub(super) struct Common {
@@ -30,22 +24,25 @@ pub(super) struct Common {
     pub limit: usize,
 }
 
-/// Query problems are reported as text; handlers turn them into a 400.
 pub(super) fn common(
     q: &HashMap<String, String>,
     max: usize,
     default: usize,
-) -> Result<Common, String> {
+) -> Result<Common, ApiError> {
     let time = |k: &str| {
         q.get(k)
-            .map(|v| parse_time(k, v).map_err(|e| format!("{e:#}")))
+            .map(|v| parse_time(k, v).map_err(|e| ApiError::bad_request(format!("{e:#}"))))
             .transpose()
     };
     let limit = match q.get("limit") {
         None => default,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n >= 1 => n.min(max),
-            _ => return Err(format!("limit: {v:?} is not a positive number")),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: {v:?} is not a positive number"
+                )));
+            }
         },
     };
     Ok(Common {
@@ -59,11 +56,14 @@ pub(super) fn one_of(
     q: &HashMap<String, String>,
     key: &str,
     allowed: &[&str],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ApiError> {
     match q.get(key) {
         None => Ok(None),
         Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-        Some(v) => Err(format!("{key}: {v:?} is not one of {}", allowed.join(", "))),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "{key}: {v:?} is not one of {}",
+            allowed.join(", ")
+        ))),
     }
 }
 
@@ -74,7 +74,7 @@ pub(super) fn event_query(
     q: &HashMap<String, String>,
     max: usize,
     default: usize,
-) -> Result<EventQuery, String> {
+) -> Result<EventQuery, ApiError> {
     let c = common(q, max, default)?;
     Ok(EventQuery {
         source: q.get("source").cloned(),
@@ -90,7 +90,7 @@ pub(super) fn delivery_query(
     q: &HashMap<String, String>,
     max: usize,
     default: usize,
-) -> Result<DeliveryQuery, String> {
+) -> Result<DeliveryQuery, ApiError> {
     let c = common(q, max, default)?;
     Ok(DeliveryQuery {
         status: one_of(q, "status", DELIVERY_STATUSES)?,
@@ -106,62 +106,40 @@ pub(super) fn delivery_query(
 pub async fn events(
     State(state): State<Arc<AdminState>>,
     JsonQuery(q): JsonQuery<HashMap<String, String>>,
-) -> Response {
-    let query = match event_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    match state.store.records.list_events(&query).await {
-        Ok(page) => {
-            Json(json!({"events": page.items, "next_cursor": page.next_cursor})).into_response()
-        }
-        Err(e) => store_error(e),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let query = event_query(&q, MAX_LIMIT, DEFAULT_LIMIT)?;
+    let page = state.store.records.list_events(&query).await?;
+    Ok(Json(
+        json!({"events": page.items, "next_cursor": page.next_cursor}),
+    ))
 }
 
 pub async fn deliveries(
     State(state): State<Arc<AdminState>>,
     JsonQuery(q): JsonQuery<HashMap<String, String>>,
-) -> Response {
-    let query = match delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    match state.store.records.list_deliveries(&query).await {
-        Ok(page) => Json(json!({
-            "deliveries": page.items,
-            "next_cursor": page.next_cursor,
-        }))
-        .into_response(),
-        Err(e) => store_error(e),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let query = delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT)?;
+    let page = state.store.records.list_deliveries(&query).await?;
+    Ok(Json(json!({
+        "deliveries": page.items,
+        "next_cursor": page.next_cursor,
+    })))
 }
 
 pub async fn delivery(
     State(state): State<Arc<AdminState>>,
     JsonPath(id): JsonPath<String>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let store = &state.store.records;
-    let view = async {
-        let Some(d) = store.delivery(&id).await? else {
-            return Ok(None);
-        };
-        let mut v = serde_json::to_value(&d)?;
-        v["body"] = match &d.body {
-            Some(b) => body_json(b),
-            None => Value::Null,
-        };
-        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id).await?)?;
-        anyhow::Ok(Some(v))
-    }
-    .await;
-    match view {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no delivery {id:?}"),
-        ),
-        Err(e) => store_error(e),
-    }
+    let Some(d) = store.delivery(&id).await? else {
+        return Err(ApiError::not_found(format!("no delivery {id:?}")));
+    };
+    let mut v = serde_json::to_value(&d).map_err(anyhow::Error::from)?;
+    v["body"] = match &d.body {
+        Some(b) => body_json(b),
+        None => Value::Null,
+    };
+    v["attempt_log"] =
+        serde_json::to_value(store.attempts(&d.id).await?).map_err(anyhow::Error::from)?;
+    Ok(Json(v))
 }

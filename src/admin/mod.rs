@@ -17,18 +17,18 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::api::ApiError;
+use crate::api::extract::JsonPath;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
-use crate::extract::JsonPath;
 use crate::model::records::Event;
 use crate::plugin::Plugins;
 use crate::routing::Router as EventRouter;
-use crate::source::ingest::error;
 use crate::source::rejections::IngestLog;
 use crate::store::{Records, Store};
 use metrics::Metrics;
@@ -110,20 +110,11 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-async fn no_route(uri: axum::http::Uri) -> Response {
-    error(
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
         format!("no admin endpoint {}; see docs/admin-api.md", uri.path()),
-    )
-}
-
-/// A store failure as a 500 the operator can read.
-pub(crate) fn store_error(e: anyhow::Error) -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "store_error",
-        format!("{e:#}"),
     )
 }
 
@@ -204,24 +195,21 @@ async fn show_event(
     State(state): State<Arc<AdminState>>,
     JsonPath(id): JsonPath<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Json<Value>, ApiError> {
     let limit = match q.get("deliveries_limit").map(|v| v.parse::<usize>()) {
         None => EVENT_DELIVERIES_DEFAULT,
         Some(Ok(n)) if n >= 1 => n.min(EVENT_DELIVERIES_MAX),
         Some(_) => {
-            return list::bad_request("deliveries_limit: must be a positive number".to_string());
+            return Err(ApiError::bad_request(
+                "deliveries_limit: must be a positive number",
+            ));
         }
     };
     let cursor = q.get("deliveries_cursor").cloned();
-    match event_view(&*state.store.records, &id, cursor.as_deref(), limit).await {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no event {id:?}"),
-        ),
-        Err(e) => store_error(e),
-    }
+    event_view(&*state.store.records, &id, cursor.as_deref(), limit)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no event {id:?}")))
 }
 
 /// The event with its outcome and one page of its deliveries with their

@@ -108,7 +108,9 @@ pub async fn attempt(
     let refused = if policy.allow_private {
         None
     } else {
-        super::ssrf::check_url_host(&target.url).err()
+        super::ssrf::check_url_host(&target.url)
+            .err()
+            .map(|r| r.to_string())
     };
     let (status_code, error, response_body, retry_after, kind) = match refused {
         Some(reason) => (None, Some(reason), String::new(), None, "refused"),
@@ -261,9 +263,9 @@ fn describe(e: reqwest::Error, timeout: Duration) -> (String, &'static str) {
     }
     if e.is_timeout() {
         (format!("timed out after {timeout:?}"), "timeout")
-    } else if last.starts_with("refused:") {
+    } else if let Some(refused) = super::ssrf::refusal_in(&e) {
         // The SSRF guard's resolver said no.
-        (last, "refused")
+        (refused.to_string(), "refused")
     } else if e.is_connect() {
         (format!("connection failed: {last}"), "connect_error")
     } else {

@@ -9,6 +9,7 @@ pub mod host;
 pub mod instance;
 pub mod kv;
 mod lane;
+mod limiter;
 pub mod registry;
 pub mod stats;
 mod stderr;

@@ -17,20 +17,11 @@ use super::IngestState;
 use super::allowlist::client_ip;
 use super::rejections::Rejected;
 use super::verify::Request;
-use crate::extract::JsonPath;
+use crate::api::ApiError;
+use crate::api::extract::JsonPath;
 use crate::model::id::{new_id, now_ms};
 use crate::model::records::Event;
 use crate::store::{Accepted, Dedup};
-
-/// A JSON error body: `{"error": "...", "code": "..."}`; `code` is stable for
-/// scripts, `error` is for people.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": message.into(), "code": code })),
-    )
-        .into_response()
-}
 
 /// How much of an over-limit body is drained past the source's limit
 /// before the 413; a larger body is cut off.
@@ -75,23 +66,20 @@ async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
     Ok(buf.freeze())
 }
 
-pub async fn not_found(uri: Uri) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!(
-            "no route for {}; webhooks go to POST /hooks/<source>",
-            uri.path()
-        ),
-    )
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {}; webhooks go to POST /hooks/<source>",
+        uri.path()
+    ))
 }
 
 pub async fn method_not_allowed(method: Method) -> Response {
-    let mut r = error(
+    let mut r = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("{method} is not accepted here; send webhooks with POST"),
-    );
+    )
+    .into_response();
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     r
@@ -111,11 +99,12 @@ pub async fn receive(
     let id = new_id("evt");
     let received_at = crate::model::id::time_of(&id).unwrap_or_else(now_ms);
     let Some(source) = state.config.sources.get(&source_name) else {
-        return error(
+        return ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_source",
             format!("no source named {source_name:?} is configured"),
-        );
+        )
+        .into_response();
     };
     let client = client_ip(peer, &headers, source.client_ip_header.as_deref());
     let client_text = match &client {
@@ -126,7 +115,7 @@ pub async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let reject = |status: StatusCode, code: &str, message: String, size: Option<u64>| {
+    let reject = |status: StatusCode, code: &'static str, message: String, size: Option<u64>| {
         state.log.reject(
             Rejected {
                 source: source_name.clone(),
@@ -147,7 +136,7 @@ pub async fn receive(
                 .unwrap_or_default(),
         );
         tracing::info!(source = %source_name, client = %client_text, reason = code, "webhook rejected: {message}");
-        error(status, code, message)
+        ApiError::new(status, code, message).into_response()
     };
 
     if !source.allow_ips.is_empty() {
@@ -274,11 +263,12 @@ pub async fn receive(
         }
         Err(e) => {
             tracing::error!(event = %event.id, error = format!("{e:#}"), "could not store event");
-            return error(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the event could not be stored; retry later",
-            );
+            )
+            .into_response();
         }
     }
     state.log.count(&source_name, "accepted");
