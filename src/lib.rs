@@ -21,9 +21,12 @@
 //! - [`admin`]: the admin listener (API, metrics); [`cli`]: the commands
 //!   that speak to it, and the local dev tools; [`api`]: what both
 //!   listeners and the CLI agree on, the `{"error", "code"}` error shape
-//!   ([`api::ApiError`]) and the extractors that keep it.
-//! - [`model`]: the records and ids every stage shares; [`config`]: the
-//!   validated config; [`jobs`]: background sweeps; [`server`]: the wiring.
+//!   ([`api::ApiError`]) and the admin API's answers as records
+//!   ([`api::types`]), serialized by the handlers and read by the CLI.
+//! - [`model`]: the records, typed ids ([`model::id::EventId`],
+//!   [`model::id::DeliveryId`]) and statuses every stage shares;
+//!   [`config`]: the validated config; [`jobs`]: background sweeps;
+//!   [`server`]: the wiring.
 //!
 //! Every hand-off crosses the store, so a crash loses nothing that was
 //! acknowledged.

@@ -12,8 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use hookyard::model::id::{lowest_at, new_id, now_ms};
-use hookyard::model::records::{Attempt, Delivery, DeliveryStatus, Event, EventStatus, Outcome};
+use hookyard::model::id::{DeliveryId, EventId, lowest_at, now_ms};
+use hookyard::model::records::{
+    Attempt, Delivery, DeliveryStatus, Event, EventState, EventStatus, Origin, Outcome,
+};
 use hookyard::plugin::kv::{KvRefused, KvTxn, PluginTxn, digest};
 use hookyard::store::{
     Accepted, Committed, Dedup, DeliveryQuery, EventQuery, Mark, Store, ToRoute,
@@ -105,9 +107,9 @@ conformance!(sled, Sled::new());
 // Helpers.
 
 fn event(source: &str, body: &str) -> Event {
-    let id = new_id("evt");
+    let id = EventId::generate();
     Event {
-        received_at: hookyard::model::id::time_of(&id).unwrap(),
+        received_at: id.time().unwrap(),
         id,
         source: source.into(),
         method: "POST".into(),
@@ -120,10 +122,10 @@ fn event(source: &str, body: &str) -> Event {
 
 fn delivery(event: &Event, target: &str, body: Option<&str>, due: u64) -> Delivery {
     Delivery {
-        id: new_id("msg"),
+        id: DeliveryId::generate(),
         event_id: event.id.clone(),
         target: target.into(),
-        origin: "passthrough".into(),
+        origin: Origin::Passthrough,
         headers: vec![],
         created_at: due,
         status: DeliveryStatus::Scheduled,
@@ -201,7 +203,7 @@ async fn accepted_events_are_marked_and_survive_a_reopen(h: &dyn Harness) {
     assert_eq!(
         marks(&s).await,
         vec![ToRoute {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             parked: false
         }]
     );
@@ -228,7 +230,7 @@ async fn idempotency_keys_deduplicate_per_source_until_they_expire(h: &dyn Harne
     let b = event("gh", "{}");
     assert_eq!(
         s.events.accept(&b, key("k1", 60_000)).await.unwrap(),
-        Accepted::Duplicate(a.id.clone())
+        Accepted::Duplicate(a.id.to_string())
     );
     assert!(
         s.records.event(&b.id).await.unwrap().is_none(),
@@ -299,7 +301,7 @@ async fn concurrent_duplicates_store_exactly_one_event(h: &dyn Harness) {
         1,
         "exactly one of 50 concurrent duplicates is stored"
     );
-    assert!(originals.iter().all(|o| *o == stored[0]), "{originals:?}");
+    assert!(originals.iter().all(|o| *o == *stored[0]), "{originals:?}");
     assert_eq!(marks(&s).await.len(), 1);
 }
 
@@ -340,11 +342,11 @@ async fn an_outcome_its_deliveries_and_the_mark_change_together(h: &dyn Harness)
     );
     assert_eq!(
         s.queue.due("a", due, 10).await.unwrap(),
-        vec![(due, ds[0].id.clone())]
+        vec![(due, ds[0].id.to_string())]
     );
     assert_eq!(
         s.queue.due("b", due, 10).await.unwrap(),
-        vec![(due, ds[1].id.clone())]
+        vec![(due, ds[1].id.to_string())]
     );
     assert_eq!(
         s.queue.scheduled_per_target().await.unwrap(),
@@ -385,7 +387,7 @@ async fn the_schedule_is_per_target_in_due_order(h: &dyn Harness) {
         .await
         .unwrap();
     let later = s.queue.due("t", base + 10_000, 10).await.unwrap();
-    assert_eq!(later.last().unwrap(), &(base + 5000, d.id.clone()));
+    assert_eq!(later.last().unwrap(), &(base + 5000, d.id.to_string()));
 }
 
 async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harness) {
@@ -427,7 +429,7 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
     let dead_list = s
         .records
         .list_deliveries(&DeliveryQuery {
-            status: Some("dead".into()),
+            status: Some(DeliveryStatus::Dead),
             limit: 10,
             ..Default::default()
         })
@@ -441,7 +443,7 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
     assert!(s.queue.dead_per_target().await.unwrap().is_empty());
     assert_eq!(
         s.queue.due("t", now, 10).await.unwrap(),
-        vec![(now, dead.id.clone())]
+        vec![(now, dead.id.to_string())]
     );
     assert_eq!(
         s.queue.delivery(&dead.id).await.unwrap().unwrap().status,
@@ -472,7 +474,7 @@ async fn replays_and_notes_follow_the_mark(h: &dyn Harness) {
     assert_eq!(
         marks(&s).await,
         vec![ToRoute {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             parked: true
         }]
     );
@@ -507,7 +509,7 @@ async fn replays_and_notes_follow_the_mark(h: &dyn Harness) {
     for _ in 0..5 {
         let e = event("s", "{}");
         accept(&s, &e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let first = s.routing.to_route_after(None, 2).await.unwrap();
     let rest = s
@@ -742,15 +744,20 @@ async fn listings_page_newest_first_without_gaps(h: &dyn Harness) {
     let pending = s
         .records
         .list_events(&EventQuery {
-            status: Some("pending".into()),
+            status: Some(EventState::Pending),
             limit: 100,
             ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(pending.items.len(), 12);
-    assert!(pending.items.iter().all(|e| e.status == "pending"));
-    let since = hookyard::model::id::time_of(&ids[20]).unwrap();
+    assert!(
+        pending
+            .items
+            .iter()
+            .all(|e| e.status == EventState::Pending)
+    );
+    let since = ids[20].time().unwrap();
     let recent = s
         .records
         .list_events(&EventQuery {
@@ -768,7 +775,7 @@ async fn retention_removes_only_what_is_finished(h: &dyn Harness) {
     // Events from the past: ids carry their time, so build them by hand.
     let old = |at: u64| {
         let mut e = event("s", "{}");
-        e.id = lowest_at("evt", at);
+        e.id = lowest_at("evt", at).into();
         e.received_at = at;
         e
     };

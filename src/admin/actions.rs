@@ -8,13 +8,19 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AdminState;
 use super::list::{delivery_query, event_query};
 use crate::api::ApiError;
 use crate::api::extract::JsonPath;
+use crate::api::types::{
+    Queued, ReplayQueued, Replayed, Retried, RetryScheduled, TargetAction, TargetList, TargetStatus,
+};
 use crate::delivery::ops::Retry;
+use crate::model::id::{DeliveryId, EventId};
+use crate::model::records::DeliveryStatus;
+use crate::model::word::Word;
 use crate::routing::Replay;
 use crate::store::{DeliveryQuery, EventQuery, collect_ids};
 
@@ -47,14 +53,17 @@ fn filter_body(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
 
 pub async fn replay_event(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
-) -> Accepted<Value> {
+    JsonPath(id): JsonPath<EventId>,
+) -> Accepted<ReplayQueued> {
     match state.router.replay(&id).await? {
         Replay::Queued => {
             state.metrics.replayed("event", 1);
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({"event": id, "status": "queued"})),
+                Json(ReplayQueued {
+                    event: id,
+                    status: Queued::Queued,
+                }),
             ))
         }
         Replay::NotFound => Err(ApiError::not_found(format!("no event {id:?}"))),
@@ -65,7 +74,10 @@ pub async fn replay_event(
     }
 }
 
-pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) -> Accepted<Value> {
+pub async fn replay_events(
+    State(state): State<Arc<AdminState>>,
+    body: Bytes,
+) -> Accepted<Replayed> {
     let filters = filter_body(&body)?;
     if !["source", "status", "since", "until"]
         .iter()
@@ -102,20 +114,26 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
     state.metrics.replayed("event", ids.len());
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"replayed": ids.len(), "events": ids})),
+        Json(Replayed {
+            replayed: ids.len(),
+            events: ids,
+        }),
     ))
 }
 
 pub async fn retry_delivery(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
-) -> Accepted<Value> {
+    JsonPath(id): JsonPath<DeliveryId>,
+) -> Accepted<RetryScheduled> {
     match state.dispatcher.retry_delivery(&id).await? {
         Retry::Scheduled => {
             state.metrics.replayed("delivery", 1);
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({"delivery": id, "status": "scheduled"})),
+                Json(RetryScheduled {
+                    delivery: id,
+                    status: DeliveryStatus::Scheduled,
+                }),
             ))
         }
         Retry::NotFound => Err(ApiError::not_found(format!("no delivery {id:?}"))),
@@ -133,11 +151,11 @@ pub async fn retry_delivery(
 pub async fn retry_deliveries(
     State(state): State<Arc<AdminState>>,
     body: Bytes,
-) -> Accepted<Value> {
+) -> Accepted<Retried> {
     let mut filters = filter_body(&body)?;
     filters
         .entry("status".into())
-        .or_insert_with(|| "dead".into());
+        .or_insert_with(|| DeliveryStatus::Dead.as_str().into());
     let q = delivery_query(&filters, BULK_MAX, BULK_DEFAULT)?;
     let records = state.store.records.clone();
     let ids = collect_ids(
@@ -155,11 +173,13 @@ pub async fn retry_deliveries(
     .await?;
     let n = state.dispatcher.retry_deliveries(ids).await?;
     state.metrics.replayed("delivery", n);
-    Ok((StatusCode::ACCEPTED, Json(json!({"retried": n}))))
+    Ok((StatusCode::ACCEPTED, Json(Retried { retried: n })))
 }
 
-pub async fn targets(State(state): State<Arc<AdminState>>) -> Json<Value> {
-    Json(json!({"targets": state.dispatcher.target_statuses()}))
+pub async fn targets(State(state): State<Arc<AdminState>>) -> Json<TargetList> {
+    Json(TargetList {
+        targets: state.dispatcher.target_statuses(),
+    })
 }
 
 fn no_target(name: &str) -> ApiError {
@@ -169,7 +189,7 @@ fn no_target(name: &str) -> ApiError {
 pub async fn target(
     State(state): State<Arc<AdminState>>,
     JsonPath(name): JsonPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TargetStatus>, ApiError> {
     let t = state
         .dispatcher
         .target(&name)
@@ -180,17 +200,19 @@ pub async fn target(
 pub async fn control_target(
     State(state): State<Arc<AdminState>>,
     JsonPath((name, action)): JsonPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    if !["pause", "resume", "enable"].contains(&action.as_str()) {
-        return Err(ApiError::new(
+) -> Result<Json<TargetStatus>, ApiError> {
+    // An unknown action is an unknown path, as it was before the actions
+    // shared one route.
+    let action = TargetAction::parse(&action).ok_or_else(|| {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "no_route",
             format!("no target action {action:?}; use pause, resume or enable"),
-        ));
-    }
+        )
+    })?;
     state
         .dispatcher
-        .control_target(&name, &action)?
+        .control_target(&name, action)?
         .map(Json)
         .ok_or_else(|| no_target(&name))
 }

@@ -4,13 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Query, State};
-use serde_json::{Value, json};
-
-use super::{AdminState, body_json};
+use super::AdminState;
 use crate::api::ApiError;
 use crate::api::extract::JsonPath;
+use crate::api::types::{Body, KvDeleted, KvKey, KvKeys, KvValue};
+use axum::Json;
+use axum::extract::{Query, State};
 
 /// Keys per page, by default and at most.
 const DEFAULT_LIMIT: usize = 100;
@@ -21,7 +20,7 @@ pub async fn list(
     State(state): State<Arc<AdminState>>,
     JsonPath(plugin): JsonPath<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KvKeys>, ApiError> {
     let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
         None => DEFAULT_LIMIT,
         Some(Ok(n)) if n >= 1 => n.min(MAX_LIMIT),
@@ -34,26 +33,28 @@ pub async fn list(
         .kv_admin
         .kv_list(&plugin, &prefix, cursor.as_deref(), limit)
         .await?;
-    Ok(Json(json!({
-        "plugin": plugin,
-        "keys": page
+    Ok(Json(KvKeys {
+        plugin,
+        keys: page
             .items
             .into_iter()
-            .map(|(key, size)| json!({ "key": key, "size": size }))
-            .collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+            .map(|(key, size)| KvKey { key, size })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `GET /admin/plugins/{name}/kv/{key}`
 pub async fn get(
     State(state): State<Arc<AdminState>>,
     JsonPath((plugin, key)): JsonPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KvValue>, ApiError> {
     match state.store.kv_admin.kv_value(&plugin, &key).await? {
-        Some(v) => Ok(Json(
-            json!({ "plugin": plugin, "key": key, "value": body_json(&v) }),
-        )),
+        Some(v) => Ok(Json(KvValue {
+            plugin,
+            key,
+            value: Body::of(&v),
+        })),
         None => Err(not_found(&plugin, &key)),
     }
 }
@@ -63,14 +64,16 @@ pub async fn get(
 pub async fn delete(
     State(state): State<Arc<AdminState>>,
     JsonPath((plugin, key)): JsonPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KvDeleted>, ApiError> {
     if !state.store.kv_admin.kv_delete(&plugin, &key).await? {
         return Err(not_found(&plugin, &key));
     }
     tracing::info!(plugin = %plugin, key = %key, "operator deleted a plugin KV key");
-    Ok(Json(
-        json!({ "plugin": plugin, "key": key, "deleted": true }),
-    ))
+    Ok(Json(KvDeleted {
+        plugin,
+        key,
+        deleted: true,
+    }))
 }
 
 fn not_found(plugin: &str, key: &str) -> ApiError {

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
-use super::{AdminState, body_json};
+use super::AdminState;
 use crate::api::ApiError;
 use crate::api::extract::{JsonPath, JsonQuery};
+use crate::api::types::{DeliveryList, DeliveryView, EventList};
 use crate::config::parse_time;
+use crate::model::id::DeliveryId;
+use crate::model::word::Word;
 use crate::store::{DeliveryQuery, EventQuery};
 
 /// Page size when none is asked for, and the most one page may hold.
@@ -52,23 +54,19 @@ pub(super) fn common(
     })
 }
 
-pub(super) fn one_of(
-    q: &HashMap<String, String>,
-    key: &str,
-    allowed: &[&str],
-) -> Result<Option<String>, ApiError> {
-    match q.get(key) {
-        None => Ok(None),
-        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-        Some(v) => Err(ApiError::bad_request(format!(
-            "{key}: {v:?} is not one of {}",
-            allowed.join(", ")
-        ))),
-    }
+/// The word `key` names, if given, from the words `W` allows.
+pub(super) fn word<W: Word>(q: &HashMap<String, String>, key: &str) -> Result<Option<W>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            W::parse(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{key}: {v:?} is not one of {}",
+                    W::names().join(", ")
+                ))
+            })
+        })
+        .transpose()
 }
-
-pub(super) const EVENT_STATUSES: &[&str] = &["pending", "routed", "dropped", "failed"];
-pub(super) const DELIVERY_STATUSES: &[&str] = &["scheduled", "delivered", "dead"];
 
 pub(super) fn event_query(
     q: &HashMap<String, String>,
@@ -78,7 +76,7 @@ pub(super) fn event_query(
     let c = common(q, max, default)?;
     Ok(EventQuery {
         source: q.get("source").cloned(),
-        status: one_of(q, "status", EVENT_STATUSES)?,
+        status: word(q, "status")?,
         since: c.since,
         until: c.until,
         limit: c.limit,
@@ -93,7 +91,7 @@ pub(super) fn delivery_query(
 ) -> Result<DeliveryQuery, ApiError> {
     let c = common(q, max, default)?;
     Ok(DeliveryQuery {
-        status: one_of(q, "status", DELIVERY_STATUSES)?,
+        status: word(q, "status")?,
         target: q.get("target").cloned(),
         event: q.get("event").cloned(),
         since: c.since,
@@ -106,40 +104,35 @@ pub(super) fn delivery_query(
 pub async fn events(
     State(state): State<Arc<AdminState>>,
     JsonQuery(q): JsonQuery<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let query = event_query(&q, MAX_LIMIT, DEFAULT_LIMIT)?;
     let page = state.store.records.list_events(&query).await?;
-    Ok(Json(
-        json!({"events": page.items, "next_cursor": page.next_cursor}),
-    ))
+    Ok(Json(EventList {
+        events: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub async fn deliveries(
     State(state): State<Arc<AdminState>>,
     JsonQuery(q): JsonQuery<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryList>, ApiError> {
     let query = delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT)?;
     let page = state.store.records.list_deliveries(&query).await?;
-    Ok(Json(json!({
-        "deliveries": page.items,
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(DeliveryList {
+        deliveries: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub async fn delivery(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
-) -> Result<Json<Value>, ApiError> {
+    JsonPath(id): JsonPath<DeliveryId>,
+) -> Result<Json<DeliveryView>, ApiError> {
     let store = &state.store.records;
     let Some(d) = store.delivery(&id).await? else {
         return Err(ApiError::not_found(format!("no delivery {id:?}")));
     };
-    let mut v = serde_json::to_value(&d).map_err(anyhow::Error::from)?;
-    v["body"] = match &d.body {
-        Some(b) => body_json(b),
-        None => Value::Null,
-    };
-    v["attempt_log"] =
-        serde_json::to_value(store.attempts(&d.id).await?).map_err(anyhow::Error::from)?;
-    Ok(Json(v))
+    let attempts = store.attempts(&d.id).await?;
+    Ok(Json(DeliveryView::of(d, attempts)))
 }

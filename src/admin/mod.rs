@@ -19,14 +19,15 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::api::ApiError;
 use crate::api::extract::JsonPath;
+use crate::api::types::{DeliveryView, EventRecord, EventView, OutcomeView};
 use crate::config::Config;
 use crate::delivery::Dispatcher;
-use crate::model::records::Event;
+use crate::model::id::EventId;
+use crate::model::records::EventState;
 use crate::plugin::Plugins;
 use crate::routing::Router as EventRouter;
 use crate::source::rejections::IngestLog;
@@ -166,22 +167,6 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Body as text when it is UTF-8 (what people want to read), always also as
-/// base64 (what scripts need for exact bytes).
-pub(crate) fn body_json(body: &[u8]) -> Value {
-    json!({
-        "size": body.len(),
-        "text": std::str::from_utf8(body).ok(),
-        "base64": base64::engine::general_purpose::STANDARD.encode(body),
-    })
-}
-
-fn event_json(e: &Event) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or_default();
-    v["body"] = body_json(&e.body);
-    v
-}
-
 /// Deliveries shown with an event per page, by default and at most: an
 /// event may fan out to thousands, and a view of all of them at once was
 /// tens of MB of JSON.
@@ -193,9 +178,9 @@ const OUTCOME_IDS_SHOWN: usize = 100;
 
 async fn show_event(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
+    JsonPath(id): JsonPath<EventId>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventView>, ApiError> {
     let limit = match q.get("deliveries_limit").map(|v| v.parse::<usize>()) {
         None => EVENT_DELIVERIES_DEFAULT,
         Some(Ok(n)) if n >= 1 => n.min(EVENT_DELIVERIES_MAX),
@@ -219,45 +204,33 @@ pub async fn event_view(
     id: &str,
     deliveries_after: Option<&str>,
     deliveries_limit: usize,
-) -> anyhow::Result<Option<Value>> {
+) -> anyhow::Result<Option<EventView>> {
     let Some(event) = store.event(id).await? else {
         return Ok(None);
     };
     let outcome = store.outcome(id).await?;
-    let status = match &outcome {
-        Some(o) => serde_json::to_value(o.status)?,
-        None => json!("pending"),
-    };
+    let status = outcome
+        .as_ref()
+        .map_or(EventState::Pending, |o| o.status.into());
     let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
     let page = store
         .deliveries_of_event(id, deliveries_after, deliveries_limit)
         .await?;
     let mut deliveries = Vec::with_capacity(page.items.len());
-    for d in &page.items {
-        let mut v = serde_json::to_value(d)?;
-        v["body"] = match &d.body {
-            Some(b) => body_json(b),
-            None => Value::Null,
-        };
-        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id).await?)?;
-        deliveries.push(v);
+    for d in page.items {
+        let attempts = store.attempts(&d.id).await?;
+        deliveries.push(DeliveryView::of(d, attempts));
     }
-    let mut outcome = serde_json::to_value(&outcome)?;
-    if let Some(ids) = outcome.get_mut("deliveries").and_then(Value::as_array_mut) {
+    Ok(Some(EventView {
+        event: EventRecord::of(event),
+        status,
+        pending_reason,
         // The ids are in `deliveries`, a page at a time; here only a count
         // and the first few.
-        let total = ids.len();
-        ids.truncate(OUTCOME_IDS_SHOWN);
-        outcome["deliveries_total"] = json!(total);
-    }
-    Ok(Some(json!({
-        "event": event_json(&event),
-        "status": status,
-        "pending_reason": pending_reason,
-        "outcome": outcome,
-        "deliveries": deliveries,
-        "deliveries_next_cursor": page.next_cursor,
-    })))
+        outcome: outcome.map(|o| OutcomeView::of(o, OUTCOME_IDS_SHOWN)),
+        deliveries,
+        deliveries_next_cursor: page.next_cursor,
+    }))
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::model::records::Event;
 /// The WIT view of a stored event.
 pub fn to_plugin_event(e: &Event) -> PluginEvent {
     PluginEvent {
-        id: e.id.clone(),
+        id: e.id.to_string(),
         source: e.source.clone(),
         received_at: e.received_at,
         method: e.method.clone(),

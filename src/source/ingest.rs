@@ -11,7 +11,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use serde_json::json;
 
 use super::IngestState;
 use super::allowlist::client_ip;
@@ -19,7 +18,8 @@ use super::rejections::Rejected;
 use super::verify::Request;
 use crate::api::ApiError;
 use crate::api::extract::JsonPath;
-use crate::model::id::{new_id, now_ms};
+use crate::api::types::Received;
+use crate::model::id::{EventId, now_ms};
 use crate::model::records::Event;
 use crate::store::{Accepted, Dedup};
 
@@ -96,8 +96,8 @@ pub async fn receive(
 ) -> Response {
     // The id is taken on arrival and carries the arrival time, so listing
     // and retention (which filter on id time) agree with `received_at`.
-    let id = new_id("evt");
-    let received_at = crate::model::id::time_of(&id).unwrap_or_else(now_ms);
+    let id = EventId::generate();
+    let received_at = id.time().unwrap_or_else(now_ms);
     let Some(source) = state.config.sources.get(&source_name) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
@@ -257,7 +257,10 @@ pub async fn receive(
             tracing::debug!(source = %source_name, event = %original, "duplicate delivery; not routed again");
             return (
                 StatusCode::OK,
-                Json(json!({ "id": original, "duplicate": true })),
+                Json(Received {
+                    id: original.into(),
+                    duplicate: true,
+                }),
             )
                 .into_response();
         }
@@ -274,6 +277,13 @@ pub async fn receive(
     state.log.count(&source_name, "accepted");
     tracing::debug!(event = %event.id, source = %event.source, bytes = event.body.len(), "event accepted");
     let id = event.id;
-    state.router.enqueue(id.clone());
-    (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()
+    state.router.enqueue(id.to_string());
+    (
+        StatusCode::ACCEPTED,
+        Json(Received {
+            id,
+            duplicate: false,
+        }),
+    )
+        .into_response()
 }
