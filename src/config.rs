@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use base64::Engine as _;
 use serde::Deserialize;
+
+use crate::webhooks::standard::Secret;
 
 /// Default cap on a webhook body; providers rarely send more than a few
 /// hundred KB, and an unbounded body is a memory exhaustion vector.
@@ -179,12 +180,12 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
     pub url: url::Url,
-    /// Decoded `whsec_` signing key; `None` sends unsigned deliveries.
-    pub secret: Option<Vec<u8>>,
+    /// The signing key; `None` sends unsigned deliveries.
+    pub secret: Option<Secret>,
     /// The key being rotated out, still signed with (a second `v1,`
     /// signature) until `previous_secret_until` (unix ms; `None`: until it is
     /// removed from the config), so receivers can switch keys without a gap.
-    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret: Option<Secret>,
     pub previous_secret_until: Option<u64>,
     pub headers: Vec<(String, String)>,
     pub policy: TargetPolicy,
@@ -213,8 +214,8 @@ impl TargetConfig {
 
     /// The keys to sign with at `now_ms`: the current one, then the previous
     /// one while its rotation window lasts.
-    pub fn signing_keys(&self, now_ms: u64) -> Vec<&[u8]> {
-        let mut keys: Vec<&[u8]> = self.secret.iter().map(Vec::as_slice).collect();
+    pub fn signing_keys(&self, now_ms: u64) -> Vec<&Secret> {
+        let mut keys: Vec<&Secret> = self.secret.iter().collect();
         if let Some(old) = &self.previous_secret
             && self
                 .previous_secret_until
@@ -992,22 +993,11 @@ pub fn resolve_secret_text(key: &str, text: &str) -> Result<String> {
     }
 }
 
-/// Decodes a Standard Webhooks `whsec_<base64>` secret.
-fn parse_secret(key: &str, text: &str) -> Result<Vec<u8>> {
+/// A target's signing key (`env:NAME` resolved), by the rule every side of
+/// Standard Webhooks shares ([`Secret::parse`]).
+fn parse_secret(key: &str, text: &str) -> Result<Secret> {
     let text = resolve_secret_text(key, text)?;
-    let b64 = text
-        .strip_prefix("whsec_")
-        .ok_or_else(|| anyhow!("{key}: expected a Standard Webhooks secret \"whsec_<base64>\""))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| anyhow!("{key}: the part after \"whsec_\" is not valid base64"))?;
-    if bytes.len() < 16 {
-        bail!(
-            "{key}: secret is too short ({} bytes; use at least 16)",
-            bytes.len()
-        );
-    }
-    Ok(bytes)
+    Secret::parse(&text).map_err(|e| anyhow!("{key}: {e}"))
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@
 //! - [`plugin`]: the WebAssembly host: compile, cache, hot reload, call
 //!   lanes, limits, host imports.
 //! - [`delivery`]: one dispatcher per target over its queue: policies,
-//!   circuit breaker, SSRF guard, Standard Webhooks signing, retries.
+//!   circuit breaker, SSRF guard, signing, retries. [`webhooks`]: the
+//!   Standard Webhooks scheme (secrets, signing, verifying), shared by
+//!   delivery, inbound verification and the sink.
 //! - [`admin`]: the admin listener (API, metrics); [`cli`]: the commands
 //!   that speak to it, and the local dev tools; [`api`]: what both
 //!   listeners and the CLI agree on, the `{"error", "code"}` error shape
@@ -43,3 +45,4 @@ pub mod routing;
 pub mod server;
 pub mod source;
 pub mod store;
+pub mod webhooks;
