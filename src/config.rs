@@ -959,26 +959,18 @@ fn opt_size(key: &str, text: Option<&str>) -> Result<Option<usize>> {
     text.map(|t| parse_size(key, t)).transpose()
 }
 
-/// Parses "512", "64KiB", "1MiB", "2GB" style sizes into bytes.
+/// Parses a size into bytes with bytesize's grammar: a number (decimals
+/// allowed) and an optional unit, SI (`kB`, `MB`: powers of 1000) or binary
+/// (`KiB`, `MiB`: powers of 1024), in any case ("512", "64KiB", "1.5 MiB").
 pub fn parse_size(key: &str, text: &str) -> Result<usize> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| anyhow!("{key}: {text:?} is not a size like \"1MiB\""))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1024,
-        "m" | "mb" => 1000 * 1000,
-        "mib" => 1024 * 1024,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "gib" => 1024 * 1024 * 1024,
-        _ => bail!("{key}: unknown size unit in {text:?} (use B, KiB, MiB, GiB)"),
-    };
-    match n.checked_mul(mult) {
-        Some(v) if v > 0 => Ok(v),
+    let bytes = text
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| anyhow!("{key}: {text:?} is not a size like \"1MiB\" ({e})"))?
+        .as_u64();
+    // bytesize saturates what does not fit to u64::MAX.
+    match usize::try_from(bytes) {
+        Ok(v) if v > 0 && bytes < u64::MAX => Ok(v),
         _ => bail!("{key}: {text:?} is out of range"),
     }
 }
@@ -1091,8 +1083,18 @@ mod tests {
     #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("k", "1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("k", "1 mib").unwrap(), 1 << 20);
         assert_eq!(parse_size("k", "512").unwrap(), 512);
-        assert!(parse_size("k", "12 parsecs").is_err());
+        assert_eq!(parse_size("k", "64kB").unwrap(), 64_000);
+        assert_eq!(parse_size("k", "1.5KiB").unwrap(), 1536);
+        for bad in ["12 parsecs", "", "-1", "MiB"] {
+            let e = parse_size("plugins.memory", bad).unwrap_err().to_string();
+            assert!(e.starts_with("plugins.memory: "), "{bad}: {e}");
+        }
+        for out in ["0", "0MiB", "20EiB"] {
+            let e = parse_size("k", out).unwrap_err().to_string();
+            assert!(e.contains("out of range"), "{out}: {e}");
+        }
     }
 
     #[test]
