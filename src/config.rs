@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use base64::Engine as _;
 use serde::Deserialize;
+
+use crate::webhooks::standard::Secret;
 
 /// Default cap on a webhook body; providers rarely send more than a few
 /// hundred KB, and an unbounded body is a memory exhaustion vector.
@@ -179,12 +180,12 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
     pub url: url::Url,
-    /// Decoded `whsec_` signing key; `None` sends unsigned deliveries.
-    pub secret: Option<Vec<u8>>,
+    /// The signing key; `None` sends unsigned deliveries.
+    pub secret: Option<Secret>,
     /// The key being rotated out, still signed with (a second `v1,`
     /// signature) until `previous_secret_until` (unix ms; `None`: until it is
     /// removed from the config), so receivers can switch keys without a gap.
-    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret: Option<Secret>,
     pub previous_secret_until: Option<u64>,
     pub headers: Vec<(String, String)>,
     pub policy: TargetPolicy,
@@ -213,8 +214,8 @@ impl TargetConfig {
 
     /// The keys to sign with at `now_ms`: the current one, then the previous
     /// one while its rotation window lasts.
-    pub fn signing_keys(&self, now_ms: u64) -> Vec<&[u8]> {
-        let mut keys: Vec<&[u8]> = self.secret.iter().map(Vec::as_slice).collect();
+    pub fn signing_keys(&self, now_ms: u64) -> Vec<&Secret> {
+        let mut keys: Vec<&Secret> = self.secret.iter().collect();
         if let Some(old) = &self.previous_secret
             && self
                 .previous_secret_until
@@ -958,26 +959,18 @@ fn opt_size(key: &str, text: Option<&str>) -> Result<Option<usize>> {
     text.map(|t| parse_size(key, t)).transpose()
 }
 
-/// Parses "512", "64KiB", "1MiB", "2GB" style sizes into bytes.
+/// Parses a size into bytes with bytesize's grammar: a number (decimals
+/// allowed) and an optional unit, SI (`kB`, `MB`: powers of 1000) or binary
+/// (`KiB`, `MiB`: powers of 1024), in any case ("512", "64KiB", "1.5 MiB").
 pub fn parse_size(key: &str, text: &str) -> Result<usize> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num
-        .parse()
-        .map_err(|_| anyhow!("{key}: {text:?} is not a size like \"1MiB\""))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1024,
-        "m" | "mb" => 1000 * 1000,
-        "mib" => 1024 * 1024,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "gib" => 1024 * 1024 * 1024,
-        _ => bail!("{key}: unknown size unit in {text:?} (use B, KiB, MiB, GiB)"),
-    };
-    match n.checked_mul(mult) {
-        Some(v) if v > 0 => Ok(v),
+    let bytes = text
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|e| anyhow!("{key}: {text:?} is not a size like \"1MiB\" ({e})"))?
+        .as_u64();
+    // bytesize saturates what does not fit to u64::MAX.
+    match usize::try_from(bytes) {
+        Ok(v) if v > 0 && bytes < u64::MAX => Ok(v),
         _ => bail!("{key}: {text:?} is out of range"),
     }
 }
@@ -992,22 +985,11 @@ pub fn resolve_secret_text(key: &str, text: &str) -> Result<String> {
     }
 }
 
-/// Decodes a Standard Webhooks `whsec_<base64>` secret.
-fn parse_secret(key: &str, text: &str) -> Result<Vec<u8>> {
+/// A target's signing key (`env:NAME` resolved), by the rule every side of
+/// Standard Webhooks shares ([`Secret::parse`]).
+fn parse_secret(key: &str, text: &str) -> Result<Secret> {
     let text = resolve_secret_text(key, text)?;
-    let b64 = text
-        .strip_prefix("whsec_")
-        .ok_or_else(|| anyhow!("{key}: expected a Standard Webhooks secret \"whsec_<base64>\""))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| anyhow!("{key}: the part after \"whsec_\" is not valid base64"))?;
-    if bytes.len() < 16 {
-        bail!(
-            "{key}: secret is too short ({} bytes; use at least 16)",
-            bytes.len()
-        );
-    }
-    Ok(bytes)
+    Secret::parse(&text).map_err(|e| anyhow!("{key}: {e}"))
 }
 
 #[cfg(test)]
@@ -1101,8 +1083,18 @@ mod tests {
     #[test]
     fn sizes_parse() {
         assert_eq!(parse_size("k", "1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("k", "1 mib").unwrap(), 1 << 20);
         assert_eq!(parse_size("k", "512").unwrap(), 512);
-        assert!(parse_size("k", "12 parsecs").is_err());
+        assert_eq!(parse_size("k", "64kB").unwrap(), 64_000);
+        assert_eq!(parse_size("k", "1.5KiB").unwrap(), 1536);
+        for bad in ["12 parsecs", "", "-1", "MiB"] {
+            let e = parse_size("plugins.memory", bad).unwrap_err().to_string();
+            assert!(e.starts_with("plugins.memory: "), "{bad}: {e}");
+        }
+        for out in ["0", "0MiB", "20EiB"] {
+            let e = parse_size("k", out).unwrap_err().to_string();
+            assert!(e.contains("out of range"), "{out}: {e}");
+        }
     }
 
     #[test]

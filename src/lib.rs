@@ -17,23 +17,30 @@
 //! - [`plugin`]: the WebAssembly host: compile, cache, hot reload, call
 //!   lanes, limits, host imports.
 //! - [`delivery`]: one dispatcher per target over its queue: policies,
-//!   circuit breaker, SSRF guard, Standard Webhooks signing, retries.
+//!   circuit breaker, SSRF guard, signing, retries. [`webhooks`]: the
+//!   Standard Webhooks scheme (secrets, signing, verifying), shared by
+//!   delivery, inbound verification and the sink.
 //! - [`admin`]: the admin listener (API, `/metrics`); [`cli`]: the
-//!   commands that speak to it, and the local dev tools.
+//!   commands that speak to it, and the local dev tools; [`api`]: what both
+//!   listeners and the CLI agree on, the `{"error", "code"}` error shape
+//!   ([`api::ApiError`]) and the admin API's answers as records
+//!   ([`api::types`]), serialized by the handlers and read by the CLI.
 //! - [`telemetry`]: below every stage and importing none: the typed events
 //!   stages emit, the log lines and counters each one means, and the
 //!   registry `/metrics` renders and the admin API reads its counts from.
-//! - [`model`]: the records and ids every stage shares; [`config`]: the
-//!   validated config; [`jobs`]: background sweeps; [`server`]: the wiring.
+//! - [`model`]: the records, typed ids ([`model::id::EventId`],
+//!   [`model::id::DeliveryId`]) and statuses every stage shares;
+//!   [`config`]: the validated config; [`jobs`]: background sweeps;
+//!   [`server`]: the wiring.
 //!
 //! Every hand-off crosses the store, so a crash loses nothing that was
 //! acknowledged.
 
 pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod extract;
 pub mod jobs;
 pub mod model;
 pub mod plugin;
@@ -42,3 +49,4 @@ pub mod server;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -12,8 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use hookyard::model::id::{lowest_at, new_id, now_ms};
-use hookyard::model::records::{Attempt, Delivery, DeliveryStatus, Event, EventStatus, Outcome};
+use hookyard::model::id::{DeliveryId, EventId, lowest_at, now_ms};
+use hookyard::model::records::{
+    Attempt, Delivery, DeliveryStatus, Event, EventState, EventStatus, Origin, Outcome,
+};
 use hookyard::plugin::kv::{KvRefused, KvTxn, PluginTxn, digest};
 use hookyard::store::{
     Accepted, Committed, Dedup, DeliveryQuery, EventQuery, Mark, Recorded, Rescheduled, Store,
@@ -106,9 +108,9 @@ conformance!(sled, Sled::new());
 // Helpers.
 
 fn event(source: &str, body: &str) -> Event {
-    let id = new_id("evt");
+    let id = EventId::generate();
     Event {
-        received_at: hookyard::model::id::time_of(&id).unwrap(),
+        received_at: id.time().unwrap(),
         id,
         source: source.into(),
         method: "POST".into(),
@@ -121,10 +123,10 @@ fn event(source: &str, body: &str) -> Event {
 
 fn delivery(event: &Event, target: &str, body: Option<&str>, due: u64) -> Delivery {
     Delivery {
-        id: new_id("msg"),
+        id: DeliveryId::generate(),
         event_id: event.id.clone(),
         target: target.into(),
-        origin: "passthrough".into(),
+        origin: Origin::Passthrough,
         headers: vec![],
         created_at: due,
         status: DeliveryStatus::Scheduled,
@@ -216,7 +218,7 @@ async fn accepted_events_are_marked_and_survive_a_reopen(h: &dyn Harness) {
     assert_eq!(
         marks(&s).await,
         vec![ToRoute {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             parked: false
         }]
     );
@@ -243,7 +245,7 @@ async fn idempotency_keys_deduplicate_per_source_until_they_expire(h: &dyn Harne
     let b = event("gh", "{}");
     assert_eq!(
         s.events.accept(&b, key("k1", 60_000)).await.unwrap(),
-        Accepted::Duplicate(a.id.clone())
+        Accepted::Duplicate(a.id.to_string())
     );
     assert!(
         s.records.event(&b.id).await.unwrap().is_none(),
@@ -314,7 +316,7 @@ async fn concurrent_duplicates_store_exactly_one_event(h: &dyn Harness) {
         1,
         "exactly one of 50 concurrent duplicates is stored"
     );
-    assert!(originals.iter().all(|o| *o == stored[0]), "{originals:?}");
+    assert!(originals.iter().all(|o| *o == *stored[0]), "{originals:?}");
     assert_eq!(marks(&s).await.len(), 1);
 }
 
@@ -353,9 +355,12 @@ async fn an_outcome_its_deliveries_and_the_mark_change_together(h: &dyn Harness)
         s.queue.delivery(&ds[0].id).await.unwrap().unwrap().body,
         None
     );
-    assert_eq!(upcoming(&s, "a").await, vec![(due, ds[0].id.clone())]);
-    assert_eq!(upcoming(&s, "b").await, vec![(due, ds[1].id.clone())]);
-    assert_eq!(claim(&s, "a", due, 10).await, vec![(due, ds[0].id.clone())]);
+    assert_eq!(upcoming(&s, "a").await, vec![(due, ds[0].id.to_string())]);
+    assert_eq!(upcoming(&s, "b").await, vec![(due, ds[1].id.to_string())]);
+    assert_eq!(
+        claim(&s, "a", due, 10).await,
+        vec![(due, ds[0].id.to_string())]
+    );
     assert_eq!(
         s.queue.scheduled_per_target().await.unwrap(),
         BTreeMap::from([("a".to_string(), 1), ("b".to_string(), 1)])
@@ -401,7 +406,7 @@ async fn the_schedule_is_per_target_in_due_order(h: &dyn Harness) {
         Recorded::Done
     );
     let later = upcoming(&s, "t").await;
-    assert_eq!(later.last().unwrap(), &(base + 5000, d.id.clone()));
+    assert_eq!(later.last().unwrap(), &(base + 5000, d.id.to_string()));
 }
 
 async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harness) {
@@ -444,7 +449,7 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
     let dead_list = s
         .records
         .list_deliveries(&DeliveryQuery {
-            status: Some("dead".into()),
+            status: Some(DeliveryStatus::Dead),
             limit: 10,
             ..Default::default()
         })
@@ -458,7 +463,7 @@ async fn attempts_move_deliveries_and_keep_the_dead_letter_counts(h: &dyn Harnes
     };
     assert_eq!(before.status, DeliveryStatus::Dead);
     assert!(s.queue.dead_per_target().await.unwrap().is_empty());
-    assert_eq!(upcoming(&s, "t").await, vec![(now, dead.id.clone())]);
+    assert_eq!(upcoming(&s, "t").await, vec![(now, dead.id.to_string())]);
     assert_eq!(
         s.queue.delivery(&dead.id).await.unwrap().unwrap().status,
         DeliveryStatus::Scheduled
@@ -488,7 +493,7 @@ async fn replays_and_notes_follow_the_mark(h: &dyn Harness) {
     assert_eq!(
         marks(&s).await,
         vec![ToRoute {
-            id: e.id.clone(),
+            id: e.id.to_string(),
             parked: true
         }]
     );
@@ -523,7 +528,7 @@ async fn replays_and_notes_follow_the_mark(h: &dyn Harness) {
     for _ in 0..5 {
         let e = event("s", "{}");
         accept(&s, &e).await;
-        ids.push(e.id);
+        ids.push(e.id.to_string());
     }
     let first = s.routing.to_route_after(None, 2).await.unwrap();
     let rest = s
@@ -759,15 +764,20 @@ async fn listings_page_newest_first_without_gaps(h: &dyn Harness) {
     let pending = s
         .records
         .list_events(&EventQuery {
-            status: Some("pending".into()),
+            status: Some(EventState::Pending),
             limit: 100,
             ..Default::default()
         })
         .await
         .unwrap();
     assert_eq!(pending.items.len(), 12);
-    assert!(pending.items.iter().all(|e| e.status == "pending"));
-    let since = hookyard::model::id::time_of(&ids[20]).unwrap();
+    assert!(
+        pending
+            .items
+            .iter()
+            .all(|e| e.status == EventState::Pending)
+    );
+    let since = ids[20].time().unwrap();
     let recent = s
         .records
         .list_events(&EventQuery {
@@ -785,7 +795,7 @@ async fn retention_removes_only_what_is_finished(h: &dyn Harness) {
     // Events from the past: ids carry their time, so build them by hand.
     let old = |at: u64| {
         let mut e = event("s", "{}");
-        e.id = lowest_at("evt", at);
+        e.id = lowest_at("evt", at).into();
         e.received_at = at;
         e
     };

@@ -99,7 +99,7 @@ pub fn hookyard_event() -> PluginEvent {
 pub fn raw_event() -> RawEvent {
     let e = stored_event();
     RawEvent {
-        id: e.id,
+        id: e.id.into(),
         source: e.source,
         received_at: e.received_at,
         method: e.method,
@@ -381,7 +381,7 @@ pub fn rss_probe(wasm: &Path, calls: u64) -> Result<()> {
     for i in 1..=calls {
         // A distinct id and body per call, as the router sees them.
         let mut e = base.clone();
-        e.id = hookyard::model::id::new_id("evt");
+        e.id = hookyard::model::id::EventId::generate();
         e.body = format!(
             "{{\"type\":\"order.created\",\"seq\":{i},\"data\":\"{}\"}}",
             "x".repeat(400)

@@ -8,29 +8,38 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::list::{bad_request, delivery_query, event_query};
-use super::{AdminState, store_error};
+use super::AdminState;
+use super::list::{delivery_query, event_query};
+use crate::api::ApiError;
+use crate::api::extract::JsonPath;
+use crate::api::types::{
+    Queued, ReplayQueued, Replayed, Retried, RetryScheduled, TargetAction, TargetList, TargetStatus,
+};
 use crate::delivery::ops::Retry;
-use crate::extract::JsonPath;
+use crate::model::id::{DeliveryId, EventId};
+use crate::model::records::DeliveryStatus;
+use crate::model::word::Word;
 use crate::routing::Replay;
-use crate::source::ingest::error;
 use crate::store::{DeliveryQuery, EventQuery, collect_ids};
-use crate::telemetry::{ReplayKind, Replayed};
+use crate::telemetry::{ReplayKind, Replayed as ReplayedEvent};
+
+/// A 202 with its JSON answer: the action is queued, not done.
+type Accepted<T> = Result<(StatusCode, Json<T>), ApiError>;
 
 /// Most items one bulk request acts on, and the default.
 const BULK_MAX: usize = 100_000;
 const BULK_DEFAULT: usize = 1000;
 
 /// A bulk request's JSON body as query-style strings (numbers accepted).
-fn filter_body(body: &Bytes) -> Result<HashMap<String, String>, String> {
+fn filter_body(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(HashMap::new());
     }
-    let v: serde_json::Map<String, Value> = serde_json::from_slice(body)
-        .map_err(|e| format!("the body must be a JSON object of filters: {e}"))?;
+    let v: serde_json::Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("the body must be a JSON object of filters: {e}"))
+    })?;
     Ok(v.into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| {
@@ -45,55 +54,46 @@ fn filter_body(body: &Bytes) -> Result<HashMap<String, String>, String> {
 
 pub async fn replay_event(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
-) -> Response {
-    match state.router.replay(&id).await {
-        Ok(Replay::Queued) => {
-            state.telemetry.emit(Replayed {
+    JsonPath(id): JsonPath<EventId>,
+) -> Accepted<ReplayQueued> {
+    match state.router.replay(&id).await? {
+        Replay::Queued => {
+            state.telemetry.emit(ReplayedEvent {
                 kind: ReplayKind::Event,
                 count: 1,
             });
-            (
+            Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({"event": id, "status": "queued"})),
-            )
-                .into_response()
+                Json(ReplayQueued {
+                    event: id,
+                    status: Queued::Queued,
+                }),
+            ))
         }
-        Ok(Replay::NotFound) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no event {id:?}"),
-        ),
-        Ok(Replay::Pending) => error(
-            StatusCode::CONFLICT,
+        Replay::NotFound => Err(ApiError::not_found(format!("no event {id:?}"))),
+        Replay::Pending => Err(ApiError::conflict(
             "pending",
             format!("event {id:?} is still waiting to be routed; nothing to replay yet"),
-        ),
-        Err(e) => store_error(e),
+        )),
     }
 }
 
-pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
-    let filters = match filter_body(&body) {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
+pub async fn replay_events(
+    State(state): State<Arc<AdminState>>,
+    body: Bytes,
+) -> Accepted<Replayed> {
+    let filters = filter_body(&body)?;
     if !["source", "status", "since", "until"]
         .iter()
         .any(|k| filters.contains_key(*k))
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+        return Err(ApiError::bad_request(
             "say which events to replay: at least one of source, status, since, until",
-        );
+        ));
     }
-    let q = match event_query(&filters, BULK_MAX, BULK_DEFAULT) {
-        Ok(q) => q,
-        Err(e) => return bad_request(e),
-    };
+    let q = event_query(&filters, BULK_MAX, BULK_DEFAULT)?;
     let records = state.store.records.clone();
-    let ids = collect_ids(
+    let matched = collect_ids(
         q.limit,
         |limit, cursor| {
             let (records, q) = (records.clone(), q.clone());
@@ -105,149 +105,127 @@ pub async fn replay_events(State(state): State<Arc<AdminState>>, body: Bytes) ->
         },
         |e| e.id,
     )
-    .await;
+    .await?;
     // Marked one by one: each mark is a small write, and routing reads the
     // marks back a page at a time, so a bulk replay of 100 000 events holds
     // ids, not events, in memory.
-    let done = async {
-        let mut replayed = Vec::new();
-        for id in ids? {
-            if state.router.replay(&id).await? == Replay::Queued {
-                replayed.push(id);
-            }
+    let mut ids = Vec::new();
+    for id in matched {
+        if state.router.replay(&id).await? == Replay::Queued {
+            ids.push(id);
         }
-        anyhow::Ok(replayed)
     }
-    .await;
-    match done {
-        Ok(ids) => {
-            state.telemetry.emit(Replayed {
-                kind: ReplayKind::Event,
-                count: ids.len(),
-            });
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"replayed": ids.len(), "events": ids})),
-            )
-                .into_response()
-        }
-        Err(e) => store_error(e),
-    }
+    state.telemetry.emit(ReplayedEvent {
+        kind: ReplayKind::Event,
+        count: ids.len(),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Replayed {
+            replayed: ids.len(),
+            events: ids,
+        }),
+    ))
 }
 
 pub async fn retry_delivery(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
-) -> Response {
-    match state.dispatcher.retry_delivery(&id).await {
-        Ok(Retry::Scheduled) => {
-            state.telemetry.emit(Replayed {
+    JsonPath(id): JsonPath<DeliveryId>,
+) -> Accepted<RetryScheduled> {
+    match state.dispatcher.retry_delivery(&id).await? {
+        Retry::Scheduled => {
+            state.telemetry.emit(ReplayedEvent {
                 kind: ReplayKind::Delivery,
                 count: 1,
             });
-            (
+            Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({"delivery": id, "status": "scheduled"})),
-            )
-                .into_response()
+                Json(RetryScheduled {
+                    delivery: id,
+                    status: DeliveryStatus::Scheduled,
+                }),
+            ))
         }
-        Ok(Retry::NotFound) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no delivery {id:?}"),
-        ),
-        Ok(Retry::InFlight) => error(
-            StatusCode::CONFLICT,
+        Retry::NotFound => Err(ApiError::not_found(format!("no delivery {id:?}"))),
+        Retry::InFlight => Err(ApiError::conflict(
             "in_flight",
             format!("delivery {id:?} has an attempt in flight; its result decides what comes next"),
-        ),
-        Ok(Retry::NoTarget) => error(
-            StatusCode::CONFLICT,
+        )),
+        Retry::NoTarget => Err(ApiError::conflict(
             "no_target",
             format!("delivery {id:?} is for a target that is no longer configured"),
-        ),
-        Err(e) => store_error(e),
+        )),
     }
 }
 
-pub async fn retry_deliveries(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
-    let mut filters = match filter_body(&body) {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
+pub async fn retry_deliveries(
+    State(state): State<Arc<AdminState>>,
+    body: Bytes,
+) -> Accepted<Retried> {
+    let mut filters = filter_body(&body)?;
     filters
         .entry("status".into())
-        .or_insert_with(|| "dead".into());
-    let q = match delivery_query(&filters, BULK_MAX, BULK_DEFAULT) {
-        Ok(q) => q,
-        Err(e) => return bad_request(e),
-    };
+        .or_insert_with(|| DeliveryStatus::Dead.as_str().into());
+    let q = delivery_query(&filters, BULK_MAX, BULK_DEFAULT)?;
     let records = state.store.records.clone();
-    let retried = async {
-        let ids = collect_ids(
-            q.limit,
-            |limit, cursor| {
-                let (records, q) = (records.clone(), q.clone());
-                async move {
-                    records
-                        .list_deliveries(&DeliveryQuery { limit, cursor, ..q })
-                        .await
-                }
-            },
-            |d| d.id,
-        )
-        .await?;
-        state.dispatcher.retry_deliveries(ids).await
-    }
-    .await;
-    match retried {
-        Ok(n) => {
-            state.telemetry.emit(Replayed {
-                kind: ReplayKind::Delivery,
-                count: n,
-            });
-            (StatusCode::ACCEPTED, Json(json!({"retried": n}))).into_response()
-        }
-        Err(e) => store_error(e),
-    }
-}
-
-pub async fn targets(State(state): State<Arc<AdminState>>) -> Response {
-    Json(json!({"targets": state.dispatcher.target_statuses()})).into_response()
-}
-
-fn no_target(name: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no target {name:?} in the config"),
+    let ids = collect_ids(
+        q.limit,
+        |limit, cursor| {
+            let (records, q) = (records.clone(), q.clone());
+            async move {
+                records
+                    .list_deliveries(&DeliveryQuery { limit, cursor, ..q })
+                    .await
+            }
+        },
+        |d| d.id,
     )
+    .await?;
+    let n = state.dispatcher.retry_deliveries(ids).await?;
+    state.telemetry.emit(ReplayedEvent {
+        kind: ReplayKind::Delivery,
+        count: n,
+    });
+    Ok((StatusCode::ACCEPTED, Json(Retried { retried: n })))
+}
+
+pub async fn targets(State(state): State<Arc<AdminState>>) -> Json<TargetList> {
+    Json(TargetList {
+        targets: state.dispatcher.target_statuses(),
+    })
+}
+
+fn no_target(name: &str) -> ApiError {
+    ApiError::not_found(format!("no target {name:?} in the config"))
 }
 
 pub async fn target(
     State(state): State<Arc<AdminState>>,
     JsonPath(name): JsonPath<String>,
-) -> Response {
-    match state.dispatcher.target(&name) {
-        Some(t) => Json(state.dispatcher.target_status(t)).into_response(),
-        None => no_target(&name),
-    }
+) -> Result<Json<TargetStatus>, ApiError> {
+    let t = state
+        .dispatcher
+        .target(&name)
+        .ok_or_else(|| no_target(&name))?;
+    Ok(Json(state.dispatcher.target_status(t)))
 }
 
 pub async fn control_target(
     State(state): State<Arc<AdminState>>,
     JsonPath((name, action)): JsonPath<(String, String)>,
-) -> Response {
-    if !["pause", "resume", "enable"].contains(&action.as_str()) {
-        return error(
+) -> Result<Json<TargetStatus>, ApiError> {
+    // An unknown action is an unknown path, as it was before the actions
+    // shared one route.
+    let action = TargetAction::parse(&action).ok_or_else(|| {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "no_route",
             format!("no target action {action:?}; use pause, resume or enable"),
-        );
-    }
-    match state.dispatcher.control_target(&name, &action) {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => no_target(&name),
-        Err(e) => store_error(e),
-    }
+        )
+    })?;
+    state
+        .dispatcher
+        .control_target(&name, action)?
+        .map(Json)
+        .ok_or_else(|| no_target(&name))
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
-use crate::source::ingest::error;
+use crate::api::ApiError;
 
 /// Lets a request through when no token is configured or it carries
 /// `Authorization: Bearer <token>`.
@@ -31,11 +31,12 @@ pub async fn require_token(
     if given.is_some_and(|g| token_matches(g, token)) {
         next.run(request).await
     } else {
-        let mut r = error(
+        let mut r = ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this admin API needs `Authorization: Bearer <server.admin_token>`",
-        );
+        )
+        .into_response();
         r.headers_mut().insert(
             axum::http::header::WWW_AUTHENTICATE,
             axum::http::HeaderValue::from_static("Bearer"),

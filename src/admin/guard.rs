@@ -15,10 +15,10 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::AdminState;
-use crate::source::ingest::error;
+use crate::api::ApiError;
 
 /// Paths any `Host` may reach: liveness probes (a load balancer or an
 /// orchestrator asks by whatever name it likes) and they reveal nothing.
@@ -56,6 +56,12 @@ impl Refusal {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        ApiError::new(r.status(), r.code(), r.to_string())
+    }
+}
+
 /// Runs [`check`] on every request except [`OPEN_PATHS`].
 pub async fn refuse_browser_attacks(
     State(state): State<Arc<AdminState>>,
@@ -78,7 +84,7 @@ pub async fn refuse_browser_attacks(
                 reason = refusal.code(),
                 "admin request refused: {refusal}"
             );
-            error(refusal.status(), refusal.code(), refusal.to_string())
+            ApiError::from(refusal).into_response()
         }
     }
 }

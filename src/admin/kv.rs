@@ -4,16 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::AdminState;
+use crate::api::ApiError;
+use crate::api::extract::JsonPath;
+use crate::api::types::{Body, KvDeleted, KvKey, KvKeys, KvValue};
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-use super::list::bad_request;
-use super::{AdminState, body_json, store_error};
-use crate::extract::JsonPath;
-use crate::source::ingest::error;
 
 /// Keys per page, by default and at most.
 const DEFAULT_LIMIT: usize = 100;
@@ -24,45 +20,42 @@ pub async fn list(
     State(state): State<Arc<AdminState>>,
     JsonPath(plugin): JsonPath<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Json<KvKeys>, ApiError> {
     let limit = match q.get("limit").map(|v| v.parse::<usize>()) {
         None => DEFAULT_LIMIT,
         Some(Ok(n)) if n >= 1 => n.min(MAX_LIMIT),
-        Some(_) => return bad_request("limit: must be a positive number".into()),
+        Some(_) => return Err(ApiError::bad_request("limit: must be a positive number")),
     };
     let prefix = q.get("prefix").cloned().unwrap_or_default();
     let cursor = q.get("cursor").cloned();
-    match state
+    let page = state
         .store
         .kv_admin
         .kv_list(&plugin, &prefix, cursor.as_deref(), limit)
-        .await
-    {
-        Ok(page) => Json(json!({
-            "plugin": plugin,
-            "keys": page
-                .items
-                .into_iter()
-                .map(|(key, size)| json!({ "key": key, "size": size }))
-                .collect::<Vec<_>>(),
-            "next_cursor": page.next_cursor,
-        }))
-        .into_response(),
-        Err(e) => store_error(e),
-    }
+        .await?;
+    Ok(Json(KvKeys {
+        plugin,
+        keys: page
+            .items
+            .into_iter()
+            .map(|(key, size)| KvKey { key, size })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// `GET /admin/plugins/{name}/kv/{key}`
 pub async fn get(
     State(state): State<Arc<AdminState>>,
     JsonPath((plugin, key)): JsonPath<(String, String)>,
-) -> Response {
-    match state.store.kv_admin.kv_value(&plugin, &key).await {
-        Ok(Some(v)) => {
-            Json(json!({ "plugin": plugin, "key": key, "value": body_json(&v) })).into_response()
-        }
-        Ok(None) => not_found(&plugin, &key),
-        Err(e) => store_error(e),
+) -> Result<Json<KvValue>, ApiError> {
+    match state.store.kv_admin.kv_value(&plugin, &key).await? {
+        Some(v) => Ok(Json(KvValue {
+            plugin,
+            key,
+            value: Body::of(&v),
+        })),
+        None => Err(not_found(&plugin, &key)),
     }
 }
 
@@ -71,21 +64,18 @@ pub async fn get(
 pub async fn delete(
     State(state): State<Arc<AdminState>>,
     JsonPath((plugin, key)): JsonPath<(String, String)>,
-) -> Response {
-    match state.store.kv_admin.kv_delete(&plugin, &key).await {
-        Ok(true) => {
-            tracing::info!(plugin = %plugin, key = %key, "operator deleted a plugin KV key");
-            Json(json!({ "plugin": plugin, "key": key, "deleted": true })).into_response()
-        }
-        Ok(false) => not_found(&plugin, &key),
-        Err(e) => store_error(e),
+) -> Result<Json<KvDeleted>, ApiError> {
+    if !state.store.kv_admin.kv_delete(&plugin, &key).await? {
+        return Err(not_found(&plugin, &key));
     }
+    tracing::info!(plugin = %plugin, key = %key, "operator deleted a plugin KV key");
+    Ok(Json(KvDeleted {
+        plugin,
+        key,
+        deleted: true,
+    }))
 }
 
-fn not_found(plugin: &str, key: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("plugin {plugin:?} has no KV key {key:?}"),
-    )
+fn not_found(plugin: &str, key: &str) -> ApiError {
+    ApiError::not_found(format!("plugin {plugin:?} has no KV key {key:?}"))
 }

@@ -5,23 +5,19 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
-use super::{AdminState, body_json, store_error};
+use super::AdminState;
+use crate::api::ApiError;
+use crate::api::extract::{JsonPath, JsonQuery};
+use crate::api::types::{DeliveryList, DeliveryView, EventList};
 use crate::config::parse_time;
-use crate::extract::{JsonPath, JsonQuery};
-use crate::source::ingest::error;
+use crate::model::id::DeliveryId;
+use crate::model::word::Word;
 use crate::store::{DeliveryQuery, EventQuery};
 
 /// Page size when none is asked for, and the most one page may hold.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
-
-pub(super) fn bad_request(message: String) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad_request", message)
-}
 
 /// Reads `since`/`until` (unix ms or RFC 3339) and `limit` from a query.
 pub(super) struct Common {
@@ -30,22 +26,25 @@ pub(super) struct Common {
     pub limit: usize,
 }
 
-/// Query problems are reported as text; handlers turn them into a 400.
 pub(super) fn common(
     q: &HashMap<String, String>,
     max: usize,
     default: usize,
-) -> Result<Common, String> {
+) -> Result<Common, ApiError> {
     let time = |k: &str| {
         q.get(k)
-            .map(|v| parse_time(k, v).map_err(|e| format!("{e:#}")))
+            .map(|v| parse_time(k, v).map_err(|e| ApiError::bad_request(format!("{e:#}"))))
             .transpose()
     };
     let limit = match q.get("limit") {
         None => default,
         Some(v) => match v.parse::<usize>() {
             Ok(n) if n >= 1 => n.min(max),
-            _ => return Err(format!("limit: {v:?} is not a positive number")),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: {v:?} is not a positive number"
+                )));
+            }
         },
     };
     Ok(Common {
@@ -55,30 +54,29 @@ pub(super) fn common(
     })
 }
 
-pub(super) fn one_of(
-    q: &HashMap<String, String>,
-    key: &str,
-    allowed: &[&str],
-) -> Result<Option<String>, String> {
-    match q.get(key) {
-        None => Ok(None),
-        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-        Some(v) => Err(format!("{key}: {v:?} is not one of {}", allowed.join(", "))),
-    }
+/// The word `key` names, if given, from the words `W` allows.
+pub(super) fn word<W: Word>(q: &HashMap<String, String>, key: &str) -> Result<Option<W>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            W::parse(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{key}: {v:?} is not one of {}",
+                    W::names().join(", ")
+                ))
+            })
+        })
+        .transpose()
 }
-
-pub(super) const EVENT_STATUSES: &[&str] = &["pending", "routed", "dropped", "failed"];
-pub(super) const DELIVERY_STATUSES: &[&str] = &["scheduled", "delivered", "dead"];
 
 pub(super) fn event_query(
     q: &HashMap<String, String>,
     max: usize,
     default: usize,
-) -> Result<EventQuery, String> {
+) -> Result<EventQuery, ApiError> {
     let c = common(q, max, default)?;
     Ok(EventQuery {
         source: q.get("source").cloned(),
-        status: one_of(q, "status", EVENT_STATUSES)?,
+        status: word(q, "status")?,
         since: c.since,
         until: c.until,
         limit: c.limit,
@@ -90,10 +88,10 @@ pub(super) fn delivery_query(
     q: &HashMap<String, String>,
     max: usize,
     default: usize,
-) -> Result<DeliveryQuery, String> {
+) -> Result<DeliveryQuery, ApiError> {
     let c = common(q, max, default)?;
     Ok(DeliveryQuery {
-        status: one_of(q, "status", DELIVERY_STATUSES)?,
+        status: word(q, "status")?,
         target: q.get("target").cloned(),
         event: q.get("event").cloned(),
         since: c.since,
@@ -106,62 +104,35 @@ pub(super) fn delivery_query(
 pub async fn events(
     State(state): State<Arc<AdminState>>,
     JsonQuery(q): JsonQuery<HashMap<String, String>>,
-) -> Response {
-    let query = match event_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    match state.store.records.list_events(&query).await {
-        Ok(page) => {
-            Json(json!({"events": page.items, "next_cursor": page.next_cursor})).into_response()
-        }
-        Err(e) => store_error(e),
-    }
+) -> Result<Json<EventList>, ApiError> {
+    let query = event_query(&q, MAX_LIMIT, DEFAULT_LIMIT)?;
+    let page = state.store.records.list_events(&query).await?;
+    Ok(Json(EventList {
+        events: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub async fn deliveries(
     State(state): State<Arc<AdminState>>,
     JsonQuery(q): JsonQuery<HashMap<String, String>>,
-) -> Response {
-    let query = match delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT) {
-        Ok(v) => v,
-        Err(e) => return bad_request(e),
-    };
-    match state.store.records.list_deliveries(&query).await {
-        Ok(page) => Json(json!({
-            "deliveries": page.items,
-            "next_cursor": page.next_cursor,
-        }))
-        .into_response(),
-        Err(e) => store_error(e),
-    }
+) -> Result<Json<DeliveryList>, ApiError> {
+    let query = delivery_query(&q, MAX_LIMIT, DEFAULT_LIMIT)?;
+    let page = state.store.records.list_deliveries(&query).await?;
+    Ok(Json(DeliveryList {
+        deliveries: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 pub async fn delivery(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
-) -> Response {
+    JsonPath(id): JsonPath<DeliveryId>,
+) -> Result<Json<DeliveryView>, ApiError> {
     let store = &state.store.records;
-    let view = async {
-        let Some(d) = store.delivery(&id).await? else {
-            return Ok(None);
-        };
-        let mut v = serde_json::to_value(&d)?;
-        v["body"] = match &d.body {
-            Some(b) => body_json(b),
-            None => Value::Null,
-        };
-        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id).await?)?;
-        anyhow::Ok(Some(v))
-    }
-    .await;
-    match view {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no delivery {id:?}"),
-        ),
-        Err(e) => store_error(e),
-    }
+    let Some(d) = store.delivery(&id).await? else {
+        return Err(ApiError::not_found(format!("no delivery {id:?}")));
+    };
+    let attempts = store.attempts(&d.id).await?;
+    Ok(Json(DeliveryView::of(d, attempts)))
 }

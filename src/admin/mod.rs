@@ -15,18 +15,19 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::api::ApiError;
+use crate::api::extract::JsonPath;
+use crate::api::types::{DeliveryView, EventRecord, EventView, OutcomeView};
 use crate::config::Config;
 use crate::delivery::Dispatcher;
-use crate::extract::JsonPath;
-use crate::model::records::Event;
+use crate::model::id::EventId;
+use crate::model::records::EventState;
 use crate::plugin::Plugins;
 use crate::routing::Router as EventRouter;
-use crate::source::ingest::error;
 use crate::source::rejections::RecentRejections;
 use crate::store::{Records, Store};
 use crate::telemetry::{CONTENT_TYPE, Telemetry};
@@ -108,20 +109,11 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .with_state(state)
 }
 
-async fn no_route(uri: axum::http::Uri) -> Response {
-    error(
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
         format!("no admin endpoint {}; see docs/admin-api.md", uri.path()),
-    )
-}
-
-/// A store failure as a 500 the operator can read.
-pub(crate) fn store_error(e: anyhow::Error) -> Response {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "store_error",
-        format!("{e:#}"),
     )
 }
 
@@ -169,22 +161,6 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Body as text when it is UTF-8 (what people want to read), always also as
-/// base64 (what scripts need for exact bytes).
-pub(crate) fn body_json(body: &[u8]) -> Value {
-    json!({
-        "size": body.len(),
-        "text": std::str::from_utf8(body).ok(),
-        "base64": base64::engine::general_purpose::STANDARD.encode(body),
-    })
-}
-
-fn event_json(e: &Event) -> Value {
-    let mut v = serde_json::to_value(e).unwrap_or_default();
-    v["body"] = body_json(&e.body);
-    v
-}
-
 /// Deliveries shown with an event per page, by default and at most: an
 /// event may fan out to thousands, and a view of all of them at once was
 /// tens of MB of JSON.
@@ -196,26 +172,23 @@ const OUTCOME_IDS_SHOWN: usize = 100;
 
 async fn show_event(
     State(state): State<Arc<AdminState>>,
-    JsonPath(id): JsonPath<String>,
+    JsonPath(id): JsonPath<EventId>,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Json<EventView>, ApiError> {
     let limit = match q.get("deliveries_limit").map(|v| v.parse::<usize>()) {
         None => EVENT_DELIVERIES_DEFAULT,
         Some(Ok(n)) if n >= 1 => n.min(EVENT_DELIVERIES_MAX),
         Some(_) => {
-            return list::bad_request("deliveries_limit: must be a positive number".to_string());
+            return Err(ApiError::bad_request(
+                "deliveries_limit: must be a positive number",
+            ));
         }
     };
     let cursor = q.get("deliveries_cursor").cloned();
-    match event_view(&*state.store.records, &id, cursor.as_deref(), limit).await {
-        Ok(Some(v)) => Json(v).into_response(),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no event {id:?}"),
-        ),
-        Err(e) => store_error(e),
-    }
+    event_view(&*state.store.records, &id, cursor.as_deref(), limit)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no event {id:?}")))
 }
 
 /// The event with its outcome and one page of its deliveries with their
@@ -225,45 +198,33 @@ pub async fn event_view(
     id: &str,
     deliveries_after: Option<&str>,
     deliveries_limit: usize,
-) -> anyhow::Result<Option<Value>> {
+) -> anyhow::Result<Option<EventView>> {
     let Some(event) = store.event(id).await? else {
         return Ok(None);
     };
     let outcome = store.outcome(id).await?;
-    let status = match &outcome {
-        Some(o) => serde_json::to_value(o.status)?,
-        None => json!("pending"),
-    };
+    let status = outcome
+        .as_ref()
+        .map_or(EventState::Pending, |o| o.status.into());
     let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
     let page = store
         .deliveries_of_event(id, deliveries_after, deliveries_limit)
         .await?;
     let mut deliveries = Vec::with_capacity(page.items.len());
-    for d in &page.items {
-        let mut v = serde_json::to_value(d)?;
-        v["body"] = match &d.body {
-            Some(b) => body_json(b),
-            None => Value::Null,
-        };
-        v["attempt_log"] = serde_json::to_value(store.attempts(&d.id).await?)?;
-        deliveries.push(v);
+    for d in page.items {
+        let attempts = store.attempts(&d.id).await?;
+        deliveries.push(DeliveryView::of(d, attempts));
     }
-    let mut outcome = serde_json::to_value(&outcome)?;
-    if let Some(ids) = outcome.get_mut("deliveries").and_then(Value::as_array_mut) {
+    Ok(Some(EventView {
+        event: EventRecord::of(event),
+        status,
+        pending_reason,
         // The ids are in `deliveries`, a page at a time; here only a count
         // and the first few.
-        let total = ids.len();
-        ids.truncate(OUTCOME_IDS_SHOWN);
-        outcome["deliveries_total"] = json!(total);
-    }
-    Ok(Some(json!({
-        "event": event_json(&event),
-        "status": status,
-        "pending_reason": pending_reason,
-        "outcome": outcome,
-        "deliveries": deliveries,
-        "deliveries_next_cursor": page.next_cursor,
-    })))
+        outcome: outcome.map(|o| OutcomeView::of(o, OUTCOME_IDS_SHOWN)),
+        deliveries,
+        deliveries_next_cursor: page.next_cursor,
+    }))
 }
 
 #[cfg(test)]

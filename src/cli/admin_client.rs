@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::api::ErrorBody;
+
 /// Why an admin request gave no answer to show. The variants exist because
 /// each calls for a different fix: a wrong address, a server-side refusal,
 /// or a server that answered something that is not the admin API.
@@ -167,9 +169,17 @@ impl AdminClient {
     }
 }
 
-/// The server's own `{"error","message"}` when it sent one; otherwise
-/// whatever text came back (a proxy's page), shortened, or the status name.
+/// The server's own [`ErrorBody`] when it sent one; otherwise what another
+/// JSON answer says (`error`, `message`, `code`), whatever text came back (a
+/// proxy's page) shortened, or the status name.
 fn http_error(status: StatusCode, body: &[u8]) -> AdminError {
+    if let Ok(ErrorBody { error, code }) = serde_json::from_slice(body) {
+        return AdminError::Http {
+            status: status.as_u16(),
+            code,
+            message: error,
+        };
+    }
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let field = |name: &str| {
         json.as_ref()
@@ -177,8 +187,8 @@ fn http_error(status: StatusCode, body: &[u8]) -> AdminError {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    // docs/admin-api.md says {"error": code, "message": text}; hookyard's
-    // shared error helper sends {"error": text, "code": code}. Read both.
+    // Something in front of hookyard (a proxy) may answer
+    // {"error": code, "message": text}.
     let (code, message) = match (field("message"), field("code")) {
         (Some(message), _) => (field("error").unwrap_or_default(), Some(message)),
         (None, Some(code)) => (code, field("error")),

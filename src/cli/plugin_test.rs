@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::model::id::{new_id, now_ms};
+use crate::model::id::{EventId, now_ms};
 use crate::model::records::Event;
 use crate::plugin::{CallError, Level, PluginOutcome, Plugins, to_plugin_event};
 use crate::store::sled::SledStore;
@@ -82,7 +82,7 @@ fn load_event(run: &TestRun) -> Result<Event> {
         None => b"{}".to_vec(),
     };
     let mut event = Event {
-        id: new_id("evt"),
+        id: EventId::generate(),
         source: run.source.clone(),
         received_at: now_ms(),
         method: "POST".into(),
@@ -100,7 +100,7 @@ fn load_event(run: &TestRun) -> Result<Event> {
     };
     match description {
         Some(d) => {
-            event.id = d.id.unwrap_or(event.id);
+            event.id = d.id.map_or(event.id, EventId::from);
             event.source = d.source.unwrap_or(event.source);
             event.method = d.method.unwrap_or(event.method);
             event.path = d.path.unwrap_or(format!("/hooks/{}", event.source));

@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use base64::Engine as _;
 
-use crate::delivery::signing;
+use crate::webhooks::standard::{self, Secret};
 
 struct SinkState {
-    key: Option<Vec<u8>>,
+    key: Option<Secret>,
     status: StatusCode,
     seen: AtomicU64,
 }
@@ -22,12 +21,7 @@ struct SinkState {
 /// Runs the sink until Ctrl-C.
 pub async fn run(listen: SocketAddr, secret: Option<String>, status: u16) -> Result<()> {
     let key = secret
-        .map(|s| {
-            let b64 = s.strip_prefix("whsec_").unwrap_or(&s).to_string();
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .context("--secret: expected whsec_<base64>")
-        })
+        .map(|s| Secret::parse(&s).map_err(|e| anyhow::anyhow!("--secret: {e}")))
         .transpose()?;
     let state = Arc::new(SinkState {
         key,
@@ -71,23 +65,20 @@ fn receive(
     };
     let signature = match &state.key {
         None => "not checked (no --secret)".to_string(),
-        Some(key) => {
-            let expected = signing::sign(
-                key,
-                get("webhook-id"),
-                get("webhook-timestamp").parse().unwrap_or(0),
-                &body,
-            );
-            if get("webhook-signature").split(' ').any(|s| s == expected) {
-                "valid".to_string()
-            } else {
-                "INVALID".to_string()
-            }
-        }
+        Some(key) => match standard::verify(
+            std::slice::from_ref(key),
+            get(standard::ID),
+            get(standard::TIMESTAMP).parse().unwrap_or(0),
+            &body,
+            get(standard::SIGNATURE),
+        ) {
+            Ok(()) => "valid".to_string(),
+            Err(e) => format!("INVALID ({e})"),
+        },
     };
     println!(
         "#{n} {method} {uri}  webhook-id={}  signature {signature}",
-        get("webhook-id")
+        get(standard::ID)
     );
     for (k, v) in &headers {
         if k.as_str().starts_with("x-") || k == "content-type" {

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde_json::Value;
-
 /// Cells wider than this are cut, so one long error message cannot push
 /// every other column off the screen.
 const DEFAULT_MAX_WIDTH: usize = 48;
@@ -119,11 +117,6 @@ pub fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// A JSON time field (unix ms) or `-` when absent.
-pub fn time_of(v: &Value) -> String {
-    v.as_u64().map(time).unwrap_or_else(|| "-".to_string())
-}
-
 /// Bytes in the largest unit that keeps the number under 1024.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -148,22 +141,22 @@ pub fn millis(ms: f64) -> String {
     }
 }
 
-/// A JSON scalar as a cell: strings bare, null as `-`.
-pub fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_string(),
-        Value::String(s) if s.is_empty() => "-".to_string(),
-        Value::String(s) => s.clone(),
-        Value::Bool(true) => "yes".to_string(),
-        Value::Bool(false) => "no".to_string(),
-        other => other.to_string(),
+/// Text as a cell: `-` when there is none, or it is empty.
+pub fn text(s: Option<&str>) -> String {
+    match s {
+        None | Some("") => "-".to_string(),
+        Some(s) => s.to_string(),
     }
+}
+
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
 }
 
 /// A 0..=1 ratio as a percentage with one decimal, `-` when unknown (a
 /// target with no attempts yet has no rate).
-pub fn percent(v: &Value) -> String {
-    match v.as_f64() {
+pub fn percent(ratio: Option<f64>) -> String {
+    match ratio {
         Some(r) => format!("{:.1}", r * 100.0),
         None => "-".to_string(),
     }
@@ -172,7 +165,6 @@ pub fn percent(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn columns_fit_the_widest_cell_and_numbers_align_right() {
@@ -213,11 +205,6 @@ mod tests {
         assert_eq!(time(0), "1970-01-01T00:00:00Z");
         assert_eq!(time(1_763_892_000_999), "2025-11-23T10:00:00Z");
         assert_eq!(time(u64::MAX), u64::MAX.to_string());
-        assert_eq!(
-            time_of(&json!(1_763_892_000_000u64)),
-            "2025-11-23T10:00:00Z"
-        );
-        assert_eq!(time_of(&Value::Null), "-");
     }
 
     #[test]
@@ -231,14 +218,13 @@ mod tests {
     }
 
     #[test]
-    fn json_cells() {
-        assert_eq!(text(&json!(null)), "-");
-        assert_eq!(text(&json!("")), "-");
-        assert_eq!(text(&json!("HTTP 500")), "HTTP 500");
-        assert_eq!(text(&json!(3)), "3");
-        assert_eq!(text(&json!(true)), "yes");
-        assert_eq!(percent(&json!(0.968)), "96.8");
-        assert_eq!(percent(&json!(1)), "100.0");
-        assert_eq!(percent(&Value::Null), "-");
+    fn cells() {
+        assert_eq!(text(None), "-");
+        assert_eq!(text(Some("")), "-");
+        assert_eq!(text(Some("HTTP 500")), "HTTP 500");
+        assert_eq!(yes_no(true), "yes");
+        assert_eq!(percent(Some(0.968)), "96.8");
+        assert_eq!(percent(Some(1.0)), "100.0");
+        assert_eq!(percent(None), "-");
     }
 }

@@ -12,6 +12,7 @@
 use reqwest::header::{HeaderName, HeaderValue};
 
 use crate::model::records::RefusedHeader;
+use crate::webhooks::standard;
 
 /// Most headers a plugin may set on one delivery.
 pub const MAX_HEADERS: usize = 64;
@@ -33,9 +34,9 @@ const RESERVED: &[(&str, &str)] = &[
     ("te", "hop-by-hop"),
     ("trailer", "hop-by-hop"),
     ("upgrade", "hop-by-hop"),
-    ("webhook-id", "hookyard signs deliveries and sets it"),
-    ("webhook-timestamp", "hookyard signs deliveries and sets it"),
-    ("webhook-signature", "hookyard signs deliveries and sets it"),
+    (standard::ID, "hookyard signs deliveries and sets it"),
+    (standard::TIMESTAMP, "hookyard signs deliveries and sets it"),
+    (standard::SIGNATURE, "hookyard signs deliveries and sets it"),
 ];
 
 /// Splits a plugin's headers into those that will be sent (names

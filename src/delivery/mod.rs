@@ -12,7 +12,6 @@ pub mod headers;
 pub mod ops;
 pub mod retry;
 pub mod send;
-pub mod signing;
 pub mod ssrf;
 pub mod state;
 

@@ -5,11 +5,12 @@
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
-use serde_json::{Value, json};
 
 use super::{Dispatcher, Target};
-use crate::model::id::now_ms;
+use crate::api::types::{AttemptCounts, PolicyView, TargetAction, TargetStatus};
+use crate::model::id::{DeliveryId, now_ms};
 use crate::model::records::DeliveryStatus;
+use crate::model::word::Word;
 use crate::store::Rescheduled;
 
 /// Result of asking for a delivery to be retried.
@@ -25,62 +26,63 @@ pub enum Retry {
 
 impl Dispatcher {
     /// A target's health as the admin API shows it.
-    pub fn target_status(&self, t: &Target) -> Value {
+    pub fn target_status(&self, t: &Target) -> TargetStatus {
         let now = now_ms();
         let s = t.state();
         let p = &t.config.policy;
-        json!({
-            "name": t.name,
-            "url": crate::config::redact_url(&t.config.url),
-            "state": s.circuit(now),
-            "paused": s.control.paused,
-            "disabled": s.control.disabled,
-            "in_flight": s.in_flight,
-            "scheduled": t.scheduled.load(Ordering::Relaxed).max(0),
-            "dead": t.dead(),
-            "attempts": {"succeeded": s.succeeded, "failed": s.failed},
-            "success_rate": s.success_rate(),
-            "consecutive_failures": s.control.consecutive_failures,
-            "last_error": s.last_error,
-            "last_error_at": s.last_error_at,
-            "last_success_at": s.last_success_at,
-            "opened_until": s.control.open_until,
-            "policy": {
-                "max_in_flight": p.max_in_flight,
-                "rate_per_second": p.rate_limit.map(|(r, _)| r),
-                "rate_burst": p.rate_limit.map(|(_, b)| b),
-                "max_attempts": t.config.max_attempts(),
-                "timeout_ms": p.timeout.as_millis() as u64,
-                "breaker_failures": p.breaker_failures,
-                "breaker_cooldown_ms": p.breaker_cooldown.as_millis() as u64,
-                "disable_after_ms": p.disable_after.as_millis() as u64,
-                "allow_private": p.allow_private,
+        TargetStatus {
+            name: t.name.clone(),
+            url: crate::config::redact_url(&t.config.url),
+            state: s.circuit_state(now),
+            paused: s.control.paused,
+            disabled: s.control.disabled.clone(),
+            in_flight: s.in_flight,
+            scheduled: t.scheduled.load(Ordering::Relaxed).max(0) as u64,
+            dead: t.dead() as u64,
+            attempts: AttemptCounts {
+                succeeded: s.succeeded,
+                failed: s.failed,
             },
-        })
+            success_rate: s.success_rate(),
+            consecutive_failures: s.control.consecutive_failures,
+            last_error: s.last_error.clone(),
+            last_error_at: s.last_error_at,
+            last_success_at: s.last_success_at,
+            opened_until: s.control.open_until,
+            policy: PolicyView {
+                max_in_flight: p.max_in_flight,
+                rate_per_second: p.rate_limit.map(|(r, _)| r),
+                rate_burst: p.rate_limit.map(|(_, b)| b),
+                max_attempts: t.config.max_attempts(),
+                timeout_ms: p.timeout.as_millis() as u64,
+                breaker_failures: p.breaker_failures,
+                breaker_cooldown_ms: p.breaker_cooldown.as_millis() as u64,
+                disable_after_ms: p.disable_after.as_millis() as u64,
+                allow_private: p.allow_private,
+            },
+        }
     }
 
     /// Every target's status.
-    pub fn target_statuses(&self) -> Vec<Value> {
+    pub fn target_statuses(&self) -> Vec<TargetStatus> {
         self.targets().map(|t| self.target_status(t)).collect()
     }
 
-    /// Applies an operator action (`pause`, `resume`, `enable`); `None`
-    /// for an unknown target.
-    pub fn control_target(&self, name: &str, action: &str) -> Result<Option<Value>> {
+    /// Applies an operator action; `None` for an unknown target.
+    pub fn control_target(&self, name: &str, action: TargetAction) -> Result<Option<TargetStatus>> {
         let Some(t) = self.target(name) else {
             return Ok(None);
         };
         let control = {
             let mut s = t.state();
             match action {
-                "pause" => s.control.paused = true,
-                "resume" => s.control.paused = false,
-                "enable" => s.enable(),
-                other => anyhow::bail!("unknown target action {other:?}"),
+                TargetAction::Pause => s.control.paused = true,
+                TargetAction::Resume => s.control.paused = false,
+                TargetAction::Enable => s.enable(),
             }
             s.control.clone()
         };
-        tracing::info!(target_name = %name, action, "operator changed the target");
+        tracing::info!(target_name = %name, action = action.as_str(), "operator changed the target");
         self.save_control(name, &control);
         t.wake.notify_one();
         Ok(Some(self.target_status(t)))
@@ -125,7 +127,7 @@ impl Dispatcher {
 
     /// Retries each of `ids` (a bulk retry's matches, collected first);
     /// returns how many were scheduled.
-    pub async fn retry_deliveries(&self, ids: Vec<String>) -> Result<usize> {
+    pub async fn retry_deliveries(&self, ids: Vec<DeliveryId>) -> Result<usize> {
         let mut n = 0;
         for id in ids {
             if self.retry_delivery(&id).await? == Retry::Scheduled {

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{retry, signing};
+use super::retry;
 use crate::config::{TargetConfig, TargetPolicy};
 use crate::model::id::now_ms;
 use crate::model::records::{Attempt, Delivery, DeliveryStatus};
 use crate::store::{DeliveryQueue, Recorded};
 use crate::telemetry::{AttemptResult, DeliveryEnd};
+use crate::webhooks::standard;
 
 /// How much of a response body is kept with the attempt.
 const KEPT_RESPONSE: usize = 4096;
@@ -115,25 +116,27 @@ pub async fn attempt(
             headers.insert(k, v);
         }
     }
-    headers.insert("webhook-id", HeaderValue::from_str(&delivery.id)?);
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    headers.insert(standard::ID, HeaderValue::from_str(&delivery.id)?);
+    headers.insert(standard::TIMESTAMP, HeaderValue::from(timestamp));
     let keys = target.signing_keys(started_at);
     if !keys.is_empty() {
         // During a rotation both signatures go, space-separated: receivers
         // accept the message if any one verifies.
         let sig = keys
             .iter()
-            .map(|k| signing::sign(k, &delivery.id, timestamp, &body))
+            .map(|k| standard::sign(k, &delivery.id, timestamp, &body))
             .collect::<Vec<_>>()
             .join(" ");
-        headers.insert("webhook-signature", HeaderValue::from_str(&sig)?);
+        headers.insert(standard::SIGNATURE, HeaderValue::from_str(&sig)?);
     }
 
     let clock = Instant::now();
     let refused = if policy.allow_private {
         None
     } else {
-        super::ssrf::check_url_host(&target.url).err()
+        super::ssrf::check_url_host(&target.url)
+            .err()
+            .map(|r| r.to_string())
     };
     let (status_code, error, response_body, retry_after, result) = match refused {
         Some(reason) => (
@@ -311,9 +314,9 @@ fn describe(e: reqwest::Error, timeout: Duration) -> (String, AttemptResult) {
             format!("timed out after {timeout:?}"),
             AttemptResult::Timeout,
         )
-    } else if last.starts_with("refused:") {
+    } else if let Some(refused) = super::ssrf::refusal_in(&e) {
         // The SSRF guard's resolver said no.
-        (last, AttemptResult::Refused)
+        (refused.to_string(), AttemptResult::Refused)
     } else if e.is_connect() {
         (
             format!("connection failed: {last}"),

@@ -40,12 +40,41 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Why the guard would not let a delivery connect. The resolver's refusal
+/// reaches the attempt through reqwest's error chain, so it is a type the
+/// attempt finds there by downcasting, not a message it recognises.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The URL names no host at all (only possible outside http/https).
+    #[error("refused: {0} has no host")]
+    NoHost(String),
+    /// The host is an IP literal in a forbidden range.
+    #[error("refused: {ip} is {}; {HINT}", describe(reason))]
+    Literal { ip: IpAddr, reason: &'static str },
+    /// The name resolved to one address, and it is forbidden.
+    #[error("refused: {host} resolves to {ip}, {}; {HINT}", describe(reason))]
+    Resolved {
+        host: String,
+        ip: IpAddr,
+        reason: &'static str,
+    },
+    /// The name resolved to several addresses, every one forbidden.
+    #[error(
+        "refused: {host} resolves only to forbidden addresses: {}; {HINT}",
+        list(addrs)
+    )]
+    ResolvedOnly {
+        host: String,
+        addrs: Vec<(IpAddr, &'static str)>,
+    },
+}
+
 /// Refuses a URL whose host is an IP literal in a forbidden range.
 ///
 /// Needed alongside [`GuardedResolver`] because reqwest connects to IP
 /// literals directly, without asking the resolver. Domain names pass here:
 /// they are checked when they are resolved, at connect time.
-pub fn check_url_host(url: &url::Url) -> Result<(), String> {
+pub fn check_url_host(url: &url::Url) -> Result<(), Refused> {
     let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -56,17 +85,17 @@ pub fn check_url_host(url: &url::Url) -> Result<(), String> {
             Ok(ip) => ip,
             Err(_) => return Ok(()),
         },
-        None => {
-            return Err(format!(
-                "refused: {} has no host",
-                crate::config::redact_url(url)
-            ));
-        }
+        None => return Err(Refused::NoHost(crate::config::redact_url(url))),
     };
     match forbidden_reason(ip) {
-        Some(reason) => Err(format!("refused: {ip} is {}; {HINT}", describe(reason))),
+        Some(reason) => Err(Refused::Literal { ip, reason }),
         None => Ok(()),
     }
+}
+
+/// The guard's refusal somewhere in an error's chain of sources.
+pub fn refusal_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<Refused>())
 }
 
 /// DNS resolver for the delivery client that never hands reqwest a
@@ -95,10 +124,15 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Keeps the allowed addresses, or explains why there are none.
-fn filter_addrs(host: &str, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+/// Keeps the allowed addresses, or explains why there are none: a
+/// [`Refused`] when every address is forbidden (boxed as itself, so the
+/// attempt can find it), a plain message when there were none at all.
+fn filter_addrs(
+    host: &str,
+    resolved: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
     if resolved.is_empty() {
-        return Err(format!("{host} resolved to no addresses"));
+        return Err(format!("{host} resolved to no addresses").into());
     }
     let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
         .into_iter()
@@ -114,35 +148,34 @@ fn filter_addrs(host: &str, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>
         .collect();
 
     if allowed.is_empty() {
-        return Err(match refused.as_slice() {
-            [(ip, reason)] => {
-                format!(
-                    "refused: {host} resolves to {ip}, {}; {HINT}",
-                    describe(reason)
-                )
-            }
-            _ => {
-                let list: Vec<String> = refused
-                    .iter()
-                    .map(|(ip, reason)| format!("{ip} ({reason})"))
-                    .collect();
-                format!(
-                    "refused: {host} resolves only to forbidden addresses: {}; {HINT}",
-                    list.join(", ")
-                )
-            }
-        });
+        let host = host.to_string();
+        return Err(Box::new(match refused.as_slice() {
+            [(ip, reason)] => Refused::Resolved {
+                host,
+                ip: *ip,
+                reason,
+            },
+            _ => Refused::ResolvedOnly {
+                host,
+                addrs: refused,
+            },
+        }));
     }
     if !refused.is_empty() {
         // A name mixing public and private answers is worth an operator's
         // attention: it is what a rebinding attempt looks like.
-        let dropped: Vec<String> = refused
-            .iter()
-            .map(|(ip, reason)| format!("{ip} ({reason})"))
-            .collect();
-        tracing::warn!(host, dropped = %dropped.join(", "), "dropped forbidden addresses from DNS answer");
+        tracing::warn!(host, dropped = %list(&refused), "dropped forbidden addresses from DNS answer");
     }
     Ok(allowed)
+}
+
+/// "127.0.0.1 (loopback), ::1 (loopback)" for messages.
+fn list(addrs: &[(IpAddr, &'static str)]) -> String {
+    addrs
+        .iter()
+        .map(|(ip, reason)| format!("{ip} ({reason})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "a loopback address", "an unspecified address", … for messages.
@@ -380,7 +413,7 @@ mod tests {
     }
 
     fn check(url: &str) -> Result<(), String> {
-        check_url_host(&url::Url::parse(url).expect("test URL parses"))
+        check_url_host(&url::Url::parse(url).expect("test URL parses")).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -489,7 +522,7 @@ mod tests {
             public,
             "[fe80::1]:0".parse().unwrap(),
         ];
-        assert_eq!(filter_addrs("mixed.test", answer), Ok(vec![public]));
+        assert_eq!(filter_addrs("mixed.test", answer).unwrap(), vec![public]);
     }
 
     #[test]
@@ -499,14 +532,17 @@ mod tests {
             "127.0.0.1:0".parse().unwrap(),
             "[::1]:0".parse().unwrap(),
         ];
+        let err = filter_addrs("localhost", answer).unwrap_err();
         assert_eq!(
-            filter_addrs("localhost", answer),
-            Err("refused: localhost resolves only to forbidden addresses: \
-                 127.0.0.1 (loopback), ::1 (loopback); \
-                 set allow_private = true on the target to allow it"
-                .to_owned())
+            err.to_string(),
+            "refused: localhost resolves only to forbidden addresses: \
+             127.0.0.1 (loopback), ::1 (loopback); \
+             set allow_private = true on the target to allow it"
         );
-        assert!(filter_addrs("empty.test", vec![]).is_err());
+        assert!(err.downcast_ref::<Refused>().is_some(), "{err:?}");
+        // No answer at all is a lookup failure, not the guard's refusal.
+        let err = filter_addrs("empty.test", vec![]).unwrap_err();
+        assert!(err.downcast_ref::<Refused>().is_none(), "{err:?}");
     }
 
     #[tokio::test]
@@ -525,13 +561,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.is_connect(), "{err:?}");
-        let mut innermost = String::new();
-        let mut source: Option<&dyn std::error::Error> = Some(&err);
-        while let Some(s) = source {
-            innermost = s.to_string();
-            source = s.source();
-        }
-        assert!(innermost.contains("loopback"), "{innermost}");
+        // The refusal survives reqwest's wrapping as a type, not only as text.
+        let refused = refusal_in(&err).expect("the guard's refusal is in the chain");
+        assert!(refused.to_string().contains("loopback"), "{refused}");
 
         let accepted =
             tokio::time::timeout(std::time::Duration::from_millis(100), listener.accept()).await;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TargetPolicy;
+use crate::model::word::Word;
 
 /// Why a target is disabled, and since when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,30 @@ pub struct Control {
     pub consecutive_failures: u32,
     /// Start of the current run of failures.
     pub failing_since: Option<u64>,
+}
+
+/// A target's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Circuit {
+    /// Delivering.
+    Closed,
+    /// Failing: nothing goes until the cool-down ends.
+    Open,
+    /// The cool-down ended: one probe goes (or is in flight).
+    HalfOpen,
+}
+
+impl Word for Circuit {
+    const ALL: &'static [Circuit] = &[Circuit::Closed, Circuit::Open, Circuit::HalfOpen];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::Open => "open",
+            Circuit::HalfOpen => "half_open",
+        }
+    }
 }
 
 /// Whether the dispatcher may start an attempt now.
@@ -67,13 +92,18 @@ impl TargetState {
         }
     }
 
-    /// `closed`, `open` or `half_open` (the probe's turn).
-    pub fn circuit(&self, now: u64) -> &'static str {
+    /// Where the circuit stands at `now`.
+    pub fn circuit_state(&self, now: u64) -> Circuit {
         match self.control.open_until {
-            None => "closed",
-            Some(until) if now < until => "open",
-            Some(_) => "half_open",
+            None => Circuit::Closed,
+            Some(until) if now < until => Circuit::Open,
+            Some(_) => Circuit::HalfOpen,
         }
+    }
+
+    /// [`TargetState::circuit_state`] as its word, for labels.
+    pub fn circuit(&self, now: u64) -> &'static str {
+        self.circuit_state(now).as_str()
     }
 
     /// Records a successful attempt; true when the persisted part changed.
@@ -161,6 +191,11 @@ impl TargetState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn circuit_states_are_spelled_alike_everywhere() {
+        crate::model::word::assert_serde_agrees::<Circuit>();
+    }
 
     fn policy() -> TargetPolicy {
         let c = crate::config::Config::parse(

@@ -1,9 +1,122 @@
 //! Time-ordered unique ids (ULID layout: 48-bit milliseconds + 80 bits that
 //! start random and count up within a millisecond). Sorting ids sorts by
 //! creation time, which lets the store list events by time with a key scan.
+//!
+//! [`EventId`] and [`DeliveryId`] keep the two kinds apart in signatures
+//! and records: both are `prefix_` + 26 characters, and a delivery id where
+//! an event id belongs would otherwise only fail as "not found". On the
+//! wire and in the store they are plain strings.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// What every id of this kind starts with (before the `_`).
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id, later than every id this process made before.
+            pub fn generate() -> $name {
+                $name(new_id($prefix))
+            }
+
+            /// The creation time (unix ms) the id encodes.
+            pub fn time(&self) -> Option<u64> {
+                time_of(&self.0)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Any text: ids come from paths and stored records, and one that
+        /// is not well-formed is simply not found.
+        impl From<String> for $name {
+            fn from(s: String) -> $name {
+                $name(s)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> $name {
+                $name(s.to_string())
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// As the string it is, quoted: messages say `no event "evt_…"`.
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An event's id, `evt_…`: taken on arrival, so it carries the arrival
+    /// time.
+    EventId,
+    "evt"
+);
+
+id_type!(
+    /// A delivery's id, `msg_…`: the `webhook-id` its target sees, the same
+    /// on every attempt.
+    DeliveryId,
+    "msg"
+);
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const RANDOM_MASK: u128 = (1 << 80) - 1;
@@ -103,6 +216,17 @@ mod tests {
             Some(1_763_892_000_123)
         );
         assert_eq!(time_of("evt_short"), None);
+    }
+
+    #[test]
+    fn typed_ids_are_plain_strings_on_the_wire() {
+        let id = EventId::generate();
+        assert!(id.starts_with("evt_"), "{id}");
+        assert!(id.time().is_some());
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<EventId>(&json).unwrap(), id);
+        assert!(DeliveryId::generate().starts_with("msg_"));
     }
 
     #[test]

@@ -2,12 +2,17 @@
 //! delivery attempts. These are the shapes the admin API shows, so field
 //! names are chosen for operators reading JSON.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::id::{DeliveryId, EventId};
+use super::word::Word;
 
 /// A received webhook, exactly as it arrived.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
-    pub id: String,
+    pub id: EventId,
     pub source: String,
     pub received_at: u64,
     pub method: String,
@@ -28,6 +33,7 @@ impl Event {
     }
 }
 
+/// What routing made of an event (an [`Outcome`]'s status).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EventStatus {
@@ -39,6 +45,53 @@ pub enum EventStatus {
     Failed,
 }
 
+/// Where an event stands, as listings show and filter it: waiting to be
+/// routed, or what routing made of it. Not an [`EventStatus`] because an
+/// outcome is never pending.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    /// Stored, not routed yet (queued, or waiting for a missing plugin).
+    Pending,
+    Routed,
+    Dropped,
+    Failed,
+}
+
+impl From<EventStatus> for EventState {
+    fn from(s: EventStatus) -> EventState {
+        match s {
+            EventStatus::Routed => EventState::Routed,
+            EventStatus::Dropped => EventState::Dropped,
+            EventStatus::Failed => EventState::Failed,
+        }
+    }
+}
+
+impl Word for EventState {
+    const ALL: &'static [EventState] = &[
+        EventState::Pending,
+        EventState::Routed,
+        EventState::Dropped,
+        EventState::Failed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Routed => "routed",
+            EventState::Dropped => "dropped",
+            EventState::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for EventState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What routing decided for an event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
@@ -47,7 +100,7 @@ pub struct Outcome {
     /// One entry per plugin the source runs, so a partial failure is visible
     /// and a replay can tell which plugin failed.
     pub plugins: Vec<PluginResult>,
-    pub deliveries: Vec<String>,
+    pub deliveries: Vec<DeliveryId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -69,7 +122,23 @@ pub enum PluginVerdict {
     Failed,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+impl Word for PluginVerdict {
+    const ALL: &'static [PluginVerdict] = &[
+        PluginVerdict::Deliver,
+        PluginVerdict::Drop,
+        PluginVerdict::Failed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PluginVerdict::Deliver => "deliver",
+            PluginVerdict::Drop => "drop",
+            PluginVerdict::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     /// Waiting for its next attempt (first or retry).
@@ -79,15 +148,81 @@ pub enum DeliveryStatus {
     Dead,
 }
 
+impl Word for DeliveryStatus {
+    const ALL: &'static [DeliveryStatus] = &[
+        DeliveryStatus::Scheduled,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Dead,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Scheduled => "scheduled",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What made a delivery: a plugin's answer, or the source's passthrough
+/// targets. Written `plugin:<name>` or `passthrough`, in the store and on
+/// the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Passthrough,
+    Plugin(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Passthrough => f.write_str("passthrough"),
+            Origin::Plugin(name) => write!(f, "plugin:{name}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Origin {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Origin, String> {
+        match text.split_once(':') {
+            None if text == "passthrough" => Ok(Origin::Passthrough),
+            Some(("plugin", name)) if !name.is_empty() => Ok(Origin::Plugin(name.to_string())),
+            _ => Err(format!(
+                "{text:?} is not a delivery origin (plugin:<name> or passthrough)"
+            )),
+        }
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Origin, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One message to one target. Its id is the `webhook-id` the receiver sees,
 /// stable across retries so receivers can deduplicate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
-    pub id: String,
-    pub event_id: String,
+    pub id: DeliveryId,
+    pub event_id: EventId,
     pub target: String,
-    /// `plugin:<name>` or `passthrough`.
-    pub origin: String,
+    pub origin: Origin,
     pub headers: Vec<(String, String)>,
     pub created_at: u64,
     pub status: DeliveryStatus,
@@ -126,4 +261,30 @@ pub struct Attempt {
     pub error: Option<String>,
     /// The first few KB of the response body, for debugging.
     pub response_body: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_spelled_alike_everywhere() {
+        crate::model::word::assert_serde_agrees::<EventState>();
+        crate::model::word::assert_serde_agrees::<DeliveryStatus>();
+        crate::model::word::assert_serde_agrees::<PluginVerdict>();
+    }
+
+    #[test]
+    fn origins_keep_their_stored_form() {
+        for (origin, text) in [
+            (Origin::Passthrough, "passthrough"),
+            (Origin::Plugin("router".into()), "plugin:router"),
+        ] {
+            let json = serde_json::to_value(&origin).unwrap();
+            assert_eq!(json, serde_json::json!(text));
+            assert_eq!(serde_json::from_value::<Origin>(json).unwrap(), origin);
+        }
+        assert!(serde_json::from_value::<Origin>(serde_json::json!("plugin:")).is_err());
+        assert!(serde_json::from_value::<Origin>(serde_json::json!("cron")).is_err());
+    }
 }

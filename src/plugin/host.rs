@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, hookyard};
 use super::kv::{self, KvGuard, KvTxn, MAX_KEYS_PER_CALL, SharedKv};
+use super::limiter::Limiter;
 use super::stderr::StderrTail;
 use crate::store::PluginKv;
 
@@ -18,7 +18,7 @@ use crate::store::PluginKv;
 pub struct PluginState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: Limiter,
     pub(crate) plugin: Arc<PluginIdentity>,
     /// Log lines of the current call, when the caller wants them (`plugin
     /// test`); otherwise they only go to tracing.
@@ -97,17 +97,10 @@ impl PluginState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(memory_limit)
-            .trap_on_grow_failure(true)
-            .instances(16)
-            .tables(64)
-            .memories(16)
-            .build();
         PluginState {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limits: Limiter::new(memory_limit),
             plugin,
             captured: None,
             stderr,

@@ -162,10 +162,10 @@ impl LoadedPlugin {
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
         self.refuel(&mut store);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(e))?;
+        let bindings = match self.pre.instantiate(&mut store) {
+            Ok(b) => b,
+            Err(e) => return Err(self.classify(e, store.data().limits.memory_refused())),
+        };
         Ok(Warm { store, bindings })
     }
 
@@ -189,6 +189,7 @@ impl LoadedPlugin {
             state.kv_guard = None;
             state.kv_locked = false;
             state.stderr.take();
+            state.limits.reset();
         }
         warm.store
             .set_epoch_deadline(deadline_ticks(self.limits.timeout));
@@ -225,9 +226,11 @@ impl LoadedPlugin {
             (Ok(Err(message)), None) => Err(CallError::Returned(message)),
             (Err(e), _) => {
                 tracing::debug!(plugin = %self.name(), elapsed = ?started.elapsed(), "plugin call trapped");
-                let stderr = warm.store.data().stderr.take();
+                let state = warm.store.data();
+                let stderr = state.stderr.take();
+                let error = self.classify(e, state.limits.memory_refused());
                 return CallReport {
-                    result: Err(self.classify(e).with_stderr(&stderr)),
+                    result: Err(error.with_stderr(&stderr)),
                     logs,
                     fresh_instance,
                     log_cut,
@@ -258,11 +261,17 @@ impl LoadedPlugin {
         }
     }
 
-    fn classify(&self, e: wasmtime::Error) -> CallError {
+    /// What a trap means for the operator. `memory_refused` is the
+    /// limiter's record of the call: a refused grow is what traps the call,
+    /// whatever wording the trap has.
+    fn classify(&self, e: wasmtime::Error, memory_refused: bool) -> CallError {
+        if memory_refused {
+            return CallError::OutOfMemory(format!(
+                "exceeded its memory limit of {} bytes",
+                self.limits.memory
+            ));
+        }
         let e = anyhow::Error::from(e);
-        // The root cause is the trap itself ("wasm `unreachable` instruction
-        // executed"); the outer layers are a long wasm backtrace.
-        let root = e.root_cause().to_string();
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => CallError::Timeout(format!(
                 "exceeded its time limit of {:?}",
@@ -272,13 +281,10 @@ impl LoadedPlugin {
                 "used up its fuel budget of {} units",
                 self.limits.fuel.unwrap_or(u64::MAX)
             )),
-            _ if root.contains("growing memory") || root.contains("memory growth") => {
-                CallError::OutOfMemory(format!(
-                    "exceeded its memory limit of {} bytes",
-                    self.limits.memory
-                ))
-            }
-            _ => CallError::Trap(truncate(&root, 2048)),
+            // The root cause is the trap itself ("wasm `unreachable`
+            // instruction executed"); the outer layers are a long wasm
+            // backtrace.
+            _ => CallError::Trap(truncate(&e.root_cause().to_string(), 2048)),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod host;
 pub mod instance;
 pub mod kv;
 mod lane;
+mod limiter;
 pub mod registry;
 mod stderr;
 pub mod watcher;
@@ -24,7 +25,7 @@ use crate::model::records::Event;
 /// The WIT view of a stored event.
 pub fn to_plugin_event(e: &Event) -> PluginEvent {
     PluginEvent {
-        id: e.id.clone(),
+        id: e.id.to_string(),
         source: e.source.clone(),
         received_at: e.received_at,
         method: e.method.clone(),

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::model::id::now_ms;
-use crate::model::records::{Event, EventStatus, Outcome, PluginResult, PluginVerdict};
+use crate::model::records::{Event, EventStatus, Origin, Outcome, PluginResult, PluginVerdict};
 use crate::plugin::Plugins;
 use crate::plugin::kv::KvRefused;
 use crate::store::{Committed, Mark, RoutingLog};
@@ -278,7 +278,7 @@ impl Router {
                 ran.deliveries.push(new_delivery(
                     &event,
                     target,
-                    "passthrough".into(),
+                    Origin::Passthrough,
                     vec![],
                     None,
                     now,
@@ -344,7 +344,7 @@ impl Router {
                     r.reason = Some(reason.clone());
                 }
             }
-            ran.deliveries.retain(|d| d.origin == "passthrough");
+            ran.deliveries.retain(|d| d.origin == Origin::Passthrough);
             let outcome = ran.outcome();
             self.store
                 .record_outcome(&event.id, &outcome, &ran.deliveries, now, vec![])

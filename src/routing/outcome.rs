@@ -8,9 +8,9 @@ use std::time::Instant;
 use super::Router;
 use crate::config::PluginLimits;
 use crate::delivery::headers;
-use crate::model::id::{new_id, now_ms};
+use crate::model::id::{DeliveryId, now_ms};
 use crate::model::records::{
-    Delivery, DeliveryStatus, Event, EventStatus, Outcome, PluginResult, PluginVerdict,
+    Delivery, DeliveryStatus, Event, EventStatus, Origin, Outcome, PluginResult, PluginVerdict,
 };
 use crate::plugin::kv::{KvTxn, PluginTxn};
 use crate::plugin::{CallError, PluginOutcome};
@@ -147,7 +147,7 @@ impl Router {
             let mut delivery = new_delivery(
                 event,
                 &d.target,
-                format!("plugin:{plugin}"),
+                Origin::Plugin(plugin.to_string()),
                 headers,
                 d.body,
                 now,
@@ -215,14 +215,14 @@ pub fn cap_text(text: String) -> String {
 pub(super) fn new_delivery(
     event: &Event,
     target: &str,
-    origin: String,
+    origin: Origin,
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
     now: u64,
 ) -> Delivery {
     Delivery {
         refused_headers: Vec::new(),
-        id: new_id("msg"),
+        id: DeliveryId::generate(),
         event_id: event.id.clone(),
         target: target.to_string(),
         origin,

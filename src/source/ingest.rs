@@ -11,27 +11,18 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use serde_json::json;
 
 use super::IngestState;
 use super::allowlist::client_ip;
 use super::rejections::Rejected;
 use super::verify::Request;
-use crate::extract::JsonPath;
-use crate::model::id::{new_id, now_ms};
+use crate::api::ApiError;
+use crate::api::extract::JsonPath;
+use crate::api::types::Received;
+use crate::model::id::{EventId, now_ms};
 use crate::model::records::Event;
 use crate::store::{Accepted, Dedup};
 use crate::telemetry::{RejectReason, RequestAccepted, RequestDuplicate, RequestRejected};
-
-/// A JSON error body: `{"error": "...", "code": "..."}`; `code` is stable for
-/// scripts, `error` is for people.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": message.into(), "code": code })),
-    )
-        .into_response()
-}
 
 /// How much of an over-limit body is drained past the source's limit
 /// before the 413; a larger body is cut off.
@@ -76,23 +67,20 @@ async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, Bo
     Ok(buf.freeze())
 }
 
-pub async fn not_found(uri: Uri) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!(
-            "no route for {}; webhooks go to POST /hooks/<source>",
-            uri.path()
-        ),
-    )
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {}; webhooks go to POST /hooks/<source>",
+        uri.path()
+    ))
 }
 
 pub async fn method_not_allowed(method: Method) -> Response {
-    let mut r = error(
+    let mut r = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         format!("{method} is not accepted here; send webhooks with POST"),
-    );
+    )
+    .into_response();
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("POST"));
     r
@@ -109,14 +97,15 @@ pub async fn receive(
 ) -> Response {
     // The id is taken on arrival and carries the arrival time, so listing
     // and retention (which filter on id time) agree with `received_at`.
-    let id = new_id("evt");
-    let received_at = crate::model::id::time_of(&id).unwrap_or_else(now_ms);
+    let id = EventId::generate();
+    let received_at = id.time().unwrap_or_else(now_ms);
     let Some(source) = state.config.sources.get(&source_name) else {
-        return error(
+        return ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_source",
             format!("no source named {source_name:?} is configured"),
-        );
+        )
+        .into_response();
     };
     let client = client_ip(peer, &headers, source.client_ip_header.as_deref());
     let client_text = match &client {
@@ -153,7 +142,7 @@ pub async fn receive(
             client: &client_text,
             message: &message,
         });
-        error(status, reason.as_str(), message)
+        ApiError::new(status, reason.as_str(), message).into_response()
     };
 
     if !source.allow_ips.is_empty() {
@@ -276,17 +265,21 @@ pub async fn receive(
             });
             return (
                 StatusCode::OK,
-                Json(json!({ "id": original, "duplicate": true })),
+                Json(Received {
+                    id: original.into(),
+                    duplicate: true,
+                }),
             )
                 .into_response();
         }
         Err(e) => {
             tracing::error!(event = %event.id, error = format!("{e:#}"), "could not store event");
-            return error(
+            return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the event could not be stored; retry later",
-            );
+            )
+            .into_response();
         }
     }
     state.telemetry.emit(RequestAccepted {
@@ -295,6 +288,13 @@ pub async fn receive(
         bytes: event.body.len(),
     });
     let id = event.id;
-    state.router.enqueue(id.clone());
-    (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()
+    state.router.enqueue(id.to_string());
+    (
+        StatusCode::ACCEPTED,
+        Json(Received {
+            id,
+            duplicate: false,
+        }),
+    )
+        .into_response()
 }

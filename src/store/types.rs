@@ -3,14 +3,16 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::model::id::EventId;
+use crate::model::records::{DeliveryStatus, EventState};
 
 /// Filters for listing events.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub source: Option<String>,
-    /// `pending`, `routed`, `dropped` or `failed`.
-    pub status: Option<String>,
+    pub status: Option<EventState>,
     /// Received at or after (unix ms).
     pub since: Option<u64>,
     /// Received at or before (unix ms).
@@ -23,8 +25,7 @@ pub struct EventQuery {
 /// Filters for listing deliveries.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryQuery {
-    /// `scheduled`, `delivered` or `dead`.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     pub target: Option<String>,
     pub event: Option<String>,
     pub since: Option<u64>,
@@ -37,11 +38,11 @@ pub struct DeliveryQuery {
 /// cursors (at most 1000 per page). Bulk actions collect first and act
 /// after, because acting (retrying, replaying) moves items out of the index
 /// being paged through. `page(limit, cursor)` fetches one page.
-pub async fn collect_ids<T, F, Fut>(
+pub async fn collect_ids<T, I, F, Fut>(
     want: usize,
     mut page: F,
-    id: impl Fn(T) -> String,
-) -> Result<Vec<String>>
+    id: impl Fn(T) -> I,
+) -> Result<Vec<I>>
 where
     F: FnMut(usize, Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<Page<T>>>,
@@ -66,12 +67,12 @@ pub struct Page<T> {
 }
 
 /// An event in a listing: enough to pick it out, not its body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSummary {
-    pub id: String,
+    pub id: EventId,
     pub source: String,
     pub received_at: u64,
-    pub status: String,
+    pub status: EventState,
     pub size: usize,
     pub deliveries: usize,
 }

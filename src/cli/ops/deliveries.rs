@@ -6,14 +6,15 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::filters::{Page, body, next_hint, query};
+use super::filters::{Page, body, next_hint, query, word};
 use super::output::{emit, print_json};
 use super::time::Window;
-use super::{Conn, connect, list};
+use super::{Conn, connect, decode};
+use crate::api::types::{self, Retried, RetryScheduled};
 use crate::cli::admin_client::AdminClient;
 use crate::cli::table::{self, Table};
-
-const DELIVERY_STATUSES: [&str; 3] = ["scheduled", "delivered", "dead"];
+use crate::model::records::DeliveryStatus;
+use crate::model::word::Word;
 
 #[derive(Args, Debug)]
 pub struct Deliveries {
@@ -35,8 +36,8 @@ enum DeliveriesAction {
 #[derive(Args, Debug)]
 struct DeliveryList {
     /// Only deliveries in this state (dead: the dead-letter queue).
-    #[arg(long, value_parser = DELIVERY_STATUSES)]
-    status: Option<String>,
+    #[arg(long, value_parser = word::<DeliveryStatus>())]
+    status: Option<DeliveryStatus>,
     /// Only deliveries to this target.
     #[arg(long)]
     target: Option<String>,
@@ -55,8 +56,8 @@ struct DeliveryRetry {
     #[arg(conflicts_with_all = ["status", "target", "event", "since", "until", "limit"])]
     id: Option<String>,
     /// Retry deliveries in this state (the server defaults to dead).
-    #[arg(long, value_parser = DELIVERY_STATUSES)]
-    status: Option<String>,
+    #[arg(long, value_parser = word::<DeliveryStatus>())]
+    status: Option<DeliveryStatus>,
     /// Only deliveries to this target.
     #[arg(long)]
     target: Option<String>,
@@ -80,7 +81,7 @@ pub(super) async fn run(Deliveries { conn, action }: Deliveries) -> Result<()> {
 
 async fn deliveries_list(client: &AdminClient, conn: &Conn, args: &DeliveryList) -> Result<()> {
     let filters = [
-        ("status", args.status.clone()),
+        ("status", args.status.map(|s| s.as_str().to_string())),
         ("target", args.target.clone()),
         ("event", args.event.clone()),
         ("since", args.window.since.map(|t| t.to_string())),
@@ -96,17 +97,18 @@ async fn deliveries_list(client: &AdminClient, conn: &Conn, args: &DeliveryList)
     if conn.json {
         return print_json(&v);
     }
+    let list: types::DeliveryList = decode(v)?;
     let mut t = Table::new(&["ID", "EVENT", "TARGET", "STATUS", "ATTEMPTS", "LAST ERROR"])
         .right_align(&[4])
         .max_width(5, 60);
-    for d in list(&v, "deliveries")? {
+    for d in &list.deliveries {
         t.row(vec![
-            table::text(&d["id"]),
-            table::text(&d["event_id"]),
-            table::text(&d["target"]),
-            table::text(&d["status"]),
-            table::text(&d["attempts"]),
-            table::text(&d["last_error"]),
+            d.id.to_string(),
+            d.event_id.to_string(),
+            table::text(Some(&d.target)),
+            d.status.to_string(),
+            d.attempts.to_string(),
+            table::text(d.last_error.as_deref()),
         ]);
     }
     let mut out = if t.is_empty() {
@@ -114,7 +116,7 @@ async fn deliveries_list(client: &AdminClient, conn: &Conn, args: &DeliveryList)
     } else {
         t.render()
     };
-    if let Some(cursor) = v["next_cursor"].as_str() {
+    if let Some(cursor) = &list.next_cursor {
         out += &next_hint(conn, "deliveries list", &filters, cursor);
     }
     emit(&out)
@@ -128,14 +130,14 @@ async fn deliveries_retry(client: &AdminClient, conn: &Conn, args: &DeliveryRetr
         if conn.json {
             return print_json(&v);
         }
+        let done: RetryScheduled = decode(v)?;
         return emit(&format!(
             "delivery {} {} for an attempt now\n",
-            v["delivery"].as_str().unwrap_or(id),
-            v["status"].as_str().unwrap_or("scheduled"),
+            done.delivery, done.status,
         ));
     }
     let body = body(&[
-        ("status", args.status.clone().map(Value::from)),
+        ("status", args.status.map(|s| Value::from(s.as_str()))),
         ("target", args.target.clone().map(Value::from)),
         ("event", args.event.clone().map(Value::from)),
         ("since", args.window.since.map(Value::from)),
@@ -162,7 +164,7 @@ async fn deliveries_retry(client: &AdminClient, conn: &Conn, args: &DeliveryRetr
     if conn.json {
         return print_json(&v);
     }
-    let count = v["retried"].as_u64().unwrap_or(0);
+    let Retried { retried: count } = decode(v)?;
     emit(&format!(
         "scheduled {count} deliver{} for an attempt now\n",
         if count == 1 { "y" } else { "ies" }

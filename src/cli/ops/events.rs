@@ -5,17 +5,17 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use super::filters::{Page, next_hint, query};
+use super::filters::{Page, next_hint, query, word};
 use super::output::{emit, print_json};
 use super::show::events_show;
 use super::tail::{EventTail, events_tail};
 use super::time::Window;
-use super::{Conn, connect, list};
+use super::{Conn, connect, decode};
+use crate::api::types;
 use crate::cli::admin_client::AdminClient;
 use crate::cli::table::{self, Table};
-
-/// The states an event can be in, for `--status` (shared with `replay`).
-pub(super) const EVENT_STATUSES: [&str; 4] = ["pending", "routed", "dropped", "failed"];
+use crate::model::records::EventState;
+use crate::model::word::Word;
 
 #[derive(Args, Debug)]
 pub struct Events {
@@ -45,8 +45,8 @@ struct EventList {
     #[arg(long)]
     source: Option<String>,
     /// Only events in this state (pending: not routed yet).
-    #[arg(long, value_parser = EVENT_STATUSES)]
-    status: Option<String>,
+    #[arg(long, value_parser = word::<EventState>())]
+    status: Option<EventState>,
     #[command(flatten)]
     window: Window,
     #[command(flatten)]
@@ -68,7 +68,7 @@ pub(super) async fn run(Events { conn, action }: Events) -> Result<()> {
 async fn events_list(client: &AdminClient, conn: &Conn, args: &EventList) -> Result<()> {
     let filters = [
         ("source", args.source.clone()),
-        ("status", args.status.clone()),
+        ("status", args.status.map(|s| s.as_str().to_string())),
         ("since", args.window.since.map(|t| t.to_string())),
         ("until", args.window.until.map(|t| t.to_string())),
         ("limit", args.page.limit.map(|l| l.to_string())),
@@ -79,16 +79,17 @@ async fn events_list(client: &AdminClient, conn: &Conn, args: &EventList) -> Res
     if conn.json {
         return print_json(&v);
     }
+    let list: types::EventList = decode(v)?;
     let mut t = Table::new(&["ID", "SOURCE", "RECEIVED", "STATUS", "SIZE", "DELIVERIES"])
         .right_align(&[4, 5]);
-    for e in list(&v, "events")? {
+    for e in &list.events {
         t.row(vec![
-            table::text(&e["id"]),
-            table::text(&e["source"]),
-            table::time_of(&e["received_at"]),
-            table::text(&e["status"]),
-            e["size"].as_u64().map(table::size).unwrap_or_default(),
-            table::text(&e["deliveries"]),
+            e.id.to_string(),
+            table::text(Some(&e.source)),
+            table::time(e.received_at),
+            e.status.to_string(),
+            table::size(e.size as u64),
+            e.deliveries.to_string(),
         ]);
     }
     let mut out = if t.is_empty() {
@@ -96,7 +97,7 @@ async fn events_list(client: &AdminClient, conn: &Conn, args: &EventList) -> Res
     } else {
         t.render()
     };
-    if let Some(cursor) = v["next_cursor"].as_str() {
+    if let Some(cursor) = &list.next_cursor {
         out += &next_hint(conn, "events list", &filters, cursor);
     }
     emit(&out)

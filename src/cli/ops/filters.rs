@@ -5,9 +5,18 @@
 use std::fmt::Write as _;
 
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use serde_json::{Map, Value};
 
 use super::{Conn, DEFAULT_ADMIN};
+use crate::model::word::Word;
+
+/// Parses a flag into one of the words `W` allows, listing them in the help
+/// and in the error for any other value: the same words the API takes.
+pub(super) fn word<W: Word + Send + Sync>() -> impl TypedValueParser<Value = W> {
+    PossibleValuesParser::new(W::names())
+        .map(|s| W::parse(&s).expect("clap passes only the listed words"))
+}
 
 #[derive(Args, Debug)]
 pub(super) struct Page {

@@ -1,6 +1,8 @@
 //! Operator commands over the admin API: `events`, `replay`, `deliveries`
 //! and `targets`. People get tables; scripts pass `--json` and get the
 //! server's answer as it was sent, so they never depend on table layout.
+//! Tables are made from the answer read as the record the server wrote
+//! (`crate::api::types`), never by looking fields up by name.
 //!
 //! This file holds what every command shares: the connection options, the
 //! command tree and the dispatch onto a runtime. Each command group lives
@@ -20,6 +22,7 @@ mod time;
 
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::admin_client::AdminClient;
@@ -92,12 +95,15 @@ fn connect(conn: &Conn) -> Result<AdminClient> {
     AdminClient::new(&conn.admin, conn.token.clone())
 }
 
-/// The list under `key` in an answer, or an error naming what came instead.
-fn list<'a>(v: &'a Value, key: &str) -> Result<&'a [Value]> {
-    v[key]
-        .as_array()
-        .map(Vec::as_slice)
-        .ok_or_else(|| anyhow!("unexpected answer from the admin API (no {key:?} list): {v}"))
+/// An answer as the record the server wrote; another shape means another
+/// server (or another version of hookyard) at that address.
+fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| {
+        anyhow!(
+            "unexpected answer from the admin API ({e}); is the hookyard at --admin the same \
+             version as this command?"
+        )
+    })
 }
 
 // These parse the whole command tree, so they sit with it rather than with

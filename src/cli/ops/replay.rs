@@ -7,13 +7,14 @@ use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::Value;
 
-use super::events::EVENT_STATUSES;
-use super::filters::body;
+use super::filters::{body, word};
 use super::output::{emit, print_json};
 use super::time::Window;
-use super::{Conn, connect};
+use super::{Conn, connect, decode};
+use crate::api::types::{ReplayQueued, Replayed};
 use crate::cli::admin_client::AdminClient;
-use crate::cli::table;
+use crate::model::records::EventState;
+use crate::model::word::Word;
 
 #[derive(Args, Debug)]
 pub struct Replay {
@@ -26,8 +27,8 @@ pub struct Replay {
     #[arg(long)]
     source: Option<String>,
     /// Replay events in this state (failed: a plugin errored).
-    #[arg(long, value_parser = EVENT_STATUSES)]
-    status: Option<String>,
+    #[arg(long, value_parser = word::<EventState>())]
+    status: Option<EventState>,
     #[command(flatten)]
     window: Window,
     /// At most this many events (server default 1000).
@@ -48,15 +49,15 @@ async fn replay(client: &AdminClient, args: &Replay) -> Result<()> {
         if args.conn.json {
             return print_json(&v);
         }
+        let queued: ReplayQueued = decode(v)?;
         return emit(&format!(
-            "replay of {} {}; `hookyard events show {id}` shows its new deliveries\n",
-            v["event"].as_str().unwrap_or(id),
-            v["status"].as_str().unwrap_or("queued"),
+            "replay of {} queued; `hookyard events show {id}` shows its new deliveries\n",
+            queued.event,
         ));
     }
     let body = body(&[
         ("source", args.source.clone().map(Value::from)),
-        ("status", args.status.clone().map(Value::from)),
+        ("status", args.status.map(|s| Value::from(s.as_str()))),
         ("since", args.window.since.map(Value::from)),
         ("until", args.window.until.map(Value::from)),
     ]);
@@ -76,13 +77,15 @@ async fn replay(client: &AdminClient, args: &Replay) -> Result<()> {
     if args.conn.json {
         return print_json(&v);
     }
-    let ids = v["events"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let count = v["replayed"].as_u64().unwrap_or(ids.len() as u64);
+    let Replayed {
+        replayed: count,
+        events: ids,
+    } = decode(v)?;
     let mut out = format!("queued replay of {count} event{}\n", plural(count));
     // A short list helps; thousands of ids are for --json.
     if ids.len() <= 50 {
         for id in ids {
-            let _ = writeln!(out, "  {}", table::text(id));
+            let _ = writeln!(out, "  {id}");
         }
     } else {
         out.push_str("  (--json lists their ids)\n");
@@ -90,6 +93,6 @@ async fn replay(client: &AdminClient, args: &Replay) -> Result<()> {
     emit(&out)
 }
 
-fn plural(n: u64) -> &'static str {
+fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }

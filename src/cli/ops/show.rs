@@ -7,60 +7,50 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::Conn;
 use super::output::{emit, print_json};
+use super::{Conn, decode};
+use crate::api::types::{DeliveryView, EventView};
 use crate::cli::admin_client::AdminClient;
 use crate::cli::table::{self, Table};
+use crate::model::records::DeliveryStatus;
+use crate::model::word::Word;
 
 pub(super) async fn events_show(client: &AdminClient, conn: &Conn, id: &str) -> Result<()> {
     let v = client.get(&["admin", "events", id], &[]).await?;
     if conn.json {
         return print_json(&v);
     }
-    emit(&render_event(&v))
+    emit(&render_event(&decode(v)?))
 }
 
 /// A readable event: request, body, routing, then each delivery with its
 /// attempts, so "why did this not arrive" is answered on one screen.
-fn render_event(v: &Value) -> String {
-    // The request fields sit under "event" next to status and deliveries;
-    // accept them at the top level too rather than print nothing.
-    let e = if v["event"].is_object() {
-        &v["event"]
-    } else {
-        v
-    };
+fn render_event(v: &EventView) -> String {
+    let e = &v.event.event;
     let mut out = String::new();
-    let status = if v["status"].is_null() {
-        &e["status"]
-    } else {
-        &v["status"]
-    };
-    let mut request = format!("{} {}", table::text(&e["method"]), table::text(&e["path"]));
-    if let Some(q) = e["query"].as_str().filter(|q| !q.is_empty()) {
-        request = format!("{request}?{q}");
+    let mut request = format!("{} {}", e.method, e.path);
+    if !e.query.is_empty() {
+        request = format!("{request}?{}", e.query);
     }
-    let _ = writeln!(out, "event     {}", table::text(&e["id"]));
-    let _ = writeln!(out, "source    {}", table::text(&e["source"]));
-    let _ = writeln!(out, "received  {}", table::time_of(&e["received_at"]));
+    let _ = writeln!(out, "event     {}", e.id);
+    let _ = writeln!(out, "source    {}", table::text(Some(&e.source)));
+    let _ = writeln!(out, "received  {}", table::time(e.received_at));
     let _ = writeln!(out, "request   {request}");
-    let _ = writeln!(out, "status    {}", table::text(status));
-    if let Some(reason) = v["pending_reason"].as_str().filter(|r| !r.is_empty()) {
+    let _ = writeln!(out, "status    {}", v.status);
+    if let Some(reason) = v.pending_reason.as_deref().filter(|r| !r.is_empty()) {
         let _ = writeln!(out, "waiting   {reason}");
     }
 
-    let headers = header_pairs(&e["headers"]);
-    if !headers.is_empty() {
+    if !e.headers.is_empty() {
         out.push_str("\nheaders\n");
-        for (k, val) in headers {
+        for (k, val) in &e.headers {
             let _ = writeln!(out, "  {k}: {val}");
         }
     }
 
-    let body = &e["body"];
-    let size = body["size"].as_u64().unwrap_or(0);
-    let _ = writeln!(out, "\nbody ({})", table::size(size));
-    match body["text"].as_str() {
+    let body = &v.event.body;
+    let _ = writeln!(out, "\nbody ({})", table::size(body.size as u64));
+    match body.text.as_deref() {
         Some("") => out.push_str("  (empty)\n"),
         Some(text) => {
             // Indent JSON bodies (most webhooks); anything else verbatim.
@@ -69,106 +59,90 @@ fn render_event(v: &Value) -> String {
                 let _ = writeln!(out, "  {line}");
             }
         }
-        None if size == 0 => out.push_str("  (empty)\n"),
+        None if body.size == 0 => out.push_str("  (empty)\n"),
         None => out.push_str("  not UTF-8 text; --json shows it as base64\n"),
     }
 
-    let outcome = &v["outcome"];
-    if outcome.is_object() {
-        let _ = writeln!(out, "\nrouting ({})", table::time_of(&outcome["routed_at"]));
-        let plugins = outcome["plugins"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        if plugins.is_empty() {
+    if let Some(outcome) = &v.outcome {
+        let outcome = &outcome.outcome;
+        let _ = writeln!(out, "\nrouting ({})", table::time(outcome.routed_at));
+        if outcome.plugins.is_empty() {
             out.push_str("  no plugins; passthrough targets only\n");
         } else {
             let mut t = Table::new(&["PLUGIN", "RESULT", "DELIVERIES", "TIME", "REASON"])
                 .right_align(&[2, 3])
                 .max_width(4, 80);
-            for p in plugins {
+            for p in &outcome.plugins {
                 t.row(vec![
-                    table::text(&p["plugin"]),
-                    table::text(&p["result"]),
-                    table::text(&p["deliveries"]),
-                    p["duration_us"]
-                        .as_f64()
-                        .map(|us| table::millis(us / 1000.0))
-                        .unwrap_or_default(),
-                    p["reason"].as_str().unwrap_or("").to_string(),
+                    p.plugin.clone(),
+                    p.result.as_str().to_string(),
+                    p.deliveries.to_string(),
+                    table::millis(p.duration_us as f64 / 1000.0),
+                    p.reason.clone().unwrap_or_default(),
                 ]);
             }
             out.push_str(&indent(&t.render(), "  "));
         }
     }
 
-    let deliveries = v["deliveries"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    if deliveries.is_empty() {
+    if v.deliveries.is_empty() {
         out.push_str("\nno deliveries\n");
     } else {
         out.push_str("\ndeliveries\n");
-        for d in deliveries {
+        for d in &v.deliveries {
             out.push_str(&render_delivery(d));
         }
     }
     out
 }
 
-fn render_delivery(d: &Value) -> String {
+fn render_delivery(v: &DeliveryView) -> String {
+    let d = &v.delivery;
     let mut out = String::new();
-    let attempts = d["attempts"].as_u64().unwrap_or(0);
     let _ = writeln!(
         out,
-        "  {} -> {}  {}  ({}, {attempts} attempt{})",
-        table::text(&d["id"]),
-        table::text(&d["target"]),
-        table::text(&d["status"]),
-        table::text(&d["origin"]),
-        if attempts == 1 { "" } else { "s" },
+        "  {} -> {}  {}  ({}, {} attempt{})",
+        d.id,
+        d.target,
+        d.status,
+        d.origin,
+        d.attempts,
+        if d.attempts == 1 { "" } else { "s" },
     );
-    if d["status"] == "scheduled" && d["next_attempt_at"].is_u64() {
-        let _ = writeln!(
-            out,
-            "    next attempt {}",
-            table::time_of(&d["next_attempt_at"])
-        );
+    if d.status == DeliveryStatus::Scheduled
+        && let Some(at) = d.next_attempt_at
+    {
+        let _ = writeln!(out, "    next attempt {}", table::time(at));
     }
-    if let Some(size) = d["body"]["size"].as_u64() {
+    if let Some(body) = &v.body {
         let _ = writeln!(
             out,
             "    body rewritten by the plugin ({})",
-            table::size(size)
+            table::size(body.size as u64)
         );
     }
-    let log = d["attempt_log"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    if !log.is_empty() {
+    if !v.attempt_log.is_empty() {
         let mut t = Table::new(&["#", "AT", "RESULT", "LATENCY", "RESPONSE"])
             .right_align(&[0, 3])
             .max_width(2, 60)
             .max_width(4, 40);
-        for a in log {
-            let result = match (a["status_code"].as_u64(), a["error"].as_str()) {
+        for a in &v.attempt_log {
+            let result = match (a.status_code, a.error.as_deref()) {
                 (Some(code), Some(err)) => format!("HTTP {code}: {err}"),
                 (Some(code), None) => format!("HTTP {code}"),
                 (None, Some(err)) => err.to_string(),
                 (None, None) => "-".to_string(),
             };
             t.row(vec![
-                table::text(&a["n"]),
-                table::time_of(&a["at"]),
+                a.n.to_string(),
+                table::time(a.at),
                 result,
-                a["latency_ms"]
-                    .as_f64()
-                    .map(table::millis)
-                    .unwrap_or_default(),
-                a["response_body"].as_str().unwrap_or("").to_string(),
+                table::millis(a.latency_ms),
+                a.response_body.clone(),
             ]);
         }
         out.push_str(&indent(&t.render(), "    "));
-    } else if let Some(err) = d["last_error"].as_str() {
+    } else if let Some(err) = &d.last_error {
         let _ = writeln!(out, "    last error: {}", table::fit(err, 120));
     }
     out
@@ -237,27 +211,6 @@ fn reindent_json(text: &str) -> Option<String> {
     Some(out)
 }
 
-/// Headers arrive as `[name, value]` pairs (order and repeats kept); an
-/// object is accepted too.
-fn header_pairs(v: &Value) -> Vec<(String, String)> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|h| {
-                Some((
-                    h.get(0)?.as_str()?.to_string(),
-                    h.get(1)?.as_str()?.to_string(),
-                ))
-            })
-            .collect(),
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| (k.clone(), table::text(v)))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}\n")).collect()
 }
@@ -280,8 +233,8 @@ mod tests {
         assert!(reindent_json("{not json").is_none());
     }
 
-    fn sample_event() -> Value {
-        json!({
+    fn sample_event() -> EventView {
+        serde_json::from_value(json!({
             "event": {
                 "id": "evt_1", "source": "shop", "received_at": 1_763_892_000_000u64,
                 "method": "POST", "path": "/hooks/shop", "query": "a=1",
@@ -293,7 +246,7 @@ mod tests {
             "outcome": {"status": "routed", "routed_at": 1_763_892_000_100u64,
                 "plugins": [{"plugin": "router", "result": "drop", "reason": "not an order",
                              "deliveries": 0, "duration_us": 1500}],
-                "deliveries": ["msg_1"]},
+                "deliveries": ["msg_1"], "deliveries_total": 1},
             "deliveries": [{
                 "id": "msg_1", "event_id": "evt_1", "target": "orders", "origin": "passthrough",
                 "headers": [], "created_at": 1_763_892_000_100u64, "status": "dead", "attempts": 2,
@@ -304,8 +257,10 @@ mod tests {
                     {"n": 2, "at": 1_763_892_001_200u64, "latency_ms": 3.0,
                      "error": "connection refused", "response_body": ""}
                 ]
-            }]
-        })
+            }],
+            "deliveries_next_cursor": null
+        }))
+        .unwrap()
     }
 
     #[test]
@@ -332,11 +287,14 @@ mod tests {
 
     #[test]
     fn a_binary_or_pending_event_still_renders() {
-        let v = json!({
-            "event": {"id": "evt_2", "body": {"size": 3, "text": null, "base64": "AAEC"}},
+        let v: EventView = serde_json::from_value(json!({
+            "event": {"id": "evt_2", "source": "shop", "received_at": 1_763_892_000_000u64,
+                      "method": "POST", "path": "/hooks/shop", "query": "", "headers": [],
+                      "body": {"size": 3, "text": null, "base64": "AAEC"}},
             "status": "pending", "pending_reason": "plugin router is not loaded",
-            "outcome": null, "deliveries": []
-        });
+            "outcome": null, "deliveries": [], "deliveries_next_cursor": null
+        }))
+        .unwrap();
         let text = render_event(&v);
         assert!(
             text.contains("waiting   plugin router is not loaded"),

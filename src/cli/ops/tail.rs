@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::Value;
 
-use super::events::EVENT_STATUSES;
+use super::filters::word;
 use super::output::emit;
 use super::time::parse_interval;
-use super::{Conn, list};
+use super::{Conn, decode};
+use crate::api::types::{EventList, EventSummary};
 use crate::cli::admin_client::{AdminClient, AdminError};
 use crate::cli::table;
+use crate::model::id::EventId;
+use crate::model::records::EventState;
+use crate::model::word::Word;
 
 #[derive(Args, Debug)]
 pub(super) struct EventTail {
@@ -23,8 +26,8 @@ pub(super) struct EventTail {
     #[arg(long)]
     source: Option<String>,
     /// Only events in this state when first seen.
-    #[arg(long, value_parser = EVENT_STATUSES)]
-    status: Option<String>,
+    #[arg(long, value_parser = word::<EventState>())]
+    status: Option<EventState>,
     /// How often to ask the server for new events.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     interval: Duration,
@@ -49,17 +52,16 @@ pub(super) async fn events_tail(client: &AdminClient, conn: &Conn, args: &EventT
     }
     let mut first = base.clone();
     first.push(("limit", TAIL_PAGE.to_string()));
-    let start = client.get(&["admin", "events"], &first).await?;
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    let start: EventList = decode(client.get(&["admin", "events"], &first).await?)?;
+    let mut seen: HashMap<EventId, u64> = HashMap::new();
     let mut newest = 0;
-    for e in list(&start, "events")? {
-        let at = e["received_at"].as_u64().unwrap_or(0);
-        newest = newest.max(at);
-        seen.insert(table::text(&e["id"]), at);
+    for e in start.events {
+        newest = newest.max(e.received_at);
+        seen.insert(e.id, e.received_at);
     }
     seen.retain(|_, at| *at >= newest.saturating_sub(TAIL_OVERLAP_MS));
-    if let Some(s) = &args.status {
-        base.push(("status", s.clone()));
+    if let Some(s) = args.status {
+        base.push(("status", s.as_str().to_string()));
     }
     eprintln!(
         "waiting for new events at {} (Ctrl-C to stop)",
@@ -86,23 +88,17 @@ pub(super) async fn events_tail(client: &AdminClient, conn: &Conn, args: &EventT
             eprintln!("admin API reachable again");
             unreachable = false;
         }
-        let mut fresh: Vec<Value> = events
+        let mut fresh: Vec<EventSummary> = events
             .into_iter()
-            .filter(|e| !seen.contains_key(&table::text(&e["id"])))
+            .filter(|e| !seen.contains_key(&e.id))
             .collect();
-        fresh.sort_by_key(|e| {
-            (
-                e["received_at"].as_u64().unwrap_or(0),
-                table::text(&e["id"]),
-            )
-        });
+        fresh.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
         let mut out = String::new();
         for e in &fresh {
-            let at = e["received_at"].as_u64().unwrap_or(0);
-            newest = newest.max(at);
-            seen.insert(table::text(&e["id"]), at);
+            newest = newest.max(e.received_at);
+            seen.insert(e.id.clone(), e.received_at);
             if conn.json {
-                out += &e.to_string();
+                out += &serde_json::to_string(e)?;
                 out.push('\n');
             } else {
                 out += &tail_line(e);
@@ -117,7 +113,7 @@ async fn events_since(
     client: &AdminClient,
     base: &[(&'static str, String)],
     since: u64,
-) -> Result<Vec<Value>> {
+) -> Result<Vec<EventSummary>> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..TAIL_MAX_PAGES {
@@ -127,25 +123,25 @@ async fn events_since(
         if let Some(c) = &cursor {
             q.push(("cursor", c.clone()));
         }
-        let v = client.get(&["admin", "events"], &q).await?;
-        all.extend(list(&v, "events")?.iter().cloned());
-        match v["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
+        let page: EventList = decode(client.get(&["admin", "events"], &q).await?)?;
+        all.extend(page.events);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
             None => break,
         }
     }
     Ok(all)
 }
 
-fn tail_line(e: &Value) -> String {
-    let deliveries = e["deliveries"].as_u64().unwrap_or(0);
+fn tail_line(e: &EventSummary) -> String {
+    let deliveries = e.deliveries;
     format!(
         "{}  {}  {:<12}  {:<7}  {:>9}  {deliveries} deliver{}\n",
-        table::time_of(&e["received_at"]),
-        table::text(&e["id"]),
-        table::fit(&table::text(&e["source"]), 48),
-        table::text(&e["status"]),
-        e["size"].as_u64().map(table::size).unwrap_or_default(),
+        table::time(e.received_at),
+        e.id,
+        table::fit(&table::text(Some(&e.source)), 48),
+        e.status.as_str(),
+        table::size(e.size as u64),
         if deliveries == 1 { "y" } else { "ies" },
     )
 }
@@ -157,8 +153,11 @@ mod tests {
 
     #[test]
     fn tail_lines_carry_time_id_and_status() {
-        let line = tail_line(&json!({"id": "evt_1", "source": "shop",
-            "received_at": 1_763_892_000_000u64, "status": "pending", "size": 48, "deliveries": 0}));
+        let line = tail_line(
+            &serde_json::from_value(json!({"id": "evt_1", "source": "shop",
+            "received_at": 1_763_892_000_000u64, "status": "pending", "size": 48, "deliveries": 0}))
+            .unwrap(),
+        );
         assert!(
             line.starts_with("2025-11-23T10:00:00Z  evt_1  shop"),
             "{line}"

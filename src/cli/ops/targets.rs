@@ -4,12 +4,13 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
 use super::output::{emit, print_json};
-use super::{Conn, connect, list};
+use super::{Conn, connect, decode};
+use crate::api::types::{TargetAction, TargetList, TargetStatus};
 use crate::cli::admin_client::AdminClient;
 use crate::cli::table::{self, Table};
+use crate::model::word::Word;
 
 #[derive(Args, Debug)]
 pub struct Targets {
@@ -47,39 +48,36 @@ pub(super) async fn run(Targets { conn, action }: Targets) -> Result<()> {
 }
 
 async fn targets(client: &AdminClient, conn: &Conn, action: TargetsAction) -> Result<()> {
-    let (name, verb, done) = match &action {
+    let (name, action, done) = match &action {
         TargetsAction::List => {
             let v = client.get(&["admin", "targets"], &[]).await?;
             if conn.json {
                 return print_json(&v);
             }
-            let rows = list(&v, "targets")?;
-            if rows.is_empty() {
+            let list: TargetList = decode(v)?;
+            if list.targets.is_empty() {
                 return emit("no targets configured\n");
             }
-            return emit(&targets_table(rows));
+            return emit(&targets_table(&list.targets));
         }
-        TargetsAction::Pause { name } => (name, "pause", "paused"),
-        TargetsAction::Resume { name } => (name, "resume", "resumed"),
-        TargetsAction::Enable { name } => (name, "enable", "enabled"),
+        TargetsAction::Pause { name } => (name, TargetAction::Pause, "paused"),
+        TargetsAction::Resume { name } => (name, TargetAction::Resume, "resumed"),
+        TargetsAction::Enable { name } => (name, TargetAction::Enable, "enabled"),
     };
-    let v = client.post(&["admin", "targets", name, verb], None).await?;
+    let v = client
+        .post(&["admin", "targets", name, action.as_str()], None)
+        .await?;
     if conn.json {
         return print_json(&v);
     }
-    // "Answers the target's status": the target itself, or wrapped.
-    let target = if v["target"].is_object() {
-        &v["target"]
-    } else {
-        &v
-    };
+    let target: TargetStatus = decode(v)?;
     emit(&format!(
         "{done} {name}\n{}",
-        targets_table(std::slice::from_ref(target))
+        targets_table(std::slice::from_ref(&target))
     ))
 }
 
-fn targets_table(targets: &[Value]) -> String {
+fn targets_table(targets: &[TargetStatus]) -> String {
     let mut t = Table::new(&[
         "NAME",
         "STATE",
@@ -95,24 +93,21 @@ fn targets_table(targets: &[Value]) -> String {
     .max_width(3, 32)
     .max_width(8, 60);
     for x in targets {
-        let disabled = match &x["disabled"] {
-            Value::Null | Value::Bool(false) => "no".to_string(),
-            d => d["reason"]
-                .as_str()
-                .filter(|r| !r.is_empty())
-                .map(|r| format!("yes: {r}"))
-                .unwrap_or_else(|| "yes".to_string()),
+        let disabled = match &x.disabled {
+            None => "no".to_string(),
+            Some(d) if d.reason.is_empty() => "yes".to_string(),
+            Some(d) => format!("yes: {}", d.reason),
         };
         t.row(vec![
-            table::text(&x["name"]),
-            table::text(&x["state"]),
-            table::text(&x["paused"]),
+            x.name.clone(),
+            x.state.as_str().to_string(),
+            table::yes_no(x.paused),
             disabled,
-            table::text(&x["in_flight"]),
-            table::text(&x["scheduled"]),
-            table::text(&x["dead"]),
-            table::percent(&x["success_rate"]),
-            table::text(&x["last_error"]),
+            x.in_flight.to_string(),
+            x.scheduled.to_string(),
+            x.dead.to_string(),
+            table::percent(x.success_rate),
+            table::text(x.last_error.as_deref()),
         ]);
     }
     t.render()
@@ -125,12 +120,20 @@ mod tests {
 
     #[test]
     fn targets_table_shows_health_at_a_glance() {
-        let text = targets_table(&[json!({
-            "name": "orders", "state": "open", "paused": true,
-            "disabled": {"reason": "410 Gone", "at": 1},
-            "in_flight": 0, "scheduled": 3, "dead": 1, "success_rate": 0.968,
-            "last_error": "HTTP 503"
-        })]);
+        let target: TargetStatus = serde_json::from_value(json!({
+            "name": "orders", "url": "https://orders.example/in", "state": "open",
+            "paused": true, "disabled": {"reason": "410 Gone", "at": 1},
+            "in_flight": 0, "scheduled": 3, "dead": 1,
+            "attempts": {"succeeded": 121, "failed": 4}, "success_rate": 0.968,
+            "consecutive_failures": 4, "last_error": "HTTP 503", "last_error_at": 2,
+            "last_success_at": 1, "opened_until": 3,
+            "policy": {"max_in_flight": 16, "rate_per_second": null, "rate_burst": null,
+                       "max_attempts": 8, "timeout_ms": 10000, "breaker_failures": 5,
+                       "breaker_cooldown_ms": 30000, "disable_after_ms": 432000000,
+                       "allow_private": false}
+        }))
+        .unwrap();
+        let text = targets_table(&[target]);
         let mut lines = text.lines();
         assert!(
             lines

@@ -1,70 +1,27 @@
-//! Standard Webhooks (<https://www.standardwebhooks.com>), used by Svix and
-//! the providers built on it: `webhook-id`, `webhook-timestamp` and
-//! `webhook-signature: v1,<base64> [v1,<base64> ...]`, each an HMAC-SHA256 of
-//! `"<id>.<timestamp>.<body>"` keyed with the base64-decoded part of the
-//! `whsec_` secret. Entries of other versions (such as `v1a`, asymmetric)
-//! are skipped, as the specification asks.
+//! Inbound Standard Webhooks: the request's headers checked with
+//! [`crate::webhooks::standard`] (the same secret rule and signatures
+//! hookyard's own deliveries use), then the timestamp against the
+//! tolerance.
 
-use anyhow::{Result, anyhow, bail};
-use base64::Engine as _;
+use anyhow::{Result, anyhow};
 
-use super::hmac_schemes::Algorithm;
-use super::{
-    BASE64, Configured, Rejection, Request, Secret, any_equal, check_age, header, timestamp,
-};
+use crate::webhooks::standard::{self, Secret, VerifyError};
+pub(super) use crate::webhooks::standard::{ID, SIGNATURE, TIMESTAMP};
 
-pub(super) const ID: &str = "webhook-id";
-pub(super) const TIMESTAMP: &str = "webhook-timestamp";
-pub(super) const SIGNATURE: &str = "webhook-signature";
+use super::{Configured, Rejection, Request, check_age, header, timestamp};
 
 #[derive(Clone, Debug)]
 pub(super) struct StandardWebhooks {
-    /// Decoded keys.
     keys: Vec<Secret>,
     tolerance: i64,
 }
 
-/// Decodes `whsec_<base64>` secrets; errors name the entry, not its value.
+/// Parses each configured secret; errors name the entry, not its value.
 pub(super) fn decode_keys(secrets: &[Configured]) -> Result<Vec<Secret>> {
     secrets
         .iter()
-        .map(|s| {
-            let b64 = s.value.trim().strip_prefix("whsec_").ok_or_else(|| {
-                anyhow!(
-                    "{}: expected a Standard Webhooks secret \"whsec_<base64>\"",
-                    s.key
-                )
-            })?;
-            let key = BASE64
-                .decode(b64)
-                .map_err(|_| anyhow!("{}: the part after \"whsec_\" is not valid base64", s.key))?;
-            if key.is_empty() {
-                bail!("{}: the part after \"whsec_\" is empty", s.key);
-            }
-            Ok(Secret::new(key))
-        })
+        .map(|s| Secret::parse(&s.value).map_err(|e| anyhow!("{}: {e}", s.key)))
         .collect()
-}
-
-/// The v1 signatures in a `webhook-signature` header. Entries that are not
-/// `v1,<base64>` are skipped; none left is malformed.
-pub(super) fn parse_signatures(value: &str) -> Result<Vec<Vec<u8>>, Rejection> {
-    let mut saw_v1 = false;
-    let mut found = Vec::new();
-    for entry in value.split_ascii_whitespace() {
-        if let Some(("v1", sig)) = entry.split_once(',') {
-            saw_v1 = true;
-            found.extend(BASE64.decode(sig).ok().filter(|b| !b.is_empty()));
-        }
-    }
-    if found.is_empty() {
-        return Err(Rejection::BadFormat(if saw_v1 {
-            "webhook-signature has no v1 signature in base64".to_string()
-        } else {
-            "webhook-signature has no v1 signature".to_string()
-        }));
-    }
-    Ok(found)
 }
 
 impl StandardWebhooks {
@@ -77,35 +34,26 @@ impl StandardWebhooks {
     pub(super) fn verify(&self, req: &Request<'_>) -> Result<(), Rejection> {
         let id = header(req, ID)?;
         let ts = timestamp("header webhook-timestamp", header(req, TIMESTAMP)?)?;
-        let given = parse_signatures(header(req, SIGNATURE)?)?;
-        let ts_text = ts.to_string();
-        let expected: Vec<Vec<u8>> = self
-            .keys
-            .iter()
-            .map(|k| mac(k, id, &ts_text, req.body))
-            .collect();
-        if !any_equal(&expected, &given) {
-            return Err(Rejection::Mismatch);
-        }
+        let signature = header(req, SIGNATURE)?;
+        // `timestamp` takes digits only, so the value is not negative.
+        standard::verify(&self.keys, id, ts as u64, req.body, signature).map_err(|e| match e {
+            VerifyError::Mismatch => Rejection::Mismatch,
+            malformed => Rejection::BadFormat(malformed.to_string()),
+        })?;
         check_age(ts, req.now_unix, self.tolerance)
     }
 
     pub(super) fn sign(&self, id: &str, body: &[u8], now_unix: i64) -> Vec<(String, String)> {
-        let ts = now_unix.to_string();
-        let sig = BASE64.encode(mac(&self.keys[0], id, &ts, body));
+        let ts = now_unix.max(0) as u64;
         vec![
             (ID.to_string(), id.to_string()),
-            (TIMESTAMP.to_string(), ts),
-            (SIGNATURE.to_string(), format!("v1,{sig}")),
+            (TIMESTAMP.to_string(), ts.to_string()),
+            (
+                SIGNATURE.to_string(),
+                standard::sign(&self.keys[0], id, ts, body),
+            ),
         ]
     }
-}
-
-fn mac(key: &Secret, id: &str, ts: &str, body: &[u8]) -> Vec<u8> {
-    Algorithm::Sha256.mac(
-        key.bytes(),
-        &[id.as_bytes(), b".", ts.as_bytes(), b".", body],
-    )
 }
 
 #[cfg(test)]
@@ -120,8 +68,8 @@ mod tests {
     const SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
     /// The published Standard Webhooks example, as asserted by its reference
-    /// libraries (e.g. the PHP library's `testSignFunctionWorks`) and by this
-    /// crate's own outbound signer (src/delivery/signing.rs).
+    /// libraries (e.g. the PHP library's `testSignFunctionWorks`), through
+    /// the whole inbound path.
     #[test]
     fn spec_vector() {
         let v = verifier(&format!(
@@ -189,5 +137,8 @@ mod tests {
         assert!(!e.contains("not*base64"), "the secret is not echoed: {e}");
         let e = err("whsec_");
         assert!(e.contains("empty"), "{e}");
+        // base64 of "secret": the rule every side shares wants 16 bytes.
+        let e = err("whsec_c2VjcmV0");
+        assert!(e.contains("secrets[1]") && e.contains("too short"), "{e}");
     }
 }

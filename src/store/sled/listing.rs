@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, Sled, TO_ROUTE, key};
 use crate::model::id::lowest_at;
-use crate::model::records::{Delivery, DeliveryStatus, Outcome};
+use crate::model::records::{Delivery, DeliveryStatus, EventState, Outcome};
 use crate::store::{DeliveryQuery, EventQuery, EventSummary, Page};
 
 /// Records examined per request at most.
@@ -100,20 +100,14 @@ pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>>
                 return Ok(None);
             }
             let status = if store.tree.contains_key(key(TO_ROUTE, &[id.as_bytes()]))? {
-                "pending".to_string()
+                EventState::Pending
             } else {
                 match store.tree.get(key(OUTCOME, &[id.as_bytes()]))? {
-                    Some(o) => {
-                        let o: Outcome = serde_json::from_slice(&o)?;
-                        serde_json::to_value(o.status)?
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string()
-                    }
-                    None => "pending".to_string(),
+                    Some(o) => serde_json::from_slice::<Outcome>(&o)?.status.into(),
+                    None => EventState::Pending,
                 }
             };
-            if q.status.as_ref().is_some_and(|s| *s != status) {
+            if q.status.is_some_and(|s| s != status) {
                 return Ok(None);
             }
             let deliveries = store
@@ -122,7 +116,7 @@ pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>>
                 .keys()
                 .count();
             Ok(Some(EventSummary {
-                id: id.to_string(),
+                id: id.into(),
                 source: event.source,
                 received_at: event.received_at,
                 status,
@@ -134,13 +128,7 @@ pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>>
 }
 
 pub(super) fn deliveries(store: &Sled, q: &DeliveryQuery) -> Result<Page<Delivery>> {
-    let want_status = match q.status.as_deref() {
-        None => None,
-        Some("scheduled") => Some(DeliveryStatus::Scheduled),
-        Some("delivered") => Some(DeliveryStatus::Delivered),
-        Some("dead") => Some(DeliveryStatus::Dead),
-        Some(other) => anyhow::bail!("unknown delivery status {other:?}"),
-    };
+    let want_status = q.status;
     // The narrowest index that answers the query.
     let prefix = match (&q.event, want_status) {
         (Some(e), _) => key(EVENT_DELIVERY, &[e.as_bytes(), b"/"]),

@@ -546,7 +546,7 @@ impl Sled {
             }
         }
         let next_cursor = match keys.next() {
-            Some(_) => items.last().map(|d| d.id.clone()),
+            Some(_) => items.last().map(|d| d.id.to_string()),
             None => None,
         };
         Ok(Page { items, next_cursor })
@@ -1148,7 +1148,7 @@ mod tests {
             id: id.into(),
             event_id: "evt_1".into(),
             target: "t".into(),
-            origin: "passthrough".into(),
+            origin: crate::model::records::Origin::Passthrough,
             headers: vec![],
             created_at: 1,
             status: DeliveryStatus::Scheduled,

@@ -6,10 +6,9 @@
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::Response;
 use serde::de::DeserializeOwned;
 
-use crate::source::ingest::error;
+use super::ApiError;
 
 /// [`Path`], rejected as `{"code": "bad_request", ...}`.
 pub struct JsonPath<T>(pub T);
@@ -20,13 +19,13 @@ pub struct JsonQuery<T>(pub T);
 /// A rejection's status and text in the JSON shape; `bad_request` for the
 /// client's mistakes, `internal_error` for the rest (a route without the
 /// parameter its handler expects).
-fn rejected(status: StatusCode, text: String) -> Response {
+fn rejected(status: StatusCode, text: String) -> ApiError {
     let code = if status.is_client_error() {
         "bad_request"
     } else {
         "internal_error"
     };
-    error(status, code, text)
+    ApiError::new(status, code, text)
 }
 
 impl<T, S> FromRequestParts<S> for JsonPath<T>
@@ -34,9 +33,9 @@ where
     T: DeserializeOwned + Send,
     S: Send + Sync,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(v)) => Ok(JsonPath(v)),
             Err(e) => Err(rejected(e.status(), e.body_text())),
@@ -49,9 +48,9 @@ where
     T: DeserializeOwned + Send,
     S: Send + Sync,
 {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(JsonQuery(v)),
             Err(e) => Err(rejected(e.status(), e.body_text())),

@@ -1,0 +1,330 @@
+//! The admin API's answers as records. The admin handlers serialize these
+//! and the operator commands deserialize them, so both sides read one
+//! definition: a renamed or retyped field breaks the build, not a command
+//! at runtime. docs/admin-api.md shows the JSON they make; changing a
+//! field here changes the API.
+//!
+//! Stored records ([`Delivery`], [`Outcome`], [`Attempt`]) appear as they
+//! are, flattened where the API adds to them, so the API cannot drift from
+//! what the store holds.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::delivery::state::{Circuit, Disabled};
+use crate::model::id::{DeliveryId, EventId};
+use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, EventState, Outcome};
+use crate::model::word::Word;
+pub use crate::store::EventSummary;
+
+/// A body as people and scripts need it: `text` when it is UTF-8 (what
+/// people read), always `base64` (the exact bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    pub size: usize,
+    pub text: Option<String>,
+    pub base64: String,
+}
+
+impl Body {
+    pub fn of(bytes: &[u8]) -> Body {
+        Body {
+            size: bytes.len(),
+            text: std::str::from_utf8(bytes).ok().map(str::to_string),
+            base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+}
+
+/// `GET /admin/events`: one page, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventList {
+    pub events: Vec<EventSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /admin/events/{id}`: the event as received, where it stands, the
+/// routing outcome and one page of its deliveries with their attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub event: EventRecord,
+    pub status: EventState,
+    /// Why it still waits (a missing plugin), while it does.
+    pub pending_reason: Option<String>,
+    pub outcome: Option<OutcomeView>,
+    pub deliveries: Vec<DeliveryView>,
+    pub deliveries_next_cursor: Option<String>,
+}
+
+/// A stored event with its body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    #[serde(flatten)]
+    pub event: Event,
+    pub body: Body,
+}
+
+impl EventRecord {
+    pub fn of(event: Event) -> EventRecord {
+        let body = Body::of(&event.body);
+        EventRecord { event, body }
+    }
+}
+
+/// An outcome as an event's view shows it: its delivery ids cut to the
+/// first few (the deliveries themselves come a page at a time), with the
+/// total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeView {
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub deliveries_total: usize,
+}
+
+impl OutcomeView {
+    pub fn of(mut outcome: Outcome, ids_shown: usize) -> OutcomeView {
+        let deliveries_total = outcome.deliveries.len();
+        outcome.deliveries.truncate(ids_shown);
+        OutcomeView {
+            outcome,
+            deliveries_total,
+        }
+    }
+}
+
+/// `GET /admin/deliveries/{id}`, and each delivery of an event's view:
+/// the record, its own body (when a plugin rewrote it) and its attempts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    pub body: Option<Body>,
+    pub attempt_log: Vec<Attempt>,
+}
+
+impl DeliveryView {
+    pub fn of(delivery: Delivery, attempt_log: Vec<Attempt>) -> DeliveryView {
+        DeliveryView {
+            body: delivery.body.as_deref().map(Body::of),
+            delivery,
+            attempt_log,
+        }
+    }
+}
+
+/// `GET /admin/deliveries`: one page, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /admin/events/{id}/replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayQueued {
+    pub event: EventId,
+    pub status: Queued,
+}
+
+/// A replay's only answer: it is queued durably; routing does the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Queued {
+    Queued,
+}
+
+/// `POST /admin/events/replay`: the events queued (those still waiting to
+/// be routed are skipped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    pub replayed: usize,
+    pub events: Vec<EventId>,
+}
+
+/// `POST /admin/deliveries/{id}/retry`: the delivery is due now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryScheduled {
+    pub delivery: DeliveryId,
+    pub status: DeliveryStatus,
+}
+
+/// `POST /admin/deliveries/retry`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retried {
+    pub retried: usize,
+}
+
+/// What an operator can do to a target: `POST /admin/targets/{name}/{action}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetAction {
+    /// Stop new attempts; deliveries wait.
+    Pause,
+    /// Undo a pause.
+    Resume,
+    /// Re-enable a disabled target and close its circuit.
+    Enable,
+}
+
+impl Word for TargetAction {
+    const ALL: &'static [TargetAction] = &[
+        TargetAction::Pause,
+        TargetAction::Resume,
+        TargetAction::Enable,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            TargetAction::Pause => "pause",
+            TargetAction::Resume => "resume",
+            TargetAction::Enable => "enable",
+        }
+    }
+}
+
+/// `GET /admin/targets`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetList {
+    pub targets: Vec<TargetStatus>,
+}
+
+/// One target's health: `GET /admin/targets/{name}`, and the answer to
+/// each target action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: String,
+    /// Credentials in the URL shown as `***`.
+    pub url: String,
+    pub state: Circuit,
+    pub paused: bool,
+    pub disabled: Option<Disabled>,
+    pub in_flight: usize,
+    pub scheduled: u64,
+    pub dead: u64,
+    pub attempts: AttemptCounts,
+    /// Of the attempts since start; `None` before the first.
+    pub success_rate: Option<f64>,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<u64>,
+    pub last_success_at: Option<u64>,
+    pub opened_until: Option<u64>,
+    pub policy: PolicyView,
+}
+
+/// Attempts since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptCounts {
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// A target's policy, durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyView {
+    pub max_in_flight: usize,
+    pub rate_per_second: Option<f64>,
+    pub rate_burst: Option<f64>,
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+    pub disable_after_ms: u64,
+    pub allow_private: bool,
+}
+
+/// `GET /admin/plugins/{name}/kv`: one page of keys in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvKeys {
+    pub plugin: String,
+    pub keys: Vec<KvKey>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvKey {
+    pub key: String,
+    /// The value's size in bytes.
+    pub size: usize,
+}
+
+/// `GET /admin/plugins/{name}/kv/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvValue {
+    pub plugin: String,
+    pub key: String,
+    pub value: Body,
+}
+
+/// `DELETE /admin/plugins/{name}/kv/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvDeleted {
+    pub plugin: String,
+    pub key: String,
+    pub deleted: bool,
+}
+
+/// The public listener's answer to a webhook: `202 {"id"}` for a new
+/// event, `200 {"id", "duplicate": true}` for a repeated idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    pub id: EventId,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn target_actions_are_spelled_alike_everywhere() {
+        crate::model::word::assert_serde_agrees::<TargetAction>();
+    }
+
+    /// The shapes docs/admin-api.md shows, field for field.
+    #[test]
+    fn records_keep_the_documented_shape() {
+        let delivery: Delivery = serde_json::from_value(json!({
+            "id": "msg_1", "event_id": "evt_1", "target": "orders",
+            "origin": "plugin:router", "headers": [], "created_at": 1,
+            "status": "dead", "attempts": 8, "last_error": "HTTP 500"
+        }))
+        .unwrap();
+        let view = DeliveryView::of(delivery.clone(), vec![]);
+        assert_eq!(
+            serde_json::to_value(&view).unwrap(),
+            json!({
+                "id": "msg_1", "event_id": "evt_1", "target": "orders",
+                "origin": "plugin:router", "headers": [], "created_at": 1,
+                "status": "dead", "attempts": 8, "last_error": "HTTP 500",
+                "body": null, "attempt_log": []
+            })
+        );
+        let back: DeliveryView =
+            serde_json::from_value(serde_json::to_value(&view).unwrap()).unwrap();
+        assert_eq!(back, view);
+
+        assert_eq!(
+            serde_json::to_value(Body::of(b"\xff")).unwrap(),
+            json!({"size": 1, "text": null, "base64": "/w=="})
+        );
+        assert_eq!(
+            serde_json::to_value(Received {
+                id: "evt_1".into(),
+                duplicate: false
+            })
+            .unwrap(),
+            json!({"id": "evt_1"})
+        );
+        assert_eq!(
+            serde_json::to_value(RetryScheduled {
+                delivery: "msg_1".into(),
+                status: DeliveryStatus::Scheduled
+            })
+            .unwrap(),
+            json!({"delivery": "msg_1", "status": "scheduled"})
+        );
+    }
+}
