@@ -972,7 +972,16 @@ impl super::DeliveryQueue for SledStore {
         _lease: std::time::Duration,
     ) -> Result<Vec<(u64, String)>> {
         let target = target.to_string();
-        self.blocking(move |s| s.due(&target, now_ms, limit)).await
+        let due = self.blocking(move |s| s.due(&target, now_ms, limit)).await?;
+        // What the writer has applied is visible before it is fsynced. A
+        // delivery sent from a routing outcome that a crash then loses would
+        // be routed and sent again (with other plugin state), so in `flush`
+        // mode nothing is handed out before the writes that made it are on
+        // disk. One shared group fsync, and only when something was claimed.
+        if !due.is_empty() {
+            self.flusher.wait().await?;
+        }
+        Ok(due)
     }
 
     async fn upcoming(&self, target: &str, limit: usize) -> Result<Vec<(u64, String)>> {
