@@ -39,6 +39,7 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub store: StoreConfig,
     pub plugins: PluginsConfig,
     pub delivery: DeliveryDefaults,
     pub sources: BTreeMap<String, SourceConfig>,
@@ -64,6 +65,42 @@ pub struct ServerConfig {
     pub retention_sweep_every: Duration,
     /// On SIGTERM/SIGINT, how long attempts in flight may take to finish.
     pub shutdown_grace: Duration,
+}
+
+/// Where events, deliveries and plugin state live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Embedded, in `server.data_dir`: one process.
+    Sled,
+    /// Shared by every node of a cluster.
+    Postgres {
+        /// A libpq URL or key=value string (`env:NAME` resolved); holds
+        /// the password, so never logged.
+        url: String,
+        /// This node's id in leases, logs, metrics and the admin API.
+        node_id: String,
+    },
+}
+
+impl StoreConfig {
+    /// This process's id: the configured one, or host name and pid (unique
+    /// per running process, so a restarted node does not mistake a dead
+    /// predecessor's claims for its own).
+    pub fn node_id(&self) -> String {
+        match self {
+            StoreConfig::Postgres { node_id, .. } => node_id.clone(),
+            StoreConfig::Sled => default_node_id(),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Whether a 202 waits for the event to reach the disk.
@@ -235,6 +272,8 @@ struct RawConfig {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     plugins: RawPlugins,
     #[serde(default)]
     delivery: RawDelivery,
@@ -242,6 +281,14 @@ struct RawConfig {
     sources: BTreeMap<String, RawSource>,
     #[serde(default)]
     targets: BTreeMap<String, RawTarget>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    backend: Option<String>,
+    url: Option<String>,
+    node_id: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -668,8 +715,14 @@ impl Config {
             );
         }
 
+        let store = store_config(
+            raw.store,
+            env("HOOKYARD_STORE_URL"),
+            env("HOOKYARD_NODE_ID"),
+        )?;
         Ok(Config {
             server,
+            store,
             plugins,
             delivery,
             sources,
@@ -972,6 +1025,50 @@ pub fn parse_size(key: &str, text: &str) -> Result<usize> {
     match usize::try_from(bytes) {
         Ok(v) if v > 0 && bytes < u64::MAX => Ok(v),
         _ => bail!("{key}: {text:?} is out of range"),
+    }
+}
+
+/// Longest node id: it is in every lease row and log line.
+const MAX_NODE_ID: usize = 64;
+
+fn store_config(
+    raw: RawStore,
+    url_env: Option<String>,
+    node_env: Option<String>,
+) -> Result<StoreConfig> {
+    let backend = raw.backend.as_deref().unwrap_or("sled");
+    match backend {
+        "sled" => {
+            if raw.url.is_some() {
+                bail!("store.url: only used with store.backend = \"postgres\"");
+            }
+            Ok(StoreConfig::Sled)
+        }
+        "postgres" => {
+            let url = url_env
+                .or(raw.url)
+                .ok_or_else(|| anyhow!("store.url: required with store.backend = \"postgres\" (e.g. \"env:HOOKYARD_STORE_URL\")"))?;
+            let url = resolve_secret_text("store.url", &url)?;
+            if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                bail!("store.url: not a PostgreSQL connection string ({e})");
+            }
+            let node_id = match node_env.or(raw.node_id) {
+                Some(id) => {
+                    let ok = !id.is_empty()
+                        && id.len() <= MAX_NODE_ID
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                    if !ok {
+                        bail!("store.node_id: 1 to {MAX_NODE_ID} letters, digits, '-', '_' or '.'");
+                    }
+                    id
+                }
+                None => default_node_id(),
+            };
+            Ok(StoreConfig::Postgres { url, node_id })
+        }
+        other => bail!("store.backend: \"{other}\" is not a backend (\"sled\" or \"postgres\")"),
     }
 }
 

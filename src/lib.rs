@@ -39,6 +39,7 @@
 pub mod admin;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod jobs;

@@ -7,13 +7,14 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::delivery::Dispatcher;
 use crate::plugin::Plugins;
 use crate::routing::Router;
 use crate::source::rejections::RecentRejections;
 use crate::source::{self, IngestState};
 use crate::store::Upkeep;
+use crate::store::pg::PgStore;
 use crate::store::sled::SledStore;
 use crate::telemetry::{PluginUp, TargetGauges, Telemetry};
 
@@ -55,7 +56,17 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let config = Arc::new(config);
-    let store = SledStore::open(&config.server.data_dir, config.server.durability)?.into_store();
+    let (store, cluster) = match &config.store {
+        StoreConfig::Sled => (
+            SledStore::open(&config.server.data_dir, config.server.durability)?.into_store(),
+            None,
+        ),
+        StoreConfig::Postgres { url, node_id } => {
+            tracing::info!(node = %node_id, "cluster mode: connecting to PostgreSQL");
+            let pg = PgStore::open(url, node_id).await?;
+            (pg.clone().into_store(), Some(pg))
+        }
+    };
     let telemetry = Arc::new(Telemetry::new());
 
     let plugins = Arc::new(Plugins::new(
@@ -81,6 +92,22 @@ pub async fn run(
     let Listeners { public, admin } = listeners;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    if let Some(pg) = &cluster {
+        crate::cluster::Node {
+            store: pg.clone(),
+            dispatcher: dispatcher.clone(),
+            router: router.clone(),
+            plugins: plugins.clone(),
+            plugin_dir: config.plugins.dir.clone(),
+            info: serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "public": format!("http://{public_addr}"),
+                "admin": format!("http://{admin_addr}"),
+                "pid": std::process::id(),
+            }),
+        }
+        .start();
+    }
 
     let rejections = Arc::new(RecentRejections::default());
     let public_app = source::routes(Arc::new(IngestState::new(
@@ -107,6 +134,7 @@ pub async fn run(
         rejections,
         telemetry,
         config: config.clone(),
+        cluster: cluster.clone(),
     }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

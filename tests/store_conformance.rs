@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod support;
+
 use async_trait::async_trait;
 use hookyard::model::id::{DeliveryId, EventId, lowest_at, now_ms};
 use hookyard::model::records::{
@@ -29,6 +31,11 @@ pub trait Harness: Send + Sync {
     async fn open(&self) -> Store;
     /// Closes `store` (every clone of it) and opens the same one again.
     async fn reopen(&self, store: Store) -> Store;
+    /// A second process on the same data, for backends shared by several
+    /// (`None` for an embedded one, which one process holds).
+    async fn other_process(&self) -> Option<Store> {
+        None
+    }
 }
 
 /// The embedded backend.
@@ -69,6 +76,48 @@ impl Harness for Sled {
     }
 }
 
+/// The cluster backend: a database of its own on the test process's
+/// throwaway PostgreSQL.
+struct Pg {
+    url: String,
+    node: String,
+}
+
+impl Pg {
+    fn new() -> Pg {
+        Pg {
+            url: support::postgres::server().database(),
+            node: "node-a".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for Pg {
+    async fn open(&self) -> Store {
+        hookyard::store::pg::PgStore::open(&self.url, &self.node)
+            .await
+            .unwrap()
+            .into_store()
+    }
+
+    /// The same node coming back: what it committed is there, and its
+    /// claims are its own again.
+    async fn reopen(&self, store: Store) -> Store {
+        drop(store);
+        self.open().await
+    }
+
+    async fn other_process(&self) -> Option<Store> {
+        Some(
+            hookyard::store::pg::PgStore::open(&self.url, "node-b")
+                .await
+                .unwrap()
+                .into_store(),
+        )
+    }
+}
+
 /// Runs every case against a backend.
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
@@ -88,6 +137,7 @@ macro_rules! conformance {
                 listings_page_newest_first_without_gaps,
                 retention_removes_only_what_is_finished,
                 target_state_round_trips,
+                a_second_process_is_fenced_out,
             );
         }
     };
@@ -103,6 +153,7 @@ macro_rules! conformance {
 }
 
 conformance!(sled, Sled::new());
+conformance!(postgres, Pg::new());
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -190,7 +241,15 @@ const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Claims what is due on `target` at `now` (as a dispatcher does before an
 /// attempt).
+/// A shared backend hands a target's deliveries only to the process that
+/// owns the target: the suite's one process takes it first.
 async fn claim(s: &Store, target: &str, now: u64, limit: usize) -> Vec<(u64, String)> {
+    let owned = s
+        .targets
+        .own_targets(&[target.to_string()], &[], LEASE)
+        .await
+        .unwrap();
+    assert_eq!(owned.mine, [target], "a lone process owns every target");
     s.queue.claim_due(target, now, limit, LEASE).await.unwrap()
 }
 
@@ -818,10 +877,13 @@ async fn retention_removes_only_what_is_finished(h: &dyn Harness) {
     d.status = DeliveryStatus::Dead;
     d.attempts = 1;
     d.next_attempt_at = None;
-    s.queue
+    assert_eq!(claim(&s, "t", 1_000, 10).await.len(), 1);
+    let recorded = s
+        .queue
         .record_attempt(&d, &attempt(1, 500), 1_000, None)
         .await
         .unwrap();
+    assert_eq!(recorded, Recorded::Done);
     let pending = delivery(&scheduled, "t", None, 1_000);
     s.routing
         .record_outcome(
@@ -871,5 +933,116 @@ async fn target_state_round_trips(h: &dyn Harness) {
     assert_eq!(
         s.targets.target_control("t").await.unwrap(),
         Some(br#"{"paused":true}"#.to_vec())
+    );
+}
+
+/// Shared backends: another process can neither take what one holds nor
+/// record over it once it has taken it over; an idempotency key holds
+/// across processes.
+async fn a_second_process_is_fenced_out(h: &dyn Harness) {
+    let a = h.open().await;
+    let Some(b) = h.other_process().await else {
+        return;
+    };
+    let short = std::time::Duration::from_millis(500);
+    let t = ["t".to_string()];
+
+    // One owner per target: B gets nothing while A's lease holds.
+    assert_eq!(a.targets.own_targets(&t, &[], LEASE).await.unwrap().mine, t);
+    assert!(
+        b.targets
+            .own_targets(&t, &[], LEASE)
+            .await
+            .unwrap()
+            .mine
+            .is_empty()
+    );
+
+    // The event A accepted is A's to route: B neither sees nor records it.
+    let e = event("gh", "{}");
+    accept(&a, &e).await;
+    assert!(b.routing.to_route_after(None, 10).await.unwrap().is_empty());
+    let d = delivery(&e, "t", None, 1_000);
+    let o = outcome(EventStatus::Routed, std::slice::from_ref(&d));
+    assert_eq!(
+        b.routing
+            .record_outcome(&e.id, &o, std::slice::from_ref(&d), 1_000, vec![])
+            .await
+            .unwrap(),
+        Committed::Fenced
+    );
+    assert_eq!(
+        a.routing
+            .record_outcome(&e.id, &o, std::slice::from_ref(&d), 1_000, vec![])
+            .await
+            .unwrap(),
+        Committed::Done
+    );
+
+    // B cannot claim A's target's deliveries.
+    assert!(
+        b.queue
+            .claim_due("t", now_ms(), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A claims the delivery briefly, then stalls (a SIGSTOP) past both
+    // leases: B takes the target and the delivery over.
+    assert_eq!(
+        a.queue
+            .claim_due("t", now_ms(), 10, short)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    a.targets.own_targets(&t, &t, LEASE).await.unwrap(); // gives it up
+    tokio::time::sleep(short + std::time::Duration::from_millis(300)).await;
+    assert_eq!(b.targets.own_targets(&t, &[], LEASE).await.unwrap().mine, t);
+    assert_eq!(
+        b.queue
+            .claim_due("t", now_ms(), 10, LEASE)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let mut sent = d.clone();
+    sent.status = DeliveryStatus::Delivered;
+    sent.attempts = 1;
+    sent.next_attempt_at = None;
+    // A's late result is not recorded; B's is, once.
+    assert_eq!(
+        a.queue
+            .record_attempt(&sent, &attempt(1, 200), 1_000, None)
+            .await
+            .unwrap(),
+        Recorded::Fenced
+    );
+    assert_eq!(
+        b.queue
+            .record_attempt(&sent, &attempt(1, 200), 1_000, None)
+            .await
+            .unwrap(),
+        Recorded::Done
+    );
+    assert_eq!(a.records.attempts(&d.id).await.unwrap().len(), 1);
+
+    // The same key sent to both at once is stored once.
+    let expires_at = now_ms() + 60_000;
+    let (ea, eb) = (event("gh", "{}"), event("gh", "{}"));
+    let key = || {
+        Some(Dedup {
+            key: "provider-delivery-7".into(),
+            expires_at,
+        })
+    };
+    let (ra, rb) = tokio::join!(a.events.accept(&ea, key()), b.events.accept(&eb, key()));
+    let got = [ra.unwrap(), rb.unwrap()];
+    assert_eq!(
+        got.iter().filter(|g| **g == Accepted::New).count(),
+        1,
+        "{got:?}"
     );
 }

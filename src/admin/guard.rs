@@ -120,7 +120,7 @@ pub fn check(method: &Method, headers: &HeaderMap, admin_hosts: &[String]) -> Re
             return Err(Refusal::CrossOrigin(format!("Origin: {origin}")));
         }
     }
-    if has_body(headers) && !is_json(headers) {
+    if has_body(headers) && !has_preflighted_type(headers) {
         let given = headers
             .get(header::CONTENT_TYPE)
             .map(|v| format!("{:?}", String::from_utf8_lossy(v.as_bytes())))
@@ -204,12 +204,18 @@ fn has_body(headers: &HeaderMap) -> bool {
     }
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// JSON, or a component's bytes (a plugin push): types a browser cannot
+/// send across origins without a CORS preflight, which this API never
+/// grants; the form and text types a page can send freely are refused.
+fn has_preflighted_type(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|t| {
+            let t = t.trim();
+            t.eq_ignore_ascii_case("application/json") || t.eq_ignore_ascii_case("application/wasm")
+        })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod actions;
 mod auth;
+mod cluster;
 mod guard;
 mod kv;
 mod list;
@@ -40,6 +41,8 @@ pub struct AdminState {
     pub rejections: Arc<RecentRejections>,
     pub telemetry: Arc<Telemetry>,
     pub config: Arc<Config>,
+    /// Set in cluster mode (the PostgreSQL store).
+    pub cluster: Option<crate::store::pg::PgStore>,
 }
 
 /// Every endpoint, as `(method, path)`. docs/admin-api.md documents exactly
@@ -61,10 +64,12 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/admin/targets/{name}/resume"),
     ("POST", "/admin/targets/{name}/enable"),
     ("GET", "/admin/plugins"),
+    ("PUT", "/admin/plugins/{name}"),
     ("GET", "/admin/plugins/{name}/kv"),
     ("GET", "/admin/plugins/{name}/kv/{key}"),
     ("DELETE", "/admin/plugins/{name}/kv/{key}"),
     ("GET", "/admin/sources"),
+    ("GET", "/admin/cluster"),
 ];
 
 pub fn routes(state: Arc<AdminState>) -> Router {
@@ -88,6 +93,13 @@ pub fn routes(state: Arc<AdminState>) -> Router {
             post(actions::control_target),
         )
         .route("/admin/plugins", get(list_plugins))
+        .route(
+            "/admin/plugins/{name}",
+            axum::routing::put(cluster::push_plugin).layer(axum::extract::DefaultBodyLimit::max(
+                cluster::MAX_PLUGIN_BYTES,
+            )),
+        )
+        .route("/admin/cluster", get(cluster::nodes))
         .route("/admin/plugins/{name}/kv", get(kv::list))
         .route(
             "/admin/plugins/{name}/kv/{key}",
@@ -118,10 +130,15 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
 }
 
 async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
-    Json(json!({
+    let mut v = json!({
+        "node": state.config.store.node_id(),
         "plugins": state.plugins.statuses(),
         "events_waiting": state.router.waiting_count(),
-    }))
+    });
+    if let Some(nodes) = cluster::plugin_reports(&state).await {
+        v["nodes"] = nodes;
+    }
+    Json(v)
 }
 
 /// Each source's settings (never its secrets), what it accepted and

@@ -10,6 +10,7 @@
 
 pub mod headers;
 pub mod ops;
+mod ownership;
 pub mod retry;
 pub mod send;
 pub mod ssrf;
@@ -17,7 +18,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::iter::Peekable;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,6 +81,12 @@ pub struct Target {
     /// Dead deliveries (the dead-letter queue), counted at start and kept
     /// in step, so showing a target never scans the dead-letter index.
     dead: AtomicI64,
+    /// This process dispatches the target (always, on the embedded store;
+    /// while it holds the target's lease, in a cluster).
+    owned: AtomicBool,
+    /// Given up for another node: no new claims; the lease goes back once
+    /// the attempts in flight end.
+    releasing: AtomicBool,
 }
 
 impl Target {
@@ -227,6 +234,8 @@ impl Dispatcher {
                     state: Mutex::new(state),
                     scheduled: AtomicI64::new(depth.get(name).copied().unwrap_or(0) as i64),
                     dead: AtomicI64::new(dead.get(name).copied().unwrap_or(0) as i64),
+                    owned: AtomicBool::new(false),
+                    releasing: AtomicBool::new(false),
                 }),
             );
         }
@@ -275,6 +284,7 @@ impl Dispatcher {
             ));
         }
         tokio::spawn(self.clone().retire_orphans());
+        tokio::spawn(self.clone().keep_ownership());
     }
 
     /// Tells the target's dispatcher its schedule changed.
@@ -351,6 +361,11 @@ impl Dispatcher {
     /// One round for a target: wait for its gate, read due deliveries and
     /// start as many as its limits allow.
     async fn dispatch(self: &Arc<Self>, t: &Arc<Target>) -> Result<()> {
+        if !t.owned.load(Ordering::SeqCst) {
+            // Another node dispatches it; ownership changes wake us.
+            self.idle(t, IDLE_RESCAN).await;
+            return Ok(());
+        }
         let now = now_ms();
         let gate = t.state().gate(now);
         let probe = match gate {
@@ -451,7 +466,7 @@ impl Dispatcher {
             // The target may have been paused or opened while we waited.
             {
                 let mut s = t.state();
-                if s.gate(now_ms()) != (Gate::Go { probe }) {
+                if s.gate(now_ms()) != (Gate::Go { probe }) || !t.owned.load(Ordering::SeqCst) {
                     return Ok(());
                 }
                 if probe {
@@ -681,6 +696,8 @@ mod tests {
             state: Mutex::new(TargetState::default()),
             scheduled: AtomicI64::new(0),
             dead: AtomicI64::new(0),
+            owned: AtomicBool::new(true),
+            releasing: AtomicBool::new(false),
         };
         let due: Vec<(u64, String)> = (0..3).map(|i| (i, format!("msg_{i}"))).collect();
         t.claimed().extend(due.iter().map(|(_, id)| id.clone()));

@@ -63,6 +63,18 @@ impl Router {
         }
     }
 
+    /// Reads the marks from the oldest again: in a cluster, events another
+    /// node claimed and did not finish (it died) become this node's to
+    /// route once their claim runs out, and nothing else announces them.
+    pub fn rescan(&self) {
+        {
+            let mut b = self.backlog();
+            b.restart = true;
+            b.missed = true;
+        }
+        self.refill.notify_one();
+    }
+
     pub(super) fn rescan_parked(&self) {
         {
             let mut b = self.backlog();

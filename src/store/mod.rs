@@ -24,6 +24,7 @@
 //! except [`PluginKv::kv_get`], which plugins call from their blocking
 //! threads.
 
+pub mod pg;
 pub mod sled;
 mod types;
 
@@ -193,11 +194,33 @@ pub trait DeliveryQueue: Send + Sync {
     async fn dead_per_target(&self) -> Result<BTreeMap<String, usize>>;
 }
 
+/// Which targets this process dispatches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    /// The targets this process owns until the lease ends (sorted).
+    pub mine: Vec<String>,
+    /// How many of them are past this process's fair share: it should let
+    /// that many go once their attempts in flight end, so a node that
+    /// joined gets some.
+    pub surplus: usize,
+}
+
 #[async_trait]
 pub trait TargetStates: Send + Sync {
     /// A target's persisted operator and circuit state (opaque JSON).
     async fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>>;
     async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()>;
+    /// Which of `targets` this process may dispatch now. A backend shared
+    /// by several processes gives each target to one process at a time
+    /// under `lease` (renewed by calling again well within it), so a
+    /// target's concurrency, rate and circuit hold for all of them;
+    /// `release` gives targets back. The embedded backend owns them all.
+    async fn own_targets(
+        &self,
+        targets: &[String],
+        release: &[String],
+        lease: std::time::Duration,
+    ) -> Result<Owned>;
 }
 
 #[async_trait]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub mod admin;
 pub mod openmetrics;
+pub mod postgres;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

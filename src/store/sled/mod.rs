@@ -972,7 +972,9 @@ impl super::DeliveryQueue for SledStore {
         _lease: std::time::Duration,
     ) -> Result<Vec<(u64, String)>> {
         let target = target.to_string();
-        let due = self.blocking(move |s| s.due(&target, now_ms, limit)).await?;
+        let due = self
+            .blocking(move |s| s.due(&target, now_ms, limit))
+            .await?;
         // What the writer has applied is visible before it is fsynced. A
         // delivery sent from a routing outcome that a crash then loses would
         // be routed and sent again (with other plugin state), so in `flush`
@@ -1050,6 +1052,19 @@ impl super::TargetStates for SledStore {
 
     async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
         self.inner.set_target_control(target, value).done().await
+    }
+
+    /// One process: every target is this one's.
+    async fn own_targets(
+        &self,
+        targets: &[String],
+        _release: &[String],
+        _lease: std::time::Duration,
+    ) -> Result<super::Owned> {
+        Ok(super::Owned {
+            mine: targets.to_vec(),
+            surplus: 0,
+        })
     }
 }
 

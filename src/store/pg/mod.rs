@@ -1,0 +1,162 @@
+//! The PostgreSQL backend: the storage seam for cluster mode, where several
+//! hookyard processes ("nodes") share one database and any of them may die.
+//!
+//! Every multi-record change of the seam is one transaction (an event and
+//! its mark; an outcome, its deliveries and the plugins' KV writes with
+//! their checks; an attempt and the delivery's move), so a 202 follows a
+//! commit and a node killed mid-change leaves all of it or none.
+//!
+//! Work that any node may do is *claimed* with a lease (owner, until) using
+//! `FOR UPDATE SKIP LOCKED`: unrouted events (the node that accepts an
+//! event claims it at once) and due deliveries. A lease that runs out is
+//! taken over by another node, and the late node's result is *fenced*: an
+//! outcome or an attempt is only recorded while the recording node still
+//! holds the claim, so nothing is recorded twice. Leases run on the
+//! database's clock (`now()`), so nodes' clocks do not have to agree.
+//!
+//! The layout is in `schema.rs`; the cluster side (nodes, target owners,
+//! notifications, plugins) in `cluster.rs`.
+
+mod cluster;
+mod events;
+mod kv;
+mod listen;
+mod queue;
+mod records;
+mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::broadcast;
+use tokio_postgres::NoTls;
+
+pub use cluster::{HEARTBEAT_EVERY, NodeInfo, PluginBlob, PluginReport};
+pub use listen::Wake;
+
+/// How long the node that accepted (or replayed) an event holds it before
+/// another node may route it: long enough for a busy queue, short enough
+/// that a dead node's events move on within a minute.
+pub const ROUTE_LEASE: Duration = Duration::from_secs(60);
+
+/// Connections per node: routing, delivery and ingestion run concurrently,
+/// each transaction holding one for a few milliseconds.
+const POOL_SIZE: usize = 16;
+
+/// The PostgreSQL store of one node.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    node: String,
+    /// The runtime plugin threads block on for their KV reads.
+    runtime: tokio::runtime::Handle,
+    wakes: broadcast::Sender<Wake>,
+    /// The database's size, refreshed in the background (a scrape must not
+    /// wait for the database).
+    size: AtomicU64,
+    /// Targets this node owns, as of its last renewal.
+    owned: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl PgStore {
+    /// Connects, applies the schema's migrations (once, whatever the number
+    /// of nodes starting at the same time) and starts listening for the
+    /// other nodes' notifications. `url` is a libpq URL or key=value string.
+    pub async fn open(url: &str, node: &str) -> Result<PgStore> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| anyhow!("store.url: not a PostgreSQL connection string ({e})"))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .context("creating the PostgreSQL connection pool")?;
+        {
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| anyhow!("cannot connect to PostgreSQL: {e}"))?;
+            schema::migrate(&mut client).await?;
+        }
+        let (wakes, _) = broadcast::channel(1024);
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                node: node.to_string(),
+                runtime: tokio::runtime::Handle::current(),
+                wakes: wakes.clone(),
+                size: AtomicU64::new(0),
+                owned: Default::default(),
+            }),
+        };
+        listen::spawn(config, wakes);
+        tokio::spawn(refresh_size(Arc::downgrade(&store.inner)));
+        Ok(store)
+    }
+
+    /// Every concern of the seam, served by this store.
+    pub fn into_store(self) -> super::Store {
+        super::Store::from_backend(Arc::new(self))
+    }
+
+    /// This node's id, as it appears in leases, logs and the admin API.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Notifications from the other nodes (and this one's own).
+    pub fn wakes(&self) -> broadcast::Receiver<Wake> {
+        self.inner.wakes.subscribe()
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| anyhow!("the database is unavailable: {e}"))
+    }
+}
+
+async fn refresh_size(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(i) = inner.upgrade() else { return };
+        if let Ok(c) = i.pool.get().await
+            && let Ok(row) = c
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+        {
+            let n: i64 = row.get(0);
+            i.size.store(n.max(0) as u64, Ordering::Relaxed);
+        }
+        drop(i);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+/// A u64 (ms, counts) as PostgreSQL's bigint.
+fn big(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+/// A bigint back.
+fn small(n: i64) -> u64 {
+    n.max(0) as u64
+}

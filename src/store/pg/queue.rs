@@ -1,0 +1,255 @@
+//! The delivery queue in PostgreSQL: each target's schedule is an index on
+//! `(target, due_at)` over scheduled deliveries; a node claims due ones
+//! with a lease, and records an attempt only while its claim holds.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use tokio_postgres::types::Json;
+
+use super::events::{event_of, notify_due, secs};
+use super::{PgStore, big, small};
+use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event};
+use crate::model::word::Word;
+use crate::store::{DeliveryQueue, Recorded, Rescheduled, TargetStates};
+
+/// A delivery row back into the record.
+pub(super) fn delivery_of(meta: Json<Delivery>, body: Option<Vec<u8>>) -> Delivery {
+    let mut d = meta.0;
+    d.body = body;
+    d
+}
+
+#[async_trait]
+impl DeliveryQueue for PgStore {
+    async fn claim_due(
+        &self,
+        target: &str,
+        now_ms: u64,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<(u64, String)>> {
+        let c = self.client().await?;
+        // Only the node that owns the target claims its deliveries, so the
+        // target's concurrency, rate and circuit are one node's to keep.
+        let rows = c
+            .query(
+                "UPDATE deliveries d SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+                 FROM (SELECT id FROM deliveries
+                       WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
+                         AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1)
+                       ORDER BY due_at, id LIMIT $5
+                       FOR UPDATE SKIP LOCKED) c
+                 WHERE d.id = c.id
+                   AND EXISTS (SELECT 1 FROM targets t
+                               WHERE t.name = $3 AND t.owner = $1 AND t.lease_until > now())
+                 RETURNING d.due_at, d.id",
+                &[
+                    &self.inner.node,
+                    &secs(lease),
+                    &target,
+                    &big(now_ms),
+                    &(limit as i64),
+                ],
+            )
+            .await?;
+        let mut out: Vec<(u64, String)> =
+            rows.iter().map(|r| (small(r.get(0)), r.get(1))).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn upcoming(&self, target: &str, limit: usize) -> Result<Vec<(u64, String)>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT due_at, id FROM deliveries
+                 WHERE target = $1 AND status = 'scheduled'
+                   AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)
+                 ORDER BY due_at, id LIMIT $3",
+                &[&target, &self.inner.node, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (small(r.get(0)), r.get(1))).collect())
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT meta, body FROM deliveries WHERE id = $1", &[&id])
+                .await?
+                .map(|r| delivery_of(r.get(0), r.get(1))),
+        )
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<Event>> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT meta, body FROM events WHERE id = $1", &[&id])
+                .await?
+                .map(|r| event_of(r.get(0), r.get(1))),
+        )
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        _old_due: u64,
+        new_due: Option<u64>,
+    ) -> Result<Recorded> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut meta = delivery.clone();
+        meta.body = None;
+        // Fenced: a node whose claim was taken over records nothing.
+        let moved = tx
+            .execute(
+                "UPDATE deliveries SET meta = $2, status = $3, due_at = $4,
+                                       lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $5",
+                &[
+                    &delivery.id.as_str(),
+                    &Json(&meta),
+                    &delivery.status.as_str(),
+                    &new_due.map(big),
+                    &self.inner.node,
+                ],
+            )
+            .await?;
+        if moved == 0 {
+            tx.rollback().await?;
+            return Ok(Recorded::Fenced);
+        }
+        tx.execute(
+            "INSERT INTO attempts (delivery_id, n, data) VALUES ($1, $2, $3)
+             ON CONFLICT (delivery_id, n) DO UPDATE SET data = excluded.data",
+            &[&delivery.id.as_str(), &(attempt.n as i32), &Json(attempt)],
+        )
+        .await?;
+        tx.commit().await.context("recording the attempt")?;
+        Ok(Recorded::Done)
+    }
+
+    async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Rescheduled> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT meta, body, lease_until > now() AND lease_owner IS NOT NULL
+                 FROM deliveries WHERE id = $1 FOR UPDATE",
+                &[&delivery_id],
+            )
+            .await?
+        else {
+            tx.rollback().await?;
+            return Ok(Rescheduled::Missing);
+        };
+        let before = delivery_of(row.get(0), row.get(1));
+        let leased: Option<bool> = row.get(2);
+        if leased == Some(true) && before.status == DeliveryStatus::Scheduled {
+            tx.rollback().await?;
+            return Ok(Rescheduled::InFlight);
+        }
+        let mut after = before.clone();
+        after.status = DeliveryStatus::Scheduled;
+        after.next_attempt_at = Some(due_ms);
+        after.body = None;
+        tx.execute(
+            "UPDATE deliveries SET meta = $2, status = 'scheduled', due_at = $3,
+                                   lease_owner = NULL, lease_until = NULL
+             WHERE id = $1",
+            &[&delivery_id, &Json(&after), &big(due_ms)],
+        )
+        .await?;
+        notify_due(&tx, &self.inner, std::iter::once(before.target.as_str())).await?;
+        tx.commit().await?;
+        Ok(Rescheduled::Done(Box::new(before)))
+    }
+
+    /// There are no separate schedule entries to go stale here; this lets
+    /// go of this node's claim, so the delivery is not held until its
+    /// lease runs out.
+    async fn unschedule(&self, _target: &str, delivery_id: &str, _due_ms: u64) -> Result<()> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+             WHERE id = $1 AND lease_owner = $2",
+            &[&delivery_id, &self.inner.node],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn scheduled_per_target(&self) -> Result<BTreeMap<String, usize>> {
+        self.count_by_target("scheduled").await
+    }
+
+    async fn dead_per_target(&self) -> Result<BTreeMap<String, usize>> {
+        self.count_by_target("dead").await
+    }
+}
+
+impl PgStore {
+    async fn count_by_target(&self, status: &str) -> Result<BTreeMap<String, usize>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT target, count(*) FROM deliveries WHERE status = $1 GROUP BY target",
+                &[&status],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as usize))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl TargetStates for PgStore {
+    async fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT control FROM targets WHERE name = $1", &[&target])
+                .await?
+                .and_then(|r| r.get::<_, Option<serde_json::Value>>(0))
+                .map(|v| serde_json::to_vec(&v))
+                .transpose()?,
+        )
+    }
+
+    /// Written by whichever node changed it (the owner for its circuit, any
+    /// node for an operator's action), and announced so the owner picks it
+    /// up at once.
+    async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
+        let v: serde_json::Value = serde_json::from_slice(value)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO targets (name, control) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET control = excluded.control",
+            &[&target, &v],
+        )
+        .await?;
+        let payload = super::listen::control_payload(target, &self.inner.node);
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&super::listen::CHANNEL, &payload],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn own_targets(
+        &self,
+        targets: &[String],
+        release: &[String],
+        lease: Duration,
+    ) -> Result<crate::store::Owned> {
+        self.own(targets, release, lease).await
+    }
+}
