@@ -126,6 +126,17 @@ enum PluginCommand {
     },
     /// Run a plugin once on a sample event and print its decision and logs.
     Test(hookyard::cli::plugin_test::TestRun),
+    /// Install a component on a running hookyard: into its plugin
+    /// directory, or in cluster mode into the database for every node.
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Plugin name (default: the file name without .wasm).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        conn: hookyard::cli::ops::Conn,
+    },
 }
 
 fn main() -> ExitCode {
@@ -206,6 +217,9 @@ fn main() -> ExitCode {
                     root.display()
                 );
             })
+        }
+        Command::Plugin(PluginCommand::Push { file, name, conn }) => {
+            hookyard::cli::ops::push_plugin(&file, name.as_deref(), &conn)
         }
         Command::Plugin(PluginCommand::Test(run)) => match hookyard::cli::plugin_test::run(run) {
             Ok(true) => Ok(()),

@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 use support::admin::poll;
 use support::*;
 
+/// One cluster at a time: three nodes per test already fill two cores, and
+/// the lease timings below assume the machine is not starved.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A node's config: its own directory, the shared database.
 fn node_config(dir: &std::path::Path, db: &str, node: &str, extra: &str) -> String {
     format!(
@@ -34,8 +38,11 @@ struct Cluster {
 impl Cluster {
     /// Three nodes; `extra` is the sources, targets and plugins section.
     fn start(extra: &str, plugins: &[(&str, &str)]) -> Cluster {
+        Self::start_on(postgres::server().database(), extra, plugins)
+    }
+
+    fn start_on(db: String, extra: &str, plugins: &[(&str, &str)]) -> Cluster {
         let tmp = tempfile::tempdir().unwrap();
-        let db = postgres::server().database();
         let mut c = Cluster {
             tmp,
             db,
@@ -93,10 +100,13 @@ impl Cluster {
 }
 
 /// Sends `n` events spread over the running nodes' public URLs by
-/// `senders` concurrent senders; returns the bodies' numbers that were
-/// acknowledged. `progress` counts acknowledgements as they come.
+/// `senders` concurrent senders, each retried (on the next URL, after a
+/// pause) until acknowledged, as a provider retries; returns the bodies'
+/// numbers acknowledged within a minute. `progress` counts
+/// acknowledgements as they come.
 async fn load(urls: Vec<String>, n: usize, senders: usize, progress: Arc<AtomicUsize>) -> Vec<u64> {
     let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut tasks = Vec::new();
     for s in 0..senders {
         let (urls, next, progress) = (urls.clone(), next.clone(), progress.clone());
@@ -111,16 +121,23 @@ async fn load(urls: Vec<String>, n: usize, senders: usize, progress: Arc<AtomicU
                 if i >= n {
                     return acked;
                 }
-                let url = &urls[(i + s) % urls.len()];
-                if let Ok(r) = http
-                    .post(url)
-                    .body(json!({ "i": i }).to_string())
-                    .send()
-                    .await
-                    && r.status() == 202
-                {
-                    acked.push(i as u64);
-                    progress.fetch_add(1, Ordering::Relaxed);
+                for attempt in 0.. {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let url = &urls[(i + s + attempt) % urls.len()];
+                    if let Ok(r) = http
+                        .post(url)
+                        .body(json!({ "i": i }).to_string())
+                        .send()
+                        .await
+                        && r.status() == 202
+                    {
+                        acked.push(i as u64);
+                        progress.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }));
@@ -165,6 +182,7 @@ fn counter_setup(sink: &Sink) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_busiest_node_loses_nothing_and_the_count_stays_exact() {
+    let _serial = SERIAL.lock().await;
     let sink = Sink::start(vec![]).await;
     let mut c = Cluster::start(&counter_setup(&sink), &[("counter", "count")]);
     let owner = c.owner_of("sink").await;
@@ -190,8 +208,8 @@ async fn kill_9_of_the_busiest_node_loses_nothing_and_the_count_stays_exact() {
         acked.len(),
         started.elapsed()
     );
-    // Its requests failed while it was down; the others took theirs.
-    assert!(acked.len() >= N / 2, "{}", acked.len());
+    // Its requests failed while it was down; the others took them.
+    assert_eq!(acked.len(), N);
 
     // Another node takes the target over; the dead node's claimed events
     // are routed once their claims run out. Then the node comes back.
@@ -224,8 +242,10 @@ async fn kill_9_of_the_busiest_node_loses_nothing_and_the_count_stays_exact() {
         .admin_json("/admin/plugins/count/kv/count")
         .await;
     assert_eq!(kv["value"]["text"], n.to_string(), "{kv}");
+    // A request the dead node stored but never answered was sent again
+    // to another node (no idempotency key here): two events, one body.
     assert!(
-        bodies.len() as u64 == n,
+        bodies.len() as u64 <= n && n <= bodies.len() as u64 + 64,
         "{} bodies, {n} counts",
         bodies.len()
     );
@@ -240,6 +260,7 @@ async fn kill_9_of_the_busiest_node_loses_nothing_and_the_count_stays_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_in_flight_and_a_pause_hold_for_the_whole_cluster() {
+    let _serial = SERIAL.lock().await;
     let sink = Sink::start(vec![]).await;
     sink.set_delay(Duration::from_millis(200));
     let setup = format!(
@@ -298,19 +319,24 @@ async fn max_in_flight_and_a_pause_hold_for_the_whole_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plugin_pushed_to_one_node_serves_on_all_three() {
+    let _serial = SERIAL.lock().await;
     let sink = Sink::start(vec![]).await;
     let c = Cluster::start(&counter_setup(&sink), &[]);
-    let wasm = std::fs::read(built_plugins().join("counter.wasm")).unwrap();
     let started = Instant::now();
-    let r = reqwest::Client::new()
-        .put(format!("{}/admin/plugins/count", c.node(1).admin))
-        .header("content-type", "application/wasm")
-        .body(wasm)
-        .send()
-        .await
+    // The CLI, as an operator pushes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args(["plugin", "push", "--name", "count", "--json", "--admin"])
+        .arg(&c.node(1).admin)
+        .arg(built_plugins().join("counter.wasm"))
+        .output()
         .unwrap();
-    assert_eq!(r.status(), 202);
-    let pushed: Value = r.json().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pushed["stored_in"], "database", "{pushed}");
     let sha = pushed["sha256"].as_str().unwrap().to_string();
     poll(
         Duration::from_secs(30),
@@ -370,4 +396,174 @@ async fn a_plugin_pushed_to_one_node_serves_on_all_three() {
     }
     sink.wait_for(3, Duration::from_secs(30)).await;
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// Every delivery's attempts as recorded, summed over the target's
+/// deliveries, read through one node.
+async fn recorded_attempts(h: &Hookyard) -> (usize, usize) {
+    let (mut deliveries, mut attempts) = (0, 0);
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/deliveries?limit=500&cursor={c}"),
+            None => "/admin/deliveries?limit=500".into(),
+        };
+        let v = h.admin_json(&path).await;
+        for d in v["deliveries"].as_array().unwrap() {
+            assert_eq!(d["status"], "delivered", "{d}");
+            deliveries += 1;
+            attempts += d["attempts"].as_u64().unwrap() as usize;
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return (deliveries, attempts),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_past_its_leases_records_nothing_twice() {
+    let _serial = SERIAL.lock().await;
+    let sink = Sink::start(vec![]).await;
+    sink.set_delay(Duration::from_millis(300));
+    // A short timeout, so a claim (timeout + 5 s) runs out within the test.
+    let setup = format!(
+        "[sources.pass]\ntargets = [\"slow\"]\n\
+         [targets.slow]\nurl = \"{}\"\nsecret = \"{SECRET}\"\nmax_in_flight = 4\ntimeout = \"2s\"\n",
+        sink.url("/in")
+    );
+    let mut c = Cluster::start(&setup, &[]);
+    let owner = c.owner_of("slow").await;
+    let other = (owner + 1) % 3;
+    let http = reqwest::Client::new();
+    for i in 0..60 {
+        let r = http
+            .post(format!("{}/hooks/pass", c.node(other).public))
+            .body(json!({ "i": i }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    // Attempts are in flight on the owner: stop it mid-way, past both its
+    // target lease (10 s) and its delivery claims (7 s).
+    sink.wait_for(8, Duration::from_secs(30)).await;
+    let pid = c.node(owner).pid();
+    signal(pid, "STOP");
+    let stopped_at = sink.received_on("/in").len();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    // Another node took the target over and delivered the rest.
+    let taken = sink.received_on("/in").len();
+    signal(pid, "CONT");
+    poll(Duration::from_secs(60), "all 60 delivered", async || {
+        let bodies: BTreeSet<u64> = sink
+            .received_on("/in")
+            .iter()
+            .map(|r| r.json()["i"].as_u64().unwrap())
+            .collect();
+        if bodies.len() == 60 {
+            Ok(())
+        } else {
+            Err(format!("{} of 60", bodies.len()))
+        }
+    })
+    .await;
+    // Let the resumed node finish its late attempts, then count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = sink.received_on("/in").len();
+    let fenced = c
+        .node(owner)
+        .log_text()
+        .matches("attempt result not recorded: another node took the delivery over")
+        .count();
+    let (deliveries, attempts) = recorded_attempts(c.node(other)).await;
+    eprintln!(
+        "node-{owner} stopped with {stopped_at} delivered; {taken} by the time it resumed; {sent} requests in all, {attempts} attempts on record for {deliveries} deliveries, {fenced} late results fenced"
+    );
+    if deliveries != 60 {
+        let v = c
+            .node(other)
+            .admin_json("/admin/deliveries?limit=1000")
+            .await;
+        panic!("{deliveries} deliveries listed: {v}");
+    }
+    assert!(
+        taken > stopped_at + 4,
+        "nobody took over: {stopped_at} -> {taken}"
+    );
+    assert!(
+        fenced >= 1,
+        "the stopped node had attempts in flight; none was fenced"
+    );
+    // Every request the sink saw is on record once, or was fenced.
+    assert_eq!(attempts + fenced, sent);
+    c.nodes[owner].take();
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_mid_load_loses_no_acknowledged_event() {
+    let _serial = SERIAL.lock().await;
+    // A server of its own: the others' tests must not see it restart.
+    let pg = postgres::Postgres::start();
+    let sink = Sink::start(vec![]).await;
+    let setup = format!(
+        "[sources.pass]\ntargets = [\"sink\"]\n\
+         [targets.sink]\nurl = \"{}\"\nsecret = \"{SECRET}\"\n",
+        sink.url("/in")
+    );
+    let c = Cluster::start_on(pg.database(), &setup, &[]);
+    let urls: Vec<String> = c
+        .running()
+        .map(|h| format!("{}/hooks/pass", h.public))
+        .collect();
+    const N: usize = 1200;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn(load(urls, N, 8, progress.clone()));
+    while progress.load(Ordering::Relaxed) < N / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let restarted = Instant::now();
+    pg.restart();
+    let down_for = restarted.elapsed();
+    let acked: BTreeSet<u64> = sender.await.unwrap().into_iter().collect();
+    // Refused while the database was down (503, never a 202 without a
+    // commit), then acknowledged once the nodes reconnected.
+    assert_eq!(acked.len(), N);
+    poll(
+        Duration::from_secs(90),
+        "every acknowledged event delivered",
+        async || {
+            let got: BTreeSet<u64> = sink
+                .received_on("/in")
+                .iter()
+                .map(|r| r.json()["i"].as_u64().unwrap())
+                .collect();
+            let missing = acked.difference(&got).count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} missing"))
+            }
+        },
+    )
+    .await;
+    // Each node is back on the database: it accepts again.
+    for h in c.running() {
+        let (status, _) = h.post("pass", json!({ "i": 99_999 }).to_string()).await;
+        assert_eq!(status, 202, "{}", h.public);
+    }
+    eprintln!(
+        "PostgreSQL restarted after {} acknowledgements (down {down_for:?}); {} of {N} acknowledged, all delivered",
+        N / 3,
+        acked.len()
+    );
 }

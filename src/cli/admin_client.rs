@@ -62,6 +62,12 @@ impl std::fmt::Display for AdminError {
 
 impl std::error::Error for AdminError {}
 
+/// A request body.
+enum Payload<'a> {
+    Json(&'a Value),
+    Wasm(Vec<u8>),
+}
+
 /// A connection to one hookyard admin listener.
 pub struct AdminClient {
     base: url::Url,
@@ -107,7 +113,14 @@ impl AdminClient {
 
     /// POST `segments` with an optional JSON body.
     pub async fn post(&self, segments: &[&str], body: Option<&Value>) -> Result<Value, AdminError> {
-        self.call(Method::POST, segments, &[], body).await
+        self.call(Method::POST, segments, &[], body.map(Payload::Json))
+            .await
+    }
+
+    /// PUT a component's bytes (a plugin push).
+    pub async fn put_wasm(&self, segments: &[&str], wasm: Vec<u8>) -> Result<Value, AdminError> {
+        self.call(Method::PUT, segments, &[], Some(Payload::Wasm(wasm)))
+            .await
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> url::Url {
@@ -128,17 +141,25 @@ impl AdminClient {
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
-        body: Option<&Value>,
+        body: Option<Payload<'_>>,
     ) -> Result<Value, AdminError> {
         let url = self.url(segments, query);
         let mut request = self.http.request(method, url.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+        match body {
+            Some(Payload::Json(v)) => {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(v.to_string());
+            }
+            Some(Payload::Wasm(bytes)) => {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                    .body(bytes);
+            }
+            None => {}
         }
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();

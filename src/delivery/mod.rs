@@ -40,6 +40,11 @@ use state::{Control, Gate, TargetState};
 /// a missed wake-up (or a clock step) costs at most this much latency.
 const IDLE_RESCAN: Duration = Duration::from_secs(1);
 
+/// How long a claim outlives its attempt's time limit: room to record the
+/// result (one short transaction). Longer only delays the takeover of a
+/// dead node's deliveries.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+
 /// Most due entries read from the store per scan. They are claimed at once
 /// and started as the target's limits allow, so the schedule is scanned
 /// once per batch, not once per finished attempt (a scan walks past every
@@ -108,7 +113,7 @@ impl Target {
     /// cluster may take the delivery over (and this one's late result is
     /// fenced out).
     pub fn claim_lease(&self) -> Duration {
-        self.config.policy.timeout + Duration::from_secs(30)
+        self.config.policy.timeout + CLAIM_MARGIN
     }
 
     /// Dead deliveries of this target.

@@ -321,6 +321,11 @@ impl Router {
                 self.telemetry.emit(KvConflict { plugin });
                 if tries < MAX_KV_TRIES {
                     tracing::debug!(event = %event.id, plugin = %plugin, key = %key, tries, "KV read changed before commit; routing again");
+                    // Within a process the plugin's KV lock orders calls;
+                    // across cluster nodes, calls that lost a race back off
+                    // a little, each a different time, so they stop
+                    // colliding.
+                    tokio::time::sleep(outcome::conflict_backoff(&event.id, tries)).await;
                     continue;
                 }
             }

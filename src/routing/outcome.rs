@@ -193,7 +193,21 @@ impl Ran {
 /// their writes commit. Each run reads fresh state, and only calls running
 /// at the same time can conflict, so even a single hot counter commits
 /// within a few tries; this bounds the pathological case.
-pub(super) const MAX_KV_TRIES: u32 = 10;
+pub(super) const MAX_KV_TRIES: u32 = 16;
+
+/// The pause before re-running a call whose KV reads changed: none at
+/// first (a lost race within a process), then growing and spread by the
+/// event's id, up to a few tens of ms.
+pub(super) fn conflict_backoff(event_id: &str, tries: u32) -> std::time::Duration {
+    if tries <= 1 {
+        return std::time::Duration::ZERO;
+    }
+    let spread = event_id.bytes().fold(tries, |h, b| {
+        h.wrapping_mul(31).wrapping_add(u32::from(b))
+    });
+    let cap = 2 * tries.min(16);
+    std::time::Duration::from_millis(u64::from(1 + spread % cap))
+}
 
 /// Longest plugin-given text (drop reason, error) kept with an outcome and
 /// logged: a plugin can return megabytes, an operator reads a line.

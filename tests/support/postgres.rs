@@ -19,7 +19,13 @@ pub struct Postgres {
 /// PostgreSQL fails the test: `scripts/test.sh` installs it.
 pub fn server() -> &'static Postgres {
     static PG: OnceLock<Postgres> = OnceLock::new();
-    PG.get_or_init(|| {
+    PG.get_or_init(Postgres::start)
+}
+
+impl Postgres {
+    /// A server of the caller's own (for a test that restarts it), stopped
+    /// when dropped.
+    pub fn start() -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("hookyard-pg-")
             .tempdir()
@@ -31,7 +37,17 @@ pub fn server() -> &'static Postgres {
             &std::process::id().to_string(),
         ]);
         Postgres { dir, url }
-    })
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(super::repo_root().join("scripts/pg.sh"))
+            .args(["stop", self.dir.to_str().unwrap()])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn script(args: &[&str]) -> String {
@@ -91,14 +107,6 @@ impl Postgres {
     /// Stops the server and starts it again on the same port (a database
     /// restart under load).
     pub fn restart(&self) {
-        script(&["restart", self.dir.to_str().unwrap()]);
-    }
-
-    pub fn stop(&self) {
-        script(&["stop", self.dir.to_str().unwrap()]);
-    }
-
-    pub fn start_again(&self) {
         script(&["restart", self.dir.to_str().unwrap()]);
     }
 

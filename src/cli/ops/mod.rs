@@ -20,7 +20,7 @@ mod tail;
 mod targets;
 mod time;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -89,6 +89,41 @@ pub fn run(command: OpsCommand) -> Result<()> {
         Err(e) if e.is::<StdoutClosed>() => Ok(()),
         other => other,
     }
+}
+
+/// `hookyard plugin push FILE [--name N]`: prints the digest every node
+/// should come to serve (`GET /admin/plugins` shows which do).
+pub fn push_plugin(file: &std::path::Path, name: Option<&str>, conn: &Conn) -> Result<()> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => file
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_suffix(".wasm"))
+            .ok_or_else(|| anyhow!("{}: name it NAME.wasm or pass --name", file.display()))?
+            .to_string(),
+    };
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let client = connect(conn)?;
+    let v = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(client.put_wasm(&["admin", "plugins", &name], wasm))?;
+    if conn.json {
+        println!("{v}");
+    } else {
+        println!(
+            "pushed {name}: sha256 {} ({} bytes, stored in the {})",
+            v["sha256"].as_str().unwrap_or("?"),
+            v["bytes"],
+            if v["stored_in"] == "database" {
+                "database for every node"
+            } else {
+                "plugin directory"
+            }
+        );
+    }
+    Ok(())
 }
 
 fn connect(conn: &Conn) -> Result<AdminClient> {
