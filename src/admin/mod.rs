@@ -302,6 +302,13 @@ mod tests {
             let r = match *method {
                 "GET" => http.get(&url).send().await.unwrap(),
                 "DELETE" => http.delete(&url).send().await.unwrap(),
+                "PUT" => http
+                    .put(&url)
+                    .header("content-type", "application/wasm")
+                    .body("not a component")
+                    .send()
+                    .await
+                    .unwrap(),
                 _ => http
                     .post(&url)
                     .header("content-type", "application/json")

@@ -202,9 +202,9 @@ pub(super) fn conflict_backoff(event_id: &str, tries: u32) -> std::time::Duratio
     if tries <= 1 {
         return std::time::Duration::ZERO;
     }
-    let spread = event_id.bytes().fold(tries, |h, b| {
-        h.wrapping_mul(31).wrapping_add(u32::from(b))
-    });
+    let spread = event_id
+        .bytes()
+        .fold(tries, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let cap = 2 * tries.min(16);
     std::time::Duration::from_millis(u64::from(1 + spread % cap))
 }
