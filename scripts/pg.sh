@@ -9,6 +9,9 @@
 # stdout, so callers can capture it; everything else goes to stderr.
 # With WATCH_PID, a detached watchdog stops the server and removes DIR once
 # that process is gone, so a test killed with SIGKILL leaks no PostgreSQL.
+# fsync is off (tests need no durability across a machine crash);
+# PG_FSYNC=on turns it on (the benchmark, measuring what production pays).
+# pg_stat_statements is loaded so a benchmark can count statements.
 set -euo pipefail
 
 self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -57,7 +60,7 @@ launch() {
     local off
     off="$(stat -c %s "$dir/log" 2>/dev/null || echo 0)"
     if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 -o \
-        "-c listen_addresses=127.0.0.1 -p $1 -k $dir/sock -c fsync=off -c max_connections=300 -c synchronous_commit=on" \
+        "-c listen_addresses=127.0.0.1 -p $1 -k $dir/sock -c fsync=${PG_FSYNC:-off} -c shared_preload_libraries=pg_stat_statements -c max_connections=300 -c synchronous_commit=on" \
         start >&2; then
         echo "$1" >"$dir/port"
         return 0

@@ -46,6 +46,8 @@ pub struct Ctx {
     /// `perf record` of the current router, with `--perf`.
     pub perf: std::sync::Mutex<Option<std::process::Child>>,
     pub perf_dir: PathBuf,
+    /// The cluster scenarios' PostgreSQL, started by the first of them.
+    pub pg: Option<crate::cluster::Pg>,
 }
 
 impl Ctx {
@@ -125,7 +127,7 @@ impl Ctx {
             .unwrap_or(0)
     }
 
-    fn config(&self, setup: &Setup) -> String {
+    pub fn config(&self, setup: &Setup) -> String {
         let mut c = String::new();
         let _ = writeln!(
             c,

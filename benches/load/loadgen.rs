@@ -30,7 +30,8 @@ use crate::stats::{Summary, unix_ns};
 /// What to send, where, how fast and for how long.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadSpec {
-    /// `127.0.0.1:port`
+    /// `127.0.0.1:port`, or several comma-separated (cluster nodes): each
+    /// connection goes to one, in turn.
     pub addr: String,
     /// Request path, e.g. `/hooks/bench`.
     pub path: String,
@@ -211,10 +212,15 @@ async fn connect(addr: &str) -> Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-async fn send(sender: &mut SendRequest<Full<Bytes>>, spec: &LoadSpec, body: Bytes) -> Result<u16> {
+async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    spec: &LoadSpec,
+    addr: &str,
+    body: Bytes,
+) -> Result<u16> {
     sender.ready().await?;
     let req = hyper::Request::post(spec.path.as_str())
-        .header(hyper::header::HOST, spec.addr.as_str())
+        .header(hyper::header::HOST, addr)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
@@ -238,7 +244,10 @@ fn build_body(buf: &mut Vec<u8>, spec: &LoadSpec, ts: u64, seq: u64) -> Bytes {
 }
 
 async fn connection(shared: Arc<Shared>) -> ConnOut {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let spec = &shared.spec;
+    let addrs: Vec<&str> = spec.addr.split(',').collect();
+    let addr = addrs[NEXT.fetch_add(1, Ordering::Relaxed) as usize % addrs.len()];
     let mut out = ConnOut::default();
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let mut buf = Vec::with_capacity(spec.body_size + 64);
@@ -265,7 +274,7 @@ async fn connection(shared: Arc<Shared>) -> ConnOut {
             break;
         }
         if sender.is_none() {
-            match connect(&spec.addr).await {
+            match connect(addr).await {
                 Ok(s) => sender = Some(s),
                 Err(e) => {
                     out.errors += 1;
@@ -286,7 +295,7 @@ async fn connection(shared: Arc<Shared>) -> ConnOut {
         }
         let body = build_body(&mut buf, spec, unix_ns(), seq);
         out.sent += 1;
-        match send(s, spec, body).await {
+        match send(s, spec, addr, body).await {
             Ok(202) => {
                 let took = started.elapsed();
                 out.accepted += 1;

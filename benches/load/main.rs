@@ -27,6 +27,7 @@
 //! `procs.rs` starting them and `plugin_host.rs` for the plugin call.
 
 mod baseline;
+mod cluster;
 mod harness;
 mod loadgen;
 mod options;
@@ -150,8 +151,10 @@ fn run(cli: Cli) -> Result<()> {
         skipped: Vec::new(),
         perf: std::sync::Mutex::new(None),
         perf_dir: bench_dir.join("perf"),
+        pg: None,
     };
     let result = ctx.run_all();
+    ctx.pg = None; // stops the cluster scenarios' PostgreSQL
     sink.kill();
     if !ctx.opts.keep {
         let _ = std::fs::remove_dir_all(&work);

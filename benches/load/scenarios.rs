@@ -149,6 +149,16 @@ impl Ctx {
             };
             self.step(name, |c| c.e2e(name, "11", setup, 1, Drive::Burst(burst)))?;
         }
+        for (name, nodes) in [("pg-1", 1), ("pg-3", 3)] {
+            if !self.selected(name) {
+                continue;
+            }
+            if let Some(missing) = self.missing(&[COUNTER_PLUGIN]) {
+                self.skip(name, &missing);
+                continue;
+            }
+            self.step(name, |c| c.e2e_cluster(name, nodes, burst))?;
+        }
         if self.selected("fanout-3") {
             if let Some(missing) = self.missing(&[RUST_PLUGIN]) {
                 self.skip("fanout-3", &missing);

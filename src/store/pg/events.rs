@@ -82,12 +82,7 @@ impl EventLog for PgStore {
 #[async_trait]
 impl RoutingLog for PgStore {
     async fn event(&self, id: &str) -> Result<Option<Event>> {
-        let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM events WHERE id = $1", &[&id])
-                .await?
-                .map(|r| event_of(r.get(0), r.get(1))),
-        )
+        self.load_event(id).await
     }
 
     /// Claims the page: events still to be routed whose claim is free, ran

@@ -126,6 +126,27 @@ impl PgStore {
         self.inner.wakes.subscribe()
     }
 
+    /// An event with its body: routing, delivery and the admin API all
+    /// read it the same way.
+    async fn load_event(&self, id: &str) -> Result<Option<crate::model::records::Event>> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT meta, body FROM events WHERE id = $1", &[&id])
+                .await?
+                .map(|r| events::event_of(r.get(0), r.get(1))),
+        )
+    }
+
+    /// A delivery with its own body, if it has one.
+    async fn load_delivery(&self, id: &str) -> Result<Option<crate::model::records::Delivery>> {
+        let c = self.client().await?;
+        Ok(
+            c.query_opt("SELECT meta, body FROM deliveries WHERE id = $1", &[&id])
+                .await?
+                .map(|r| queue::delivery_of(r.get(0), r.get(1))),
+        )
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Client> {
         self.inner
             .pool

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
-use super::events::{event_of, notify_due, secs};
+use super::events::{notify_due, secs};
 use super::{PgStore, big, small};
 use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event};
 use crate::model::word::Word;
@@ -76,21 +76,11 @@ impl DeliveryQueue for PgStore {
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM deliveries WHERE id = $1", &[&id])
-                .await?
-                .map(|r| delivery_of(r.get(0), r.get(1))),
-        )
+        self.load_delivery(id).await
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>> {
-        let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM events WHERE id = $1", &[&id])
-                .await?
-                .map(|r| event_of(r.get(0), r.get(1))),
-        )
+        self.load_event(id).await
     }
 
     async fn record_attempt(

@@ -7,7 +7,6 @@ use anyhow::Result;
 use async_trait::async_trait;
 use tokio_postgres::types::{Json, ToSql};
 
-use super::events::event_of;
 use super::queue::delivery_of;
 use super::{PgStore, big, small};
 use crate::model::id::lowest_at;
@@ -35,12 +34,7 @@ fn state_of(to_route: bool, outcome: Option<Json<Outcome>>) -> EventState {
 #[async_trait]
 impl Records for PgStore {
     async fn event(&self, id: &str) -> Result<Option<Event>> {
-        let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM events WHERE id = $1", &[&id])
-                .await?
-                .map(|r| event_of(r.get(0), r.get(1))),
-        )
+        self.load_event(id).await
     }
 
     async fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
@@ -64,12 +58,7 @@ impl Records for PgStore {
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM deliveries WHERE id = $1", &[&id])
-                .await?
-                .map(|r| delivery_of(r.get(0), r.get(1))),
-        )
+        self.load_delivery(id).await
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {

@@ -1,0 +1,271 @@
+//! Cluster scenarios: `pg-1` and `pg-3`, the KV counter plugin end to end
+//! on one and on three nodes sharing one PostgreSQL (a throwaway server
+//! from `scripts/pg.sh`, with fsync on, as production runs it). Besides
+//! the row's figures, each reports what the database spent per delivered
+//! event: its processes' CPU time, and the statements and transactions it
+//! executed (`pg_stat_statements`, `pg_stat_database`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::COUNTER_PLUGIN;
+use crate::harness::{Ctx, Setup};
+use crate::procs;
+use crate::scenarios::{Row, check_load};
+
+/// The benchmark's PostgreSQL, stopped when the bench ends (and by its
+/// watchdog if the bench dies).
+pub struct Pg {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(root().join("scripts/pg.sh"))
+            .args(["stop"])
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What the database had spent at one moment.
+struct DbUsage {
+    cpu_secs: f64,
+    statements: i64,
+    commits: i64,
+}
+
+impl Pg {
+    fn start(work: &std::path::Path) -> Result<Pg> {
+        let dir = work.join("postgres");
+        let out = std::process::Command::new("bash")
+            .arg(root().join("scripts/pg.sh"))
+            .arg("start")
+            .arg(&dir)
+            .arg(std::process::id().to_string())
+            .env("PG_FSYNC", "on")
+            .output()
+            .context("run scripts/pg.sh")?;
+        if !out.status.success() {
+            return Err(anyhow!(
+                "scripts/pg.sh start failed (apt-get install postgresql):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let url = String::from_utf8(out.stdout)?.trim().to_string();
+        Ok(Pg { dir, url })
+    }
+
+    /// The server's processes' CPU time (the postmaster and its children).
+    fn cpu_secs(&self) -> f64 {
+        let Ok(pidfile) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else {
+            return 0.0;
+        };
+        let Some(master) = pidfile.lines().next().map(str::trim) else {
+            return 0.0;
+        };
+        let ticks = 100.0; // USER_HZ on Linux
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command (which may hold spaces) in parens.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let pid = entry.file_name().to_string_lossy().to_string();
+            if f.len() > 12 && (f[1] == master || pid == master) {
+                let utime: f64 = f[11].parse().unwrap_or(0.0);
+                let stime: f64 = f[12].parse().unwrap_or(0.0);
+                total += (utime + stime) / ticks;
+            }
+        }
+        total
+    }
+}
+
+impl Ctx {
+    async fn sql(url: &str, q: &str) -> Result<Vec<tokio_postgres::Row>> {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client.query(q, &[]).await?)
+    }
+
+    fn usage(&self, pg: &Pg, db_url: &str) -> Result<DbUsage> {
+        let cpu_secs = pg.cpu_secs();
+        let (statements, commits) = self.rt.block_on(async {
+            let s = Self::sql(
+                db_url,
+                "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .await?;
+            let c = Self::sql(
+                db_url,
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            )
+            .await?;
+            Ok::<_, anyhow::Error>((s[0].get::<_, i64>(0), c[0].get::<_, i64>(0)))
+        })?;
+        Ok(DbUsage {
+            cpu_secs,
+            statements,
+            commits,
+        })
+    }
+
+    /// The counter plugin on `nodes` nodes of one database, `burst` events
+    /// spread over their public listeners.
+    pub fn e2e_cluster(&mut self, name: &str, nodes: usize, burst: u64) -> Result<()> {
+        if self.pg.is_none() {
+            self.pg = Some(Pg::start(&self.work)?);
+        }
+        self.sink_reset()?;
+        let db = format!("bench_{}", name.replace('-', "_"));
+        let base = self.pg.as_ref().unwrap().url.clone();
+        let db_url = format!("{}/{db}", base.rsplit_once('/').unwrap().0);
+        self.rt.block_on(async {
+            Self::sql(&base, &format!("DROP DATABASE IF EXISTS {db}")).await?;
+            Self::sql(&base, &format!("CREATE DATABASE {db}")).await?;
+            Self::sql(&db_url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements").await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        let setup = Setup {
+            durability: "flush",
+            plugins: vec![(COUNTER_PLUGIN, vec![("target", "a")])],
+            passthrough: vec![],
+            targets: vec!["a"],
+        };
+        let mut routers = Vec::new();
+        let mut urls = Vec::new();
+        let mut dirs = Vec::new();
+        for i in 0..nodes {
+            let dir = self.prepare(&format!("{name}-{i}"), &setup)?;
+            let config = format!(
+                "{}\n[store]\nbackend = \"postgres\"\nurl = \"{db_url}\"\nnode_id = \"bench-{i}\"\n",
+                self.config(&setup)
+            );
+            let router = procs::start_router(
+                &dir,
+                &config,
+                self.opts.router_log.as_deref(),
+                &self.opts.router_env,
+            )?;
+            urls.push(router.field("public=").context("public address")?);
+            println!("   node bench-{i}: pid {}", router.pid());
+            routers.push(router);
+            dirs.push(dir);
+        }
+        let joined: Vec<String> = urls
+            .iter()
+            .map(|u| {
+                u.trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .collect();
+        let mut spec = self.closed_spec(&urls[0]);
+        spec.addr = joined.join(",");
+        spec.count = Some(burst);
+        spec.duration_secs = 600.0;
+        let pg = self.pg.take().unwrap();
+        let before = self.usage(&pg, &db_url)?;
+        let started = Instant::now();
+        let measured = (|| -> Result<_> {
+            let load = procs::run_load(&spec)?;
+            check_load(&load)?;
+            let light = self.wait_delivered(load.accepted)?;
+            let full = self.sink_stats("since=0")?;
+            Ok((load, light, full))
+        })();
+        let after = self.usage(&pg, &db_url);
+        let wall = started.elapsed().as_secs_f64();
+        self.pg = Some(pg);
+        let mut rss: Option<f64> = None;
+        let mut notes = Vec::new();
+        for (dir, router) in dirs.iter().zip(routers) {
+            let (r, n) = self.finish(dir, router)?;
+            // The largest node's peak.
+            rss = match (rss, r) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            notes.extend(n);
+        }
+        let (load, light, full) = measured?;
+        let after = after?;
+        let unique = light["unique"].as_u64().unwrap_or(0);
+        let last_recv = full["last_recv_ns"].as_u64().unwrap_or(0);
+        let span = last_recv.saturating_sub(load.start_unix_ns) as f64 / 1e9;
+        let delivered_per_sec = (span > 0.0).then(|| unique as f64 / span);
+        let per = |n: f64| n / unique.max(1) as f64;
+        let cpu = after.cpu_secs - before.cpu_secs;
+        let db_note = format!(
+            "PostgreSQL: {:.2} CPU-s ({:.0} % of a core over {wall:.1} s), {:.1} statements and {:.1} commits per delivered event",
+            cpu,
+            100.0 * cpu / wall.max(0.001),
+            per((after.statements - before.statements) as f64),
+            per((after.commits - before.commits) as f64),
+        );
+        // Where the statements went: the profile of the database's work.
+        let top = self.rt.block_on(Self::sql(
+            &db_url,
+            "SELECT calls, regexp_replace(left(query, 70), '\\s+', ' ', 'g') FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY calls DESC LIMIT 8",
+        ));
+        if let Ok(rows) = top {
+            for r in rows {
+                println!(
+                    "     {:>6.2}/event  {}",
+                    per(r.get::<_, i64>(0) as f64),
+                    r.get::<_, String>(1)
+                );
+            }
+        }
+        println!(
+            "   {nodes} node(s): {:.0} accepted/s, {:.0} delivered/s ({unique}/{}); {db_note}",
+            load.accepted_per_sec,
+            delivered_per_sec.unwrap_or(0.0),
+            load.accepted
+        );
+        notes.insert(0, db_note);
+        if unique < load.accepted {
+            notes.push(format!(
+                "only {unique} of {} deliveries arrived in time",
+                load.accepted
+            ));
+        }
+        self.rows.push(Row {
+            scenario: name.to_string(),
+            requirement: "12",
+            load: format!(
+                "closed, {} conns over {nodes} node(s), {burst} events",
+                self.opts.connections
+            ),
+            accepted_per_sec: Some(load.accepted_per_sec),
+            ingest_latency: Some(load.latency),
+            vs_baseline: None,
+            delivered_per_sec,
+            delivered: Some(unique),
+            expected_deliveries: Some(load.accepted),
+            ingest_to_sink: serde_json::from_value(full["latency"].clone()).ok(),
+            peak_rss_mib: rss,
+            router_start_secs: None,
+            notes,
+            load_result: Some(load),
+        });
+        Ok(())
+    }
+}
