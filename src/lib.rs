@@ -45,6 +45,7 @@ pub mod delivery;
 pub mod jobs;
 pub mod model;
 pub mod plugin;
+pub mod readiness;
 pub mod routing;
 pub mod server;
 pub mod source;

@@ -126,6 +126,14 @@ pub async fn run(
         config.server.retention_sweep_every,
     ));
     scrape_from(&telemetry, &plugins, &router, &dispatcher, &store.upkeep);
+    let readiness = crate::readiness::Readiness::start(store.upkeep.clone());
+    {
+        let scrape = telemetry.scrape();
+        let r = Arc::downgrade(&readiness);
+        scrape.ready(move || r.upgrade().is_some_and(|r| r.is_ready()));
+        let node = config.store.node_id();
+        scrape.node(move || node.clone());
+    }
     let admin_app = admin::routes(Arc::new(AdminState {
         store: store.clone(),
         plugins: plugins.clone(),
@@ -135,6 +143,7 @@ pub async fn run(
         telemetry,
         config: config.clone(),
         cluster: cluster.clone(),
+        readiness,
     }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

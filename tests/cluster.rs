@@ -561,6 +561,40 @@ async fn a_database_restart_mid_load_loses_no_acknowledged_event() {
         let (status, _) = h.post("pass", json!({ "i": 99_999 }).to_string()).await;
         assert_eq!(status, 202, "{}", h.public);
     }
+    // A longer outage: every node says it is not ready and refuses
+    // webhooks with 503 (never a 202 without a commit), then recovers by
+    // itself once the database is back.
+    pg.stop();
+    for h in c.running() {
+        let reason = poll(Duration::from_secs(15), "not ready", async || {
+            let (status, v) = h.admin_get("/readyz").await;
+            if status == 503 {
+                Ok(v["reason"].as_str().unwrap_or_default().to_string())
+            } else {
+                Err(format!("{status} {v}"))
+            }
+        })
+        .await;
+        assert!(!reason.is_empty());
+        let (status, v) = h.post("pass", json!({ "i": 99_998 }).to_string()).await;
+        assert_eq!(status, 503, "{v}");
+    }
+    let metrics = c.node(0).admin_text("/metrics").await;
+    assert!(metrics.contains("hookyard_ready 0"), "{metrics}");
+    pg.restart();
+    for h in c.running() {
+        poll(Duration::from_secs(30), "ready again", async || {
+            let (status, v) = h.admin_get("/readyz").await;
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(format!("{status} {v}"))
+            }
+        })
+        .await;
+        let (status, v) = h.post("pass", json!({ "i": 99_997 }).to_string()).await;
+        assert_eq!(status, 202, "{v}");
+    }
     eprintln!(
         "PostgreSQL restarted after {} acknowledgements (down {down_for:?}); {} of {N} acknowledged, all delivered",
         N / 3,

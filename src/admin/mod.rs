@@ -43,12 +43,14 @@ pub struct AdminState {
     pub config: Arc<Config>,
     /// Set in cluster mode (the PostgreSQL store).
     pub cluster: Option<crate::store::pg::PgStore>,
+    pub readiness: Arc<crate::readiness::Readiness>,
 }
 
 /// Every endpoint, as `(method, path)`. docs/admin-api.md documents exactly
 /// these (a test compares them), and [`routes`] serves exactly these.
 pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/admin/events"),
     ("GET", "/admin/events/{id}"),
@@ -112,6 +114,7 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(protected)
         .fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
@@ -176,6 +179,27 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+/// Readiness for a load balancer: 503 with the reason while the store
+/// cannot take writes (in cluster mode: the database is unreachable).
+async fn readyz(State(state): State<Arc<AdminState>>) -> (axum::http::StatusCode, Json<Value>) {
+    let node = state.config.store.node_id();
+    if state.readiness.is_ready() {
+        (
+            axum::http::StatusCode::OK,
+            Json(json!({ "status": "ready", "node": node })),
+        )
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "not_ready",
+                "node": node,
+                "reason": state.readiness.reason(),
+            })),
+        )
+    }
 }
 
 /// Deliveries shown with an event per page, by default and at most: an

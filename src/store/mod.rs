@@ -264,6 +264,9 @@ pub trait Upkeep: Send + Sync {
     async fn flush(&self) -> Result<()>;
     /// Bytes the store occupies.
     fn size_on_disk(&self) -> u64;
+    /// Whether the store takes writes now (readiness); cheap enough to
+    /// call every second.
+    async fn ready(&self) -> Result<()>;
 }
 
 /// One backend, seen through each concern.

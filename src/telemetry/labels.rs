@@ -146,6 +146,11 @@ pub(super) struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct NodeLabel {
+    pub(super) node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct PluginLabel {
     pub(super) plugin: String,
 }

@@ -16,7 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-use super::labels::{PluginLabel, TargetLabel, TargetState, TargetStateLabels};
+use super::labels::{NodeLabel, PluginLabel, TargetLabel, TargetState, TargetStateLabels};
 
 /// One configured target as the delivery stage sees it at scrape time.
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct Scraped {
     plugins: RwLock<Option<Probe<Vec<PluginUp>>>>,
     events_waiting: RwLock<Option<Probe<u64>>>,
     store_size: RwLock<Option<Probe<u64>>>,
+    ready: RwLock<Option<Probe<bool>>>,
+    node: RwLock<Option<Probe<String>>>,
 }
 
 fn set<T>(slot: &RwLock<Option<Probe<T>>>, f: Probe<T>) {
@@ -75,6 +77,14 @@ impl Scraped {
 
     pub fn store_size(&self, f: impl Fn() -> u64 + Send + Sync + 'static) {
         set(&self.store_size, Box::new(f));
+    }
+
+    pub fn ready(&self, f: impl Fn() -> bool + Send + Sync + 'static) {
+        set(&self.ready, Box::new(f));
+    }
+
+    pub fn node(&self, f: impl Fn() -> String + Send + Sync + 'static) {
+        set(&self.node, Box::new(f));
     }
 }
 
@@ -168,6 +178,25 @@ impl Collector for Scraped {
             MetricType::Gauge,
         )?;
         ConstGauge::new(i64::try_from(size).unwrap_or(i64::MAX)).encode(family)?;
+
+        let family = encoder.encode_descriptor(
+            "hookyard_ready",
+            "1 while the process is ready for webhooks (its store takes writes), as /readyz.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(i64::from(read(&self.ready))).encode(family)?;
+        gauges(
+            &mut encoder,
+            "hookyard_node_info",
+            "1, labelled with this process's node id (cluster mode: as in leases and the admin API).",
+            [(
+                NodeLabel {
+                    node: read(&self.node),
+                },
+                1,
+            )],
+        )?;
         Ok(())
     }
 }

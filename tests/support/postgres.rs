@@ -104,6 +104,11 @@ impl Postgres {
         format!("{base}/{name}")
     }
 
+    /// Stops the server (a database outage); `restart` brings it back.
+    pub fn stop(&self) {
+        script(&["stop", self.dir.to_str().unwrap()]);
+    }
+
     /// Stops the server and starts it again on the same port (a database
     /// restart under load).
     pub fn restart(&self) {

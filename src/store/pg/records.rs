@@ -286,4 +286,10 @@ impl Upkeep for PgStore {
     fn size_on_disk(&self) -> u64 {
         self.inner.size.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// A connection from the pool answers.
+    async fn ready(&self) -> Result<()> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
 }

@@ -1153,6 +1153,15 @@ impl super::Upkeep for SledStore {
     fn size_on_disk(&self) -> u64 {
         self.inner.size_on_disk()
     }
+
+    /// The writer thread answers a no-op in order with every write.
+    async fn ready(&self) -> Result<()> {
+        self.inner
+            .writer
+            .check(|_| Ok((Writes::default(), ())))
+            .value()
+            .await
+    }
 }
 
 #[cfg(test)]
