@@ -63,8 +63,11 @@ impl PgStore {
     pub async fn heartbeat(&self, info: &serde_json::Value) -> Result<()> {
         let c = self.client().await?;
         c.execute(
-            "INSERT INTO nodes (id, info) VALUES ($1, $2)
+            &c.prepare_cached(
+                "INSERT INTO nodes (id, info) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET heartbeat = now(), info = excluded.info",
+            )
+            .await?,
             &[&self.inner.node, info],
         )
         .await
@@ -113,14 +116,20 @@ impl PgStore {
         let tx = client.transaction().await?;
         let node = &self.inner.node;
         tx.execute(
-            "INSERT INTO targets (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            &tx.prepare_cached(
+                "INSERT INTO targets (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            )
+            .await?,
             &[&targets],
         )
         .await?;
         if !release.is_empty() {
             tx.execute(
-                "UPDATE targets SET owner = NULL, lease_until = NULL
+                &tx.prepare_cached(
+                    "UPDATE targets SET owner = NULL, lease_until = NULL
                  WHERE owner = $1 AND name = ANY($2)",
+                )
+                .await?,
                 &[node, &release],
             )
             .await?;
@@ -179,15 +188,18 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO plugins (name, sha256, wasm) VALUES ($1, $2, $3)
+            &tx.prepare_cached(
+                "INSERT INTO plugins (name, sha256, wasm) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE
                SET sha256 = excluded.sha256, wasm = excluded.wasm, updated_at = now()",
+            )
+            .await?,
             &[&name, &sha256, &wasm],
         )
         .await
         .context("storing the plugin")?;
         tx.execute(
-            "SELECT pg_notify($1, $2)",
+            &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
             &[&super::listen::CHANNEL, &super::listen::PLUGINS_PAYLOAD],
         )
         .await?;
@@ -208,7 +220,8 @@ impl PgStore {
     pub async fn pushed_plugin(&self, name: &str) -> Result<Option<PluginBlob>> {
         let c = self.client().await?;
         Ok(c.query_opt(
-            "SELECT name, sha256, wasm FROM plugins WHERE name = $1",
+            &c.prepare_cached("SELECT name, sha256, wasm FROM plugins WHERE name = $1")
+                .await?,
             &[&name],
         )
         .await?
@@ -228,9 +241,12 @@ impl PgStore {
     ) -> Result<()> {
         let c = self.client().await?;
         c.execute(
-            "INSERT INTO plugin_status (node, plugin, sha256, error) VALUES ($1, $2, $3, $4)
+            &c.prepare_cached(
+                "INSERT INTO plugin_status (node, plugin, sha256, error) VALUES ($1, $2, $3, $4)
              ON CONFLICT (node, plugin) DO UPDATE
                SET sha256 = excluded.sha256, error = excluded.error, at = now()",
+            )
+            .await?,
             &[&self.inner.node, &plugin, &sha256, &error],
         )
         .await?;

@@ -60,8 +60,11 @@ impl EventLog for PgStore {
             }
         }
         tx.execute(
-            "INSERT INTO events (id, source, received_at, meta, body, route_owner, route_until)
+            &tx.prepare_cached(
+                "INSERT INTO events (id, source, received_at, meta, body, route_owner, route_until)
              VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
+            )
+            .await?,
             &[
                 &event.id.as_str(),
                 &event.source,
@@ -121,7 +124,8 @@ impl RoutingLog for PgStore {
     async fn set_route_note(&self, event_id: &str, note: &str) -> Result<()> {
         let c = self.client().await?;
         c.execute(
-            "UPDATE events SET route_note = $2 WHERE id = $1 AND to_route",
+            &c.prepare_cached("UPDATE events SET route_note = $2 WHERE id = $1 AND to_route")
+                .await?,
             &[&event_id, &note],
         )
         .await?;
@@ -130,8 +134,7 @@ impl RoutingLog for PgStore {
 
     async fn drop_route_mark(&self, event_id: &str) -> Result<()> {
         let c = self.client().await?;
-        c.execute(
-            "UPDATE events SET to_route = false, route_owner = NULL, route_until = NULL WHERE id = $1",
+        c.execute(&c.prepare_cached("UPDATE events SET to_route = false, route_owner = NULL, route_until = NULL WHERE id = $1").await?,
             &[&event_id],
         )
         .await?;
@@ -196,9 +199,12 @@ impl RoutingLog for PgStore {
         drop(kv_parts);
         insert_deliveries(&tx, deliveries, due_ms).await?;
         tx.execute(
-            "UPDATE events SET outcome = $2, to_route = false, route_note = NULL,
+            &tx.prepare_cached(
+                "UPDATE events SET outcome = $2, to_route = false, route_note = NULL,
                                route_owner = NULL, route_until = NULL
              WHERE id = $1",
+            )
+            .await?,
             &[&event_id, &Json(outcome)],
         )
         .await?;
@@ -234,10 +240,13 @@ async fn insert_deliveries(
     let bodies: Vec<Option<&[u8]>> = deliveries.iter().map(|d| d.body.as_deref()).collect();
     let created: Vec<i64> = deliveries.iter().map(|d| big(d.created_at)).collect();
     tx.execute(
-        "INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at, created_at)
+        &tx.prepare_cached(
+            "INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at, created_at)
          SELECT id, ev, t, m, b, 'scheduled', $7, c
          FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[], $6::bigint[])
               AS x(id, ev, t, m, b, c)",
+        )
+        .await?,
         &[
             &ids,
             &events,
@@ -274,7 +283,7 @@ pub(super) async fn notify_due<'a>(
     names.dedup();
     let payload = super::listen::due_payload(&names);
     tx.execute(
-        "SELECT pg_notify($1, $2)",
+        &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
         &[&super::listen::CHANNEL, &payload],
     )
     .await?;

@@ -44,10 +44,13 @@ pub(super) async fn commit(
     // One statement, locks taken in the order of the lock keys themselves
     // (two keys may share a hash), so two commits cannot deadlock.
     tx.execute(
-        "SELECT pg_advisory_xact_lock(h1, h2) FROM (
+        &tx.prepare_cached(
+            "SELECT pg_advisory_xact_lock(h1, h2) FROM (
              SELECT DISTINCT hashtext(p) AS h1, hashtext(k) AS h2
              FROM unnest($1::text[], $2::text[]) AS x(p, k)
              ORDER BY 1, 2) s",
+        )
+        .await?,
         &[&plugins, &names],
     )
     .await?;
@@ -106,15 +109,19 @@ pub(super) async fn commit(
             match value {
                 Some(v) => {
                     tx.execute(
-                        "INSERT INTO plugin_kv (plugin, key, value) VALUES ($1, $2, $3)
+                        &tx.prepare_cached(
+                            "INSERT INTO plugin_kv (plugin, key, value) VALUES ($1, $2, $3)
                          ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
+                        )
+                        .await?,
                         &[&p.plugin, key, v],
                     )
                     .await?;
                 }
                 None => {
                     tx.execute(
-                        "DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2",
+                        &tx.prepare_cached("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                            .await?,
                         &[&p.plugin, key],
                     )
                     .await?;
@@ -123,7 +130,8 @@ pub(super) async fn commit(
         }
         if delta != 0 {
             tx.execute(
-                "UPDATE plugin_kv_counts SET n = $2 WHERE plugin = $1",
+                &tx.prepare_cached("UPDATE plugin_kv_counts SET n = $2 WHERE plugin = $1")
+                    .await?,
                 &[&p.plugin, &next],
             )
             .await?;
@@ -144,7 +152,8 @@ impl PluginKv for PgStore {
             rt.block_on(async move {
                 let c = store.client().await?;
                 Ok(c.query_opt(
-                    "SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2",
+                    &c.prepare_cached("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                        .await?,
                     &[&plugin, &key],
                 )
                 .await?
@@ -191,7 +200,8 @@ impl PluginKvAdmin for PgStore {
     async fn kv_value(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let c = self.client().await?;
         Ok(c.query_opt(
-            "SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2",
+            &c.prepare_cached("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2")
+                .await?,
             &[&plugin, &key],
         )
         .await?
@@ -204,7 +214,8 @@ impl PluginKvAdmin for PgStore {
         // Locked like a plugin's commit, so a commit that read the key
         // before the delete is refused after it.
         tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+            &tx.prepare_cached("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))")
+                .await?,
             &[&plugin, &key],
         )
         .await?;
@@ -216,7 +227,10 @@ impl PluginKvAdmin for PgStore {
             .await?;
         if gone > 0 {
             tx.execute(
-                "UPDATE plugin_kv_counts SET n = greatest(n - 1, 0) WHERE plugin = $1",
+                &tx.prepare_cached(
+                    "UPDATE plugin_kv_counts SET n = greatest(n - 1, 0) WHERE plugin = $1",
+                )
+                .await?,
                 &[&plugin],
             )
             .await?;

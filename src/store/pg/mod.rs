@@ -130,21 +130,25 @@ impl PgStore {
     /// read it the same way.
     async fn load_event(&self, id: &str) -> Result<Option<crate::model::records::Event>> {
         let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM events WHERE id = $1", &[&id])
-                .await?
-                .map(|r| events::event_of(r.get(0), r.get(1))),
+        Ok(c.query_opt(
+            &c.prepare_cached("SELECT meta, body FROM events WHERE id = $1")
+                .await?,
+            &[&id],
         )
+        .await?
+        .map(|r| events::event_of(r.get(0), r.get(1))))
     }
 
     /// A delivery with its own body, if it has one.
     async fn load_delivery(&self, id: &str) -> Result<Option<crate::model::records::Delivery>> {
         let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT meta, body FROM deliveries WHERE id = $1", &[&id])
-                .await?
-                .map(|r| queue::delivery_of(r.get(0), r.get(1))),
+        Ok(c.query_opt(
+            &c.prepare_cached("SELECT meta, body FROM deliveries WHERE id = $1")
+                .await?,
+            &[&id],
         )
+        .await?
+        .map(|r| queue::delivery_of(r.get(0), r.get(1))))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {

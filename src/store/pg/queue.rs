@@ -34,18 +34,35 @@ impl DeliveryQueue for PgStore {
         let c = self.client().await?;
         // Only the node that owns the target claims its deliveries, so the
         // target's concurrency, rate and circuit are one node's to keep.
+        // Entries this node already holds come back as they are (the
+        // dispatcher skips those in flight and starts the others): taking
+        // them again would rewrite every held row on every wake-up.
+        let statement = c
+            .prepare_cached(
+                "WITH held AS (
+                     SELECT due_at, id FROM deliveries
+                     WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
+                       AND lease_owner = $1 AND lease_until >= now()
+                     ORDER BY due_at, id LIMIT $5
+                 ), taken AS (
+                     UPDATE deliveries d
+                     SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+                     FROM (SELECT id FROM deliveries
+                           WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
+                             AND (lease_until IS NULL OR lease_until < now())
+                           ORDER BY due_at, id LIMIT $5
+                           FOR UPDATE SKIP LOCKED) c
+                     WHERE d.id = c.id
+                       AND EXISTS (SELECT 1 FROM targets t
+                                   WHERE t.name = $3 AND t.owner = $1 AND t.lease_until > now())
+                     RETURNING d.due_at, d.id
+                 )
+                 SELECT due_at, id FROM held UNION ALL SELECT due_at, id FROM taken",
+            )
+            .await?;
         let rows = c
             .query(
-                "UPDATE deliveries d SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
-                 FROM (SELECT id FROM deliveries
-                       WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
-                         AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $1)
-                       ORDER BY due_at, id LIMIT $5
-                       FOR UPDATE SKIP LOCKED) c
-                 WHERE d.id = c.id
-                   AND EXISTS (SELECT 1 FROM targets t
-                               WHERE t.name = $3 AND t.owner = $1 AND t.lease_until > now())
-                 RETURNING d.due_at, d.id",
+                &statement,
                 &[
                     &self.inner.node,
                     &secs(lease),
@@ -58,6 +75,7 @@ impl DeliveryQueue for PgStore {
         let mut out: Vec<(u64, String)> =
             rows.iter().map(|r| (small(r.get(0)), r.get(1))).collect();
         out.sort();
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -114,8 +132,11 @@ impl DeliveryQueue for PgStore {
             return Ok(Recorded::Fenced);
         }
         tx.execute(
-            "INSERT INTO attempts (delivery_id, n, data) VALUES ($1, $2, $3)
+            &tx.prepare_cached(
+                "INSERT INTO attempts (delivery_id, n, data) VALUES ($1, $2, $3)
              ON CONFLICT (delivery_id, n) DO UPDATE SET data = excluded.data",
+            )
+            .await?,
             &[&delivery.id.as_str(), &(attempt.n as i32), &Json(attempt)],
         )
         .await?;
@@ -148,9 +169,12 @@ impl DeliveryQueue for PgStore {
         after.next_attempt_at = Some(due_ms);
         after.body = None;
         tx.execute(
-            "UPDATE deliveries SET meta = $2, status = 'scheduled', due_at = $3,
+            &tx.prepare_cached(
+                "UPDATE deliveries SET meta = $2, status = 'scheduled', due_at = $3,
                                    lease_owner = NULL, lease_until = NULL
              WHERE id = $1",
+            )
+            .await?,
             &[&delivery_id, &Json(&after), &big(due_ms)],
         )
         .await?;
@@ -165,8 +189,11 @@ impl DeliveryQueue for PgStore {
     async fn unschedule(&self, _target: &str, delivery_id: &str, _due_ms: u64) -> Result<()> {
         let c = self.client().await?;
         c.execute(
-            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+            &c.prepare_cached(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
              WHERE id = $1 AND lease_owner = $2",
+            )
+            .await?,
             &[&delivery_id, &self.inner.node],
         )
         .await?;
@@ -202,13 +229,15 @@ impl PgStore {
 impl TargetStates for PgStore {
     async fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>> {
         let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT control FROM targets WHERE name = $1", &[&target])
-                .await?
-                .and_then(|r| r.get::<_, Option<serde_json::Value>>(0))
-                .map(|v| serde_json::to_vec(&v))
-                .transpose()?,
+        Ok(c.query_opt(
+            &c.prepare_cached("SELECT control FROM targets WHERE name = $1")
+                .await?,
+            &[&target],
         )
+        .await?
+        .and_then(|r| r.get::<_, Option<serde_json::Value>>(0))
+        .map(|v| serde_json::to_vec(&v))
+        .transpose()?)
     }
 
     /// Written by whichever node changed it (the owner for its circuit, any
@@ -219,14 +248,17 @@ impl TargetStates for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
-            "INSERT INTO targets (name, control) VALUES ($1, $2)
+            &tx.prepare_cached(
+                "INSERT INTO targets (name, control) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET control = excluded.control",
+            )
+            .await?,
             &[&target, &v],
         )
         .await?;
         let payload = super::listen::control_payload(target, &self.inner.node);
         tx.execute(
-            "SELECT pg_notify($1, $2)",
+            &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
             &[&super::listen::CHANNEL, &payload],
         )
         .await?;

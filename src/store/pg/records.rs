@@ -39,18 +39,23 @@ impl Records for PgStore {
 
     async fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
         let c = self.client().await?;
-        Ok(
-            c.query_opt("SELECT outcome FROM events WHERE id = $1", &[&event_id])
-                .await?
-                .and_then(|r| r.get::<_, Option<Json<Outcome>>>(0))
-                .map(|j| j.0),
+        Ok(c.query_opt(
+            &c.prepare_cached("SELECT outcome FROM events WHERE id = $1")
+                .await?,
+            &[&event_id],
         )
+        .await?
+        .and_then(|r| r.get::<_, Option<Json<Outcome>>>(0))
+        .map(|j| j.0))
     }
 
     async fn route_note(&self, event_id: &str) -> Result<Option<String>> {
         let c = self.client().await?;
         Ok(c.query_opt(
-            "SELECT coalesce(route_note, '') FROM events WHERE id = $1 AND to_route",
+            &c.prepare_cached(
+                "SELECT coalesce(route_note, '') FROM events WHERE id = $1 AND to_route",
+            )
+            .await?,
             &[&event_id],
         )
         .await?
