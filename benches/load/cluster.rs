@@ -1,5 +1,7 @@
-//! Cluster scenarios: `pg-1` and `pg-3`, the KV counter plugin end to end
-//! on one and on three nodes sharing one PostgreSQL (a throwaway server
+//! Cluster scenarios: `pg-1` and `pg-3`, a Rust plugin that delivers each
+//! event without KV (as Svix's server was measured), and `pg-1-kv`, the
+//! counter plugin (one hot KV key), end to end on one and three nodes
+//! sharing one PostgreSQL (a throwaway server
 //! from `scripts/pg.sh`, with fsync on, as production runs it). Besides
 //! the row's figures, each reports what the database spent per delivered
 //! event: its processes' CPU time, and the statements and transactions it
@@ -10,7 +12,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::COUNTER_PLUGIN;
 use crate::harness::{Ctx, Setup};
 use crate::procs;
 use crate::scenarios::{Row, check_load};
@@ -125,9 +126,15 @@ impl Ctx {
         })
     }
 
-    /// The counter plugin on `nodes` nodes of one database, `burst` events
-    /// spread over their public listeners.
-    pub fn e2e_cluster(&mut self, name: &str, nodes: usize, burst: u64) -> Result<()> {
+    /// `plugin` (with its config) on `nodes` nodes of one database, `burst`
+    /// events spread over their public listeners.
+    pub fn e2e_cluster(
+        &mut self,
+        name: &str,
+        plugin: (&'static str, Vec<(&'static str, &'static str)>),
+        nodes: usize,
+        burst: u64,
+    ) -> Result<()> {
         if self.pg.is_none() {
             self.pg = Some(Pg::start(&self.work)?);
         }
@@ -143,7 +150,7 @@ impl Ctx {
         })?;
         let setup = Setup {
             durability: "flush",
-            plugins: vec![(COUNTER_PLUGIN, vec![("target", "a")])],
+            plugins: vec![plugin],
             passthrough: vec![],
             targets: vec!["a"],
         };
@@ -218,19 +225,24 @@ impl Ctx {
             per((after.statements - before.statements) as f64),
             per((after.commits - before.commits) as f64),
         );
-        // Where the statements went: the profile of the database's work.
+        // Where the database's time went, by statement.
         let top = self.rt.block_on(Self::sql(
             &db_url,
-            "SELECT calls, regexp_replace(left(query, 70), '\\s+', ' ', 'g') FROM pg_stat_statements
+            "SELECT calls, total_exec_time, regexp_replace(left(query, 70), '\\s+', ' ', 'g')
+             FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-             ORDER BY calls DESC LIMIT 8",
+             ORDER BY total_exec_time DESC LIMIT 8",
         ));
         if let Ok(rows) = top {
             for r in rows {
+                let calls = r.get::<_, i64>(0) as f64;
+                let ms = r.get::<_, f64>(1);
                 println!(
-                    "     {:>6.2}/event  {}",
-                    per(r.get::<_, i64>(0) as f64),
-                    r.get::<_, String>(1)
+                    "     {:>6.2}/event {:>8.3} ms each {:>7.0} ms total  {}",
+                    per(calls),
+                    ms / calls.max(1.0),
+                    ms,
+                    r.get::<_, String>(2)
                 );
             }
         }

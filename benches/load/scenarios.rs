@@ -149,15 +149,26 @@ impl Ctx {
             };
             self.step(name, |c| c.e2e(name, "11", setup, 1, Drive::Burst(burst)))?;
         }
-        for (name, nodes) in [("pg-1", 1), ("pg-3", 3)] {
+        for (name, plugin, nodes) in [
+            ("pg-1", CHAOS_PLUGIN, 1),
+            ("pg-3", CHAOS_PLUGIN, 3),
+            ("pg-1-kv", COUNTER_PLUGIN, 1),
+        ] {
             if !self.selected(name) {
                 continue;
             }
-            if let Some(missing) = self.missing(&[COUNTER_PLUGIN]) {
+            if let Some(missing) = self.missing(&[plugin]) {
                 self.skip(name, &missing);
                 continue;
             }
-            self.step(name, |c| c.e2e_cluster(name, nodes, burst))?;
+            let config = if plugin == CHAOS_PLUGIN {
+                vec![("target", "a"), ("mode", "ok")]
+            } else {
+                vec![("target", "a")]
+            };
+            self.step(name, |c| {
+                c.e2e_cluster(name, (plugin, config), nodes, burst)
+            })?;
         }
         if self.selected("fanout-3") {
             if let Some(missing) = self.missing(&[RUST_PLUGIN]) {
