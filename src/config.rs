@@ -1118,6 +1118,38 @@ mod tests {
     }
 
     #[test]
+    fn store_settings_are_checked_and_name_their_key() {
+        assert_eq!(parse("").unwrap().store, StoreConfig::Sled);
+        let c = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db\"\nnode_id = \"web-1\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Postgres {
+                url: "postgres://u@127.0.0.1/db".into(),
+                node_id: "web-1".into()
+            }
+        );
+        for (text, key) in [
+            ("[store]\nbackend = \"mysql\"\n", "store.backend"),
+            ("[store]\nbackend = \"postgres\"\n", "store.url"),
+            ("[store]\nurl = \"postgres://x\"\n", "store.url"),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"env:HOOKYARD_TEST_UNSET_URL\"\n",
+                "HOOKYARD_TEST_UNSET_URL",
+            ),
+            (
+                "[store]\nbackend = \"postgres\"\nurl = \"postgres://x/db\"\nnode_id = \"a b\"\n",
+                "store.node_id",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_url_names_the_key() {
         let err = parse("[targets.t]\nurl = \"not a url\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("targets.t.url"), "{err:#}");
