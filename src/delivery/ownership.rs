@@ -105,7 +105,22 @@ impl Dispatcher {
                 let control: Control = v
                     .and_then(|v| serde_json::from_slice(&v).ok())
                     .unwrap_or_default();
-                t.state().control = control;
+                let mut s = t.state();
+                if t.owned.load(Ordering::SeqCst) {
+                    // The owner keeps the circuit (its attempts drive it);
+                    // another node's write carries that node's stale copy.
+                    // Only the operator's part is taken, an enable closing
+                    // the circuit as it does locally.
+                    let enabled = s.control.disabled.is_some() && control.disabled.is_none();
+                    s.control.paused = control.paused;
+                    s.control.disabled = control.disabled;
+                    if enabled {
+                        s.enable();
+                    }
+                } else {
+                    s.control = control;
+                }
+                drop(s);
                 t.wake.notify_one();
             }
             Err(e) => {
