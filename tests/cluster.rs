@@ -680,3 +680,20 @@ async fn replay_retry_and_listings_work_from_any_node() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
 }
+
+/// `sslmode=require` means TLS or nothing: against the test server (no
+/// TLS) the node refuses to start and says why, instead of falling back
+/// to plain TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_that_requires_tls_gets_tls_or_a_clear_error() {
+    let url = format!("{}?sslmode=require", postgres::server().database());
+    let err = match hookyard::store::pg::PgStore::open(&url, "tls-node").await {
+        Ok(_) => panic!("connected without TLS although the URL requires it"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(
+        err.to_lowercase().contains("tls") || err.to_lowercase().contains("ssl"),
+        "{err}"
+    );
+}

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
 
 /// The one channel hookyard notifies on.
 pub const CHANNEL: &str = "hookyard";
@@ -51,59 +52,66 @@ fn parse(payload: &str) -> Option<Wake> {
 }
 
 /// Listens until the runtime ends, reconnecting after a failure.
-pub fn spawn(config: tokio_postgres::Config, wakes: broadcast::Sender<Wake>) {
+pub fn spawn(config: tokio_postgres::Config, tls: super::Tls, wakes: broadcast::Sender<Wake>) {
     tokio::spawn(async move {
         let mut lost = false;
         loop {
-            match config.connect(NoTls).await {
-                Ok((client, mut connection)) => {
-                    // The connection is driven by its own task, which
-                    // forwards what the server sends unprompted.
-                    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-                    let driver = tokio::spawn(async move {
-                        while let Some(m) =
-                            std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                        {
-                            if tx.send(m).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                    match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot LISTEN for other nodes' notifications; retrying")
-                        }
-                        Ok(()) => {
-                            if lost {
-                                tracing::info!("listening for other nodes' notifications again");
-                                let _ = wakes.send(Wake::Everything);
-                            }
-                            while let Some(m) = rx.recv().await {
-                                match m {
-                                    Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
-                                        if let Some(w) = parse(n.payload()) {
-                                            let _ = wakes.send(w);
-                                        }
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "lost the notification connection; reconnecting");
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    driver.abort();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot connect for notifications; retrying");
-                }
+            let listened = match &tls {
+                super::Tls::Plain => listen(&config, NoTls, &wakes, lost).await,
+                super::Tls::Rustls(t) => listen(&config, t.clone(), &wakes, lost).await,
+            };
+            if let Err(e) = listened {
+                tracing::warn!(error = %e, "lost the notification connection; reconnecting");
             }
             lost = true;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+}
+
+/// One notification connection, until it fails.
+async fn listen<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    wakes: &broadcast::Sender<Wake>,
+    lost: bool,
+) -> Result<(), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    // The connection is driven by its own task, which forwards what the
+    // server sends unprompted.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if tx.send(m).is_err() {
+                break;
+            }
+        }
+    });
+    let result = async {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        if lost {
+            tracing::info!("listening for other nodes' notifications again");
+            let _ = wakes.send(Wake::Everything);
+        }
+        while let Some(m) = rx.recv().await {
+            match m? {
+                AsyncMessage::Notification(n) if n.channel() == CHANNEL => {
+                    if let Some(w) = parse(n.payload()) {
+                        let _ = wakes.send(w);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    .await;
+    driver.abort();
+    result
 }
 
 #[cfg(test)]

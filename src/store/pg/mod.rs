@@ -33,6 +33,8 @@ use anyhow::{Context, Result, anyhow};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::broadcast;
 use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use cluster::{HEARTBEAT_EVERY, NodeInfo, PluginBlob, PluginReport};
 pub use listen::Wake;
@@ -73,13 +75,14 @@ impl PgStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| anyhow!("store.url: not a PostgreSQL connection string ({e})"))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let tls = Tls::for_config(&config)?;
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Tls::Plain => Manager::from_config(config.clone(), NoTls, manager_config),
+            Tls::Rustls(t) => Manager::from_config(config.clone(), t.clone(), manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .wait_timeout(Some(Duration::from_secs(10)))
@@ -106,7 +109,7 @@ impl PgStore {
                 owned: Default::default(),
             }),
         };
-        listen::spawn(config, wakes);
+        listen::spawn(config, tls, wakes);
         tokio::spawn(refresh_size(Arc::downgrade(&store.inner)));
         Ok(store)
     }
@@ -157,6 +160,42 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| anyhow!("the database is unavailable: {e}"))
+    }
+}
+
+/// How a node talks to the database: TLS when the URL asks for it
+/// (`sslmode=require`), verified against the system's CA certificates;
+/// plain TCP otherwise (`prefer`, the default, would try TLS against
+/// servers with self-signed certificates, such as a stock Debian install,
+/// and fail).
+#[derive(Clone)]
+pub(crate) enum Tls {
+    Plain,
+    Rustls(MakeRustlsConnect),
+}
+
+impl Tls {
+    fn for_config(config: &tokio_postgres::Config) -> Result<Tls> {
+        if config.get_ssl_mode() != SslMode::Require {
+            return Ok(Tls::Plain);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            return Err(anyhow!(
+                "store.url asks for TLS (sslmode=require) but no CA certificates were found on this system (install ca-certificates)"
+            ));
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS for the database")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls::Rustls(MakeRustlsConnect::new(client)))
     }
 }
 
