@@ -691,9 +691,8 @@ async fn a_url_that_requires_tls_gets_tls_or_a_clear_error() {
         Ok(_) => panic!("connected without TLS although the URL requires it"),
         Err(e) => format!("{e:#}"),
     };
-    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
-    assert!(
-        err.to_lowercase().contains("tls") || err.to_lowercase().contains("ssl"),
-        "{err}"
-    );
+    // Either the server refused TLS, or (on a machine without CA
+    // certificates) the node says it has none to verify with.
+    let lower = err.to_lowercase();
+    assert!(lower.contains("tls") || lower.contains("ssl"), "{err}");
 }

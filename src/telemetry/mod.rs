@@ -165,12 +165,16 @@ mod tests {
     fn every_family_shows_before_anything_happened() {
         let text = Telemetry::new().render();
         let families = lines_of(&text, "# TYPE ");
-        assert_eq!(families.len(), 26, "{text}");
+        assert_eq!(families.len(), 28, "{text}");
         // Only the label-less gauges have samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             samples,
-            ["hookyard_events_waiting 0", "hookyard_store_size_bytes 0"]
+            [
+                "hookyard_events_waiting 0",
+                "hookyard_store_size_bytes 0",
+                "hookyard_ready 0"
+            ]
         );
     }
 

@@ -190,12 +190,10 @@ impl Collector for Scraped {
             &mut encoder,
             "hookyard_node_info",
             "1, labelled with this process's node id (cluster mode: as in leases and the admin API).",
-            [(
-                NodeLabel {
-                    node: read(&self.node),
-                },
-                1,
-            )],
+            // No series until the server has said which node it is.
+            Some(read(&self.node))
+                .filter(|n| !n.is_empty())
+                .map(|node| (NodeLabel { node }, 1)),
         )?;
         Ok(())
     }
