@@ -45,11 +45,6 @@ impl Flusher {
         Ok(f)
     }
 
-    /// Whether [`wait`](Self::wait) waits for anything (`flush` mode).
-    pub fn waits(&self) -> bool {
-        self.mode == Durability::Flush
-    }
-
     /// Returns once every write applied before the call is durable.
     pub async fn wait(&self) -> Result<()> {
         if self.mode == Durability::Buffered {

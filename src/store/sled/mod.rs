@@ -971,26 +971,14 @@ impl super::DeliveryQueue for SledStore {
         limit: usize,
         _lease: std::time::Duration,
     ) -> Result<Vec<(u64, String)>> {
-        let name = target.to_string();
-        let due = self.blocking(move |s| s.due(&name, now_ms, limit)).await?;
         // What the writer has applied is visible before it is fsynced. A
         // delivery sent from a routing outcome that a crash then loses would
         // be routed and sent again (with other plugin state), so in `flush`
-        // mode nothing is handed out before the writes that made it are on
-        // disk. One shared group fsync, and only when something was claimed.
-        if due.is_empty() || !self.flusher.waits() {
-            return Ok(due);
-        }
+        // mode the schedule is read after a group fsync that covers every
+        // write applied so far (shared with the ingest path's fsyncs).
         self.flusher.wait().await?;
-        // An attempt may have finished while the fsync ran: hand out only
-        // what is still due, or it would be sent again.
         let name = target.to_string();
-        let still: std::collections::HashSet<(u64, String)> = self
-            .blocking(move |s| s.due(&name, now_ms, limit))
-            .await?
-            .into_iter()
-            .collect();
-        Ok(due.into_iter().filter(|e| still.contains(e)).collect())
+        self.blocking(move |s| s.due(&name, now_ms, limit)).await
     }
 
     async fn upcoming(&self, target: &str, limit: usize) -> Result<Vec<(u64, String)>> {
