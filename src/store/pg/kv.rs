@@ -149,16 +149,7 @@ impl PluginKv for PgStore {
         let (plugin, key) = (plugin.to_string(), key.to_string());
         let rt = self.inner.runtime.clone();
         tokio::task::block_in_place(move || {
-            rt.block_on(async move {
-                let c = store.client().await?;
-                Ok(c.query_opt(
-                    &c.prepare_cached("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2")
-                        .await?,
-                    &[&plugin, &key],
-                )
-                .await?
-                .map(|r| r.get(0)))
-            })
+            rt.block_on(async move { store.kv_value(&plugin, &key).await })
         })
     }
 }
