@@ -66,6 +66,23 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from a read of up to `limit + 1` items: the extra one only
+    /// says there is more, and the cursor is the last item kept.
+    pub fn from_overfetch(
+        mut items: Vec<T>,
+        limit: usize,
+        cursor: impl Fn(&T) -> String,
+    ) -> Page<T> {
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Page {
+            next_cursor: if more { items.last().map(cursor) } else { None },
+            items,
+        }
+    }
+}
+
 /// An event in a listing: enough to pick it out, not its body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSummary {

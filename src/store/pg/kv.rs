@@ -172,20 +172,11 @@ impl PluginKvAdmin for PgStore {
                 &[&plugin, &prefix, &after.unwrap_or(""), &(limit as i64 + 1)],
             )
             .await?;
-        let mut items: Vec<(String, usize)> = rows
+        let items: Vec<(String, usize)> = rows
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, i32>(1) as usize))
             .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
-        Ok(Page {
-            next_cursor: if more {
-                items.last().map(|(k, _)| k.clone())
-            } else {
-                None
-            },
-            items,
-        })
+        Ok(Page::from_overfetch(items, limit, |(k, _)| k.clone()))
     }
 
     async fn kv_value(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {

@@ -94,20 +94,11 @@ impl Records for PgStore {
                 &[&event_id, &after.unwrap_or(""), &(limit as i64 + 1)],
             )
             .await?;
-        let mut items: Vec<Delivery> = rows
+        let items: Vec<Delivery> = rows
             .iter()
             .map(|r| delivery_of(r.get(0), r.get(1)))
             .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
-        Ok(Page {
-            next_cursor: if more {
-                items.last().map(|d| d.id.to_string())
-            } else {
-                None
-            },
-            items,
-        })
+        Ok(Page::from_overfetch(items, limit, |d| d.id.to_string()))
     }
 
     async fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>> {
@@ -131,7 +122,7 @@ impl Records for PgStore {
                 &[&lower, &upper, &q.source, &status, &(q.limit as i64 + 1)],
             )
             .await?;
-        let mut items: Vec<EventSummary> = rows
+        let items: Vec<EventSummary> = rows
             .iter()
             .map(|r| EventSummary {
                 id: r.get::<_, String>(0).into(),
@@ -142,16 +133,7 @@ impl Records for PgStore {
                 deliveries: r.get::<_, i64>(6) as usize,
             })
             .collect();
-        let more = items.len() > q.limit;
-        items.truncate(q.limit);
-        Ok(Page {
-            next_cursor: if more {
-                items.last().map(|e| e.id.to_string())
-            } else {
-                None
-            },
-            items,
-        })
+        Ok(Page::from_overfetch(items, q.limit, |e| e.id.to_string()))
     }
 
     async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>> {
@@ -180,7 +162,7 @@ impl Records for PgStore {
                 &params,
             )
             .await?;
-        let mut items: Vec<Delivery> = rows
+        let items: Vec<Delivery> = rows
             .iter()
             .map(|r| {
                 // Listings do not carry bodies.
@@ -189,16 +171,7 @@ impl Records for PgStore {
                 d
             })
             .collect();
-        let more = items.len() > q.limit;
-        items.truncate(q.limit);
-        Ok(Page {
-            next_cursor: if more {
-                items.last().map(|d| d.id.to_string())
-            } else {
-                None
-            },
-            items,
-        })
+        Ok(Page::from_overfetch(items, q.limit, |d| d.id.to_string()))
     }
 }
 
