@@ -138,6 +138,7 @@ macro_rules! conformance {
                 retention_removes_only_what_is_finished,
                 target_state_round_trips,
                 a_second_process_is_fenced_out,
+                concurrent_writes_each_get_their_own_answer,
             );
         }
     };
@@ -1045,4 +1046,137 @@ async fn a_second_process_is_fenced_out(h: &dyn Harness) {
         1,
         "{got:?}"
     );
+}
+
+/// Backends group concurrent writes (sled's writer thread, PostgreSQL's
+/// batched transactions): many callers at once, some of whose writes are
+/// refused, must each get the answer for their own write, and every row
+/// must hold what its own caller wrote.
+async fn concurrent_writes_each_get_their_own_answer(h: &dyn Harness) {
+    use futures_util::future::join_all;
+    let a = h.open().await;
+    let b = h.other_process().await;
+    const N: usize = 120;
+
+    // Accepts, each with its own body.
+    let events: Vec<Event> = (0..N)
+        .map(|i| event("gh", &format!("{{\"n\":{i}}}")))
+        .collect();
+    for r in join_all(events.iter().map(|e| a.events.accept(e, None))).await {
+        assert_eq!(r.unwrap(), Accepted::New);
+    }
+    let read = join_all(events.iter().map(|e| a.routing.event(&e.id))).await;
+    for (e, r) in events.iter().zip(read) {
+        assert_eq!(r.unwrap().expect("accepted").body, e.body);
+    }
+
+    // With a second process, events it accepted are its to route: A's
+    // outcomes for them, sent in the same burst as A's own, are fenced.
+    let theirs: Vec<Event> = (0..N / 4).map(|i| event("gh", &format!("[{i}]"))).collect();
+    if let Some(b) = &b {
+        for e in &theirs {
+            accept(b, e).await;
+        }
+    }
+    let deliveries: Vec<Delivery> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let own = (i % 2 == 0).then(|| format!("own body {i}"));
+            delivery(e, "t", own.as_deref(), 1_000 + i as u64)
+        })
+        .collect();
+    let foreign: Vec<Delivery> = theirs
+        .iter()
+        .map(|e| delivery(e, "t", None, 1_000))
+        .collect();
+    let outcomes = events
+        .iter()
+        .zip(&deliveries)
+        .chain(theirs.iter().zip(&foreign).filter(|_| b.is_some()))
+        .map(|(e, d)| {
+            let o = outcome(EventStatus::Routed, std::slice::from_ref(d));
+            let (a, d) = (&a, d.clone());
+            async move {
+                a.routing
+                    .record_outcome(&e.id, &o, std::slice::from_ref(&d), d.created_at, vec![])
+                    .await
+                    .unwrap()
+            }
+        });
+    let answers = join_all(outcomes).await;
+    assert!(
+        answers[..N].iter().all(|c| *c == Committed::Done),
+        "{answers:?}"
+    );
+    assert!(
+        answers[N..].iter().all(|c| *c == Committed::Fenced),
+        "{answers:?}"
+    );
+    assert!(
+        marks(&a).await.is_empty(),
+        "every outcome of A's cleared its mark"
+    );
+    for d in &foreign {
+        assert_eq!(
+            a.records.delivery(&d.id).await.unwrap(),
+            None,
+            "fenced: not stored"
+        );
+    }
+    let read = join_all(deliveries.iter().map(|d| a.queue.delivery(&d.id))).await;
+    for (d, r) in deliveries.iter().zip(read) {
+        let r = r.unwrap().expect("stored");
+        assert_eq!((&r.id, &r.body), (&d.id, &d.body));
+    }
+
+    // Attempts: A holds the claims on the first half only. With a second
+    // process, attempts on the rest are fenced in the same burst; the
+    // embedded backend has no one else to fence, and records them all.
+    let half = claim(&a, "t", u64::MAX, N / 2).await;
+    assert_eq!(half.len(), N / 2);
+    let claimed: BTreeSet<&str> = half.iter().map(|(_, id)| id.as_str()).collect();
+    let attempts = deliveries.iter().enumerate().map(|(i, d)| {
+        let mut after = d.clone();
+        after.attempts = 1;
+        let (code, next) = if i % 3 == 0 {
+            (500, Some(5_000 + i as u64))
+        } else {
+            (200, None)
+        };
+        after.status = if next.is_some() {
+            DeliveryStatus::Scheduled
+        } else {
+            DeliveryStatus::Delivered
+        };
+        after.next_attempt_at = next;
+        let a = &a;
+        async move {
+            let r = a
+                .queue
+                .record_attempt(&after, &attempt(1, code), d.created_at, next)
+                .await
+                .unwrap();
+            (after, r)
+        }
+    });
+    for (after, r) in join_all(attempts).await {
+        let mine = claimed.contains(after.id.as_str());
+        let expected = if mine || b.is_none() {
+            Recorded::Done
+        } else {
+            Recorded::Fenced
+        };
+        assert_eq!(r, expected, "{}", after.id);
+        let stored = a.records.delivery(&after.id).await.unwrap().unwrap();
+        let tries = a.records.attempts(&after.id).await.unwrap();
+        if expected == Recorded::Done {
+            assert_eq!(stored.status, after.status, "{}", after.id);
+            assert_eq!(stored.next_attempt_at, after.next_attempt_at);
+            assert_eq!(tries.len(), 1);
+        } else {
+            assert_eq!(stored.status, DeliveryStatus::Scheduled);
+            assert!(tries.is_empty(), "a fenced attempt is not recorded");
+        }
+    }
 }

@@ -1,14 +1,22 @@
 //! Accepting events and routing them: each change one transaction, claims
 //! with leases, outcomes fenced by the claim.
 
+use std::collections::HashSet;
+
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
-use super::{PgStore, ROUTE_LEASE, big, kv};
+use super::batch::Batched;
+use super::{OwnedSet, PgStore, ROUTE_LEASE, big, kv};
 use crate::model::records::{Delivery, Event, Outcome};
 use crate::plugin::kv::PluginTxn;
 use crate::store::{Accepted, Committed, Dedup, EventLog, Mark, RoutingLog, ToRoute};
+
+/// Events with bodies up to this size are accepted through the grouped
+/// writer; larger ones get a transaction of their own (copying them into
+/// the queue would cost more than the commit they share).
+const GROUPED_BODY: usize = 256 * 1024;
 
 /// A lease as a PostgreSQL interval parameter (seconds).
 pub(super) fn secs(d: std::time::Duration) -> f64 {
@@ -25,6 +33,14 @@ pub(super) fn event_of(meta: Json<Event>, body: Vec<u8>) -> Event {
 #[async_trait]
 impl EventLog for PgStore {
     async fn accept(&self, event: &Event, dedup: Option<Dedup>) -> Result<Accepted> {
+        if dedup.is_none() && event.body.len() <= GROUPED_BODY {
+            self.inner
+                .accepts
+                .submit(event.clone())
+                .await
+                .context("storing the event")?;
+            return Ok(Accepted::New);
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         if let Some(d) = dedup {
@@ -89,19 +105,38 @@ impl RoutingLog for PgStore {
     }
 
     /// Claims the page: events still to be routed whose claim is free, ran
-    /// out, or is this node's.
+    /// out, or is this node's. This node's claims with more than half their
+    /// lease left come back as they are: a refill pass over a long backlog
+    /// would otherwise rewrite every row of it on every page.
     async fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>> {
         let c = self.client().await?;
         let rows = c
             .query(
-                "UPDATE events e SET route_owner = $1, route_until = now() + make_interval(secs => $2)
-                 FROM (SELECT id FROM events
-                       WHERE to_route AND id > $3
-                         AND (route_until IS NULL OR route_until < now() OR route_owner = $1)
-                       ORDER BY id LIMIT $4
-                       FOR UPDATE SKIP LOCKED) c
-                 WHERE e.id = c.id
-                 RETURNING e.id, e.route_note IS NOT NULL",
+                &c.prepare_cached(
+                    "WITH page AS (
+                         SELECT id, route_note IS NOT NULL AS parked,
+                                coalesce(route_owner = $1
+                                    AND route_until >= now() + make_interval(secs => $2::float8 / 2),
+                                    false) AS fresh
+                         FROM events
+                         WHERE to_route AND id > $3
+                           AND (route_until IS NULL OR route_until < now() OR route_owner = $1)
+                         ORDER BY id LIMIT $4
+                     ), renewed AS (
+                         UPDATE events e
+                         SET route_owner = $1, route_until = now() + make_interval(secs => $2::float8)
+                         WHERE e.id = ANY(ARRAY(
+                               SELECT id FROM events
+                               WHERE id IN (SELECT id FROM page WHERE NOT fresh) AND to_route
+                                 AND (route_until IS NULL OR route_until < now()
+                                      OR route_owner = $1)
+                               FOR UPDATE SKIP LOCKED))
+                         RETURNING e.id, e.route_note IS NOT NULL
+                     )
+                     SELECT id, parked FROM page WHERE fresh
+                     UNION ALL SELECT id, parked FROM renewed AS r(id, parked)",
+                )
+                .await?,
                 &[
                     &self.inner.node,
                     &secs(ROUTE_LEASE),
@@ -173,6 +208,25 @@ impl RoutingLog for PgStore {
         due_ms: u64,
         kv_parts: Vec<PluginTxn>,
     ) -> Result<Committed> {
+        if kv_parts.iter().all(|p| p.txn.is_empty()) {
+            drop(kv_parts);
+            let kept = self
+                .inner
+                .outcomes
+                .submit(OutcomeWrite {
+                    event_id: event_id.to_string(),
+                    outcome: outcome.clone(),
+                    deliveries: deliveries.to_vec(),
+                    due_ms,
+                })
+                .await
+                .context("committing the routing outcome")?;
+            return Ok(if kept {
+                Committed::Done
+            } else {
+                Committed::Fenced
+            });
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         // Fenced: only while this node's claim holds (or nobody else's
@@ -197,7 +251,8 @@ impl RoutingLog for PgStore {
         // The plugins' KV locks can go once the commit is ordered: the row
         // and key locks above order this transaction before their next.
         drop(kv_parts);
-        insert_deliveries(&tx, deliveries, due_ms).await?;
+        let due: Vec<(&Delivery, u64)> = deliveries.iter().map(|d| (d, due_ms)).collect();
+        insert_deliveries(&tx, &due).await?;
         tx.execute(
             &tx.prepare_cached(
                 "UPDATE events SET outcome = $2, to_route = false, route_note = NULL,
@@ -210,7 +265,7 @@ impl RoutingLog for PgStore {
         .await?;
         notify_due(
             &tx,
-            &self.inner,
+            &self.inner.owned,
             deliveries.iter().map(|d| d.target.as_str()),
         )
         .await?;
@@ -221,41 +276,36 @@ impl RoutingLog for PgStore {
     }
 }
 
-/// Inserts an outcome's deliveries in one statement.
+/// Inserts deliveries (each with its first due time) in one statement.
 async fn insert_deliveries(
     tx: &deadpool_postgres::Transaction<'_>,
-    deliveries: &[Delivery],
-    due_ms: u64,
+    deliveries: &[(&Delivery, u64)],
 ) -> Result<()> {
-    if deliveries.is_empty() {
+    let (mut ids, mut events, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut metas, mut bodies, mut created, mut due) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for &(d, due_ms) in deliveries {
+        ids.push(d.id.as_str());
+        events.push(d.event_id.as_str());
+        targets.push(d.target.as_str());
+        metas.push(Json(d));
+        bodies.push(d.body.as_deref());
+        created.push(big(d.created_at));
+        due.push(big(due_ms));
+    }
+    if ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
-    let events: Vec<&str> = deliveries.iter().map(|d| d.event_id.as_str()).collect();
-    let targets: Vec<&str> = deliveries.iter().map(|d| d.target.as_str()).collect();
-    let metas: Vec<serde_json::Value> = deliveries
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?;
-    let bodies: Vec<Option<&[u8]>> = deliveries.iter().map(|d| d.body.as_deref()).collect();
-    let created: Vec<i64> = deliveries.iter().map(|d| big(d.created_at)).collect();
     tx.execute(
         &tx.prepare_cached(
             "INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at, created_at)
-         SELECT id, ev, t, m, b, 'scheduled', $7, c
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[], $6::bigint[])
-              AS x(id, ev, t, m, b, c)",
+             SELECT id, ev, t, m, b, 'scheduled', due, c
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[],
+                         $6::bigint[], $7::bigint[])
+                  AS x(id, ev, t, m, b, c, due)",
         )
         .await?,
-        &[
-            &ids,
-            &events,
-            &targets,
-            &metas,
-            &bodies,
-            &created,
-            &big(due_ms),
-        ],
+        &[&ids, &events, &targets, &metas, &bodies, &created, &due],
     )
     .await
     .context("storing the deliveries")?;
@@ -269,11 +319,11 @@ async fn insert_deliveries(
 /// process.
 pub(super) async fn notify_due<'a>(
     tx: &deadpool_postgres::Transaction<'_>,
-    inner: &super::Inner,
+    owned: &OwnedSet,
     targets: impl Iterator<Item = &'a str>,
 ) -> Result<()> {
     let mut names: Vec<&str> = {
-        let owned = inner.owned.lock().unwrap_or_else(|e| e.into_inner());
+        let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
         targets.filter(|t| !owned.contains(*t)).collect()
     };
     if names.is_empty() {
@@ -288,4 +338,114 @@ pub(super) async fn notify_due<'a>(
     )
     .await?;
     Ok(())
+}
+
+/// New events without an idempotency key, grouped: one multi-row insert
+/// per batch, each claimed for routing by this node as it is stored.
+pub(super) struct Accepts {
+    pub node: String,
+}
+
+#[async_trait]
+impl Batched for Accepts {
+    type Item = Event;
+    type Done = ();
+
+    fn key(event: &Event) -> &str {
+        event.id.as_str()
+    }
+
+    async fn apply(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        events: &[Event],
+    ) -> Result<Vec<()>> {
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+        let received: Vec<i64> = events.iter().map(|e| big(e.received_at)).collect();
+        let metas: Vec<Json<&Event>> = events.iter().map(Json).collect();
+        let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
+        tx.execute(
+            &tx.prepare_cached(
+                "INSERT INTO events (id, source, received_at, meta, body, route_owner, route_until)
+                 SELECT id, s, r, m, b, $6, now() + make_interval(secs => $7)
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::bytea[])
+                      AS x(id, s, r, m, b)",
+            )
+            .await?,
+            &[
+                &ids,
+                &sources,
+                &received,
+                &metas,
+                &bodies,
+                &self.node,
+                &secs(ROUTE_LEASE),
+            ],
+        )
+        .await?;
+        Ok(vec![(); events.len()])
+    }
+}
+
+/// A routing outcome without plugin KV writes (those keep a transaction of
+/// their own: their checks refuse one event, not a batch).
+pub(super) struct OutcomeWrite {
+    event_id: String,
+    outcome: Outcome,
+    deliveries: Vec<Delivery>,
+    due_ms: u64,
+}
+
+/// Routing outcomes, grouped: one fenced update of the events, one insert
+/// of all their deliveries and one notification per batch. Each item's
+/// answer is whether it was kept (false: fenced, another node took the
+/// event over).
+pub(super) struct Outcomes {
+    pub node: String,
+    pub owned: OwnedSet,
+}
+
+#[async_trait]
+impl Batched for Outcomes {
+    type Item = OutcomeWrite;
+    type Done = bool;
+
+    fn key(w: &OutcomeWrite) -> &str {
+        &w.event_id
+    }
+
+    async fn apply(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        items: &[OutcomeWrite],
+    ) -> Result<Vec<bool>> {
+        let ids: Vec<&str> = items.iter().map(|w| w.event_id.as_str()).collect();
+        let outcomes: Vec<Json<&Outcome>> = items.iter().map(|w| Json(&w.outcome)).collect();
+        // Fenced: only events this node still holds (or nobody else does);
+        // the update locks each row, ordering it against a takeover.
+        let rows = tx
+            .query(
+                &tx.prepare_cached(
+                    "UPDATE events e SET outcome = x.o, to_route = false, route_note = NULL,
+                                         route_owner = NULL, route_until = NULL
+                     FROM unnest($1::text[], $2::jsonb[]) AS x(id, o)
+                     WHERE e.id = x.id AND e.to_route
+                       AND (e.route_owner = $3 OR e.route_owner IS NULL OR e.route_until < now())
+                     RETURNING e.id",
+                )
+                .await?,
+                &[&ids, &outcomes, &self.node],
+            )
+            .await?;
+        let kept: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        let mut landed: Vec<(&Delivery, u64)> = Vec::new();
+        for w in items.iter().filter(|w| kept.contains(&w.event_id)) {
+            landed.extend(w.deliveries.iter().map(|d| (d, w.due_ms)));
+        }
+        insert_deliveries(tx, &landed).await?;
+        let targets: Vec<&str> = landed.iter().map(|(d, _)| d.target.as_str()).collect();
+        notify_due(tx, &self.owned, targets.into_iter()).await?;
+        Ok(items.iter().map(|w| kept.contains(&w.event_id)).collect())
+    }
 }

@@ -17,11 +17,13 @@
 //! The layout is in `schema.rs`; the cluster side (nodes, target owners,
 //! notifications, plugins) in `cluster.rs`.
 
+mod batch;
 mod cluster;
 mod events;
 mod kv;
 mod listen;
 mod queue;
+mod reads;
 mod records;
 mod schema;
 
@@ -64,8 +66,17 @@ struct Inner {
     /// wait for the database).
     size: AtomicU64,
     /// Targets this node owns, as of its last renewal.
-    owned: std::sync::Mutex<std::collections::HashSet<String>>,
+    owned: OwnedSet,
+    /// The grouped writers of the hot path (see `batch.rs`).
+    accepts: batch::Batcher<events::Accepts>,
+    outcomes: batch::Batcher<events::Outcomes>,
+    attempts: batch::Batcher<queue::Attempts>,
+    event_reads: batch::Batcher<reads::EventReads>,
+    delivery_reads: batch::Batcher<reads::DeliveryReads>,
 }
+
+/// The targets a node owns, shared with the writers that notify the others.
+type OwnedSet = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 impl PgStore {
     /// Connects, applies the schema's migrations (once, whatever the number
@@ -99,14 +110,33 @@ impl PgStore {
             schema::migrate(&mut client).await?;
         }
         let (wakes, _) = broadcast::channel(1024);
+        let owned = OwnedSet::default();
+        let node = node.to_string();
         let store = PgStore {
             inner: Arc::new(Inner {
+                accepts: batch::Batcher::start(
+                    pool.clone(),
+                    Arc::new(events::Accepts { node: node.clone() }),
+                ),
+                outcomes: batch::Batcher::start(
+                    pool.clone(),
+                    Arc::new(events::Outcomes {
+                        node: node.clone(),
+                        owned: owned.clone(),
+                    }),
+                ),
+                attempts: batch::Batcher::start(
+                    pool.clone(),
+                    Arc::new(queue::Attempts { node: node.clone() }),
+                ),
+                event_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::EventReads)),
+                delivery_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::DeliveryReads)),
                 pool,
-                node: node.to_string(),
+                node,
                 runtime: tokio::runtime::Handle::current(),
                 wakes: wakes.clone(),
                 size: AtomicU64::new(0),
-                owned: Default::default(),
+                owned,
             }),
         };
         listen::spawn(config, tls, wakes);
@@ -132,26 +162,12 @@ impl PgStore {
     /// An event with its body: routing, delivery and the admin API all
     /// read it the same way.
     async fn load_event(&self, id: &str) -> Result<Option<crate::model::records::Event>> {
-        let c = self.client().await?;
-        Ok(c.query_opt(
-            &c.prepare_cached("SELECT meta, body FROM events WHERE id = $1")
-                .await?,
-            &[&id],
-        )
-        .await?
-        .map(|r| events::event_of(r.get(0), r.get(1))))
+        self.inner.event_reads.submit(id.to_string()).await
     }
 
     /// A delivery with its own body, if it has one.
     async fn load_delivery(&self, id: &str) -> Result<Option<crate::model::records::Delivery>> {
-        let c = self.client().await?;
-        Ok(c.query_opt(
-            &c.prepare_cached("SELECT meta, body FROM deliveries WHERE id = $1")
-                .await?,
-            &[&id],
-        )
-        .await?
-        .map(|r| queue::delivery_of(r.get(0), r.get(1))))
+        self.inner.delivery_reads.submit(id.to_string()).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {

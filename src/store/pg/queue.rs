@@ -2,13 +2,14 @@
 //! `(target, due_at)` over scheduled deliveries; a node claims due ones
 //! with a lease, and records an attempt only while its claim holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
+use super::batch::Batched;
 use super::events::{notify_due, secs};
 use super::{PgStore, big, small};
 use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event};
@@ -36,23 +37,30 @@ impl DeliveryQueue for PgStore {
         // target's concurrency, rate and circuit are one node's to keep.
         // Entries this node already holds come back as they are (the
         // dispatcher skips those in flight and starts the others): taking
-        // them again would rewrite every held row on every wake-up.
+        // them again would rewrite every held row on every wake-up. They
+        // are looked for only in the first `limit` of the schedule, where
+        // claims are taken (oldest first): looking further would read the
+        // whole backlog on every wake-up; one held further back (a claim
+        // of a previous run under the same node id) waits out its lease.
+        // `= ANY(ARRAY(...))` keeps the update on the primary key: as a
+        // join, the cached generic plan hashes the whole table.
         let statement = c
             .prepare_cached(
                 "WITH held AS (
-                     SELECT due_at, id FROM deliveries
-                     WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
-                       AND lease_owner = $1 AND lease_until >= now()
-                     ORDER BY due_at, id LIMIT $5
+                     SELECT due_at, id FROM (
+                         SELECT due_at, id, lease_owner, lease_until FROM deliveries
+                         WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
+                         ORDER BY due_at, id LIMIT $5) head
+                     WHERE lease_owner = $1 AND lease_until >= now()
                  ), taken AS (
                      UPDATE deliveries d
                      SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
-                     FROM (SELECT id FROM deliveries
+                     WHERE d.id = ANY(ARRAY(
+                           SELECT id FROM deliveries
                            WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
                              AND (lease_until IS NULL OR lease_until < now())
                            ORDER BY due_at, id LIMIT $5
-                           FOR UPDATE SKIP LOCKED) c
-                     WHERE d.id = c.id
+                           FOR UPDATE SKIP LOCKED))
                        AND EXISTS (SELECT 1 FROM targets t
                                    WHERE t.name = $3 AND t.owner = $1 AND t.lease_until > now())
                      RETURNING d.due_at, d.id
@@ -108,40 +116,23 @@ impl DeliveryQueue for PgStore {
         _old_due: u64,
         new_due: Option<u64>,
     ) -> Result<Recorded> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
         let mut meta = delivery.clone();
         meta.body = None;
-        // Fenced: a node whose claim was taken over records nothing.
-        let moved = tx
-            .execute(
-                "UPDATE deliveries SET meta = $2, status = $3, due_at = $4,
-                                       lease_owner = NULL, lease_until = NULL
-                 WHERE id = $1 AND lease_owner = $5",
-                &[
-                    &delivery.id.as_str(),
-                    &Json(&meta),
-                    &delivery.status.as_str(),
-                    &new_due.map(big),
-                    &self.inner.node,
-                ],
-            )
-            .await?;
-        if moved == 0 {
-            tx.rollback().await?;
-            return Ok(Recorded::Fenced);
-        }
-        tx.execute(
-            &tx.prepare_cached(
-                "INSERT INTO attempts (delivery_id, n, data) VALUES ($1, $2, $3)
-             ON CONFLICT (delivery_id, n) DO UPDATE SET data = excluded.data",
-            )
-            .await?,
-            &[&delivery.id.as_str(), &(attempt.n as i32), &Json(attempt)],
-        )
-        .await?;
-        tx.commit().await.context("recording the attempt")?;
-        Ok(Recorded::Done)
+        let kept = self
+            .inner
+            .attempts
+            .submit(AttemptWrite {
+                delivery: meta,
+                attempt: attempt.clone(),
+                new_due,
+            })
+            .await
+            .context("recording the attempt")?;
+        Ok(if kept {
+            Recorded::Done
+        } else {
+            Recorded::Fenced
+        })
     }
 
     async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Rescheduled> {
@@ -178,7 +169,12 @@ impl DeliveryQueue for PgStore {
             &[&delivery_id, &Json(&after), &big(due_ms)],
         )
         .await?;
-        notify_due(&tx, &self.inner, std::iter::once(before.target.as_str())).await?;
+        notify_due(
+            &tx,
+            &self.inner.owned,
+            std::iter::once(before.target.as_str()),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Rescheduled::Done(Box::new(before)))
     }
@@ -273,5 +269,80 @@ impl TargetStates for PgStore {
         lease: Duration,
     ) -> Result<crate::store::Owned> {
         self.own(targets, release, lease).await
+    }
+}
+
+/// An attempt's result: the delivery's new state (body left out, it does
+/// not change) and the attempt.
+pub(super) struct AttemptWrite {
+    delivery: Delivery,
+    attempt: Attempt,
+    new_due: Option<u64>,
+}
+
+/// Attempts, grouped: one fenced update of the deliveries and one insert
+/// of the attempts per batch. Each item's answer is whether it was kept
+/// (false: fenced, this node's claim on the delivery was taken over).
+pub(super) struct Attempts {
+    pub node: String,
+}
+
+#[async_trait]
+impl Batched for Attempts {
+    type Item = AttemptWrite;
+    type Done = bool;
+
+    fn key(w: &AttemptWrite) -> &str {
+        w.delivery.id.as_str()
+    }
+
+    async fn apply(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        items: &[AttemptWrite],
+    ) -> Result<Vec<bool>> {
+        let ids: Vec<&str> = items.iter().map(|w| w.delivery.id.as_str()).collect();
+        let metas: Vec<Json<&Delivery>> = items.iter().map(|w| Json(&w.delivery)).collect();
+        let statuses: Vec<&str> = items.iter().map(|w| w.delivery.status.as_str()).collect();
+        let due: Vec<Option<i64>> = items.iter().map(|w| w.new_due.map(big)).collect();
+        // Fenced: a node whose claim was taken over records nothing.
+        let rows = tx
+            .query(
+                &tx.prepare_cached(
+                    "UPDATE deliveries d SET meta = x.m, status = x.s, due_at = x.due,
+                                             lease_owner = NULL, lease_until = NULL
+                     FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::bigint[])
+                          AS x(id, m, s, due)
+                     WHERE d.id = x.id AND d.lease_owner = $5
+                     RETURNING d.id",
+                )
+                .await?,
+                &[&ids, &metas, &statuses, &due, &self.node],
+            )
+            .await?;
+        let kept: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        let landed: Vec<&AttemptWrite> = items
+            .iter()
+            .filter(|w| kept.contains(w.delivery.id.as_str()))
+            .collect();
+        if !landed.is_empty() {
+            let ids: Vec<&str> = landed.iter().map(|w| w.delivery.id.as_str()).collect();
+            let ns: Vec<i32> = landed.iter().map(|w| w.attempt.n as i32).collect();
+            let data: Vec<Json<&Attempt>> = landed.iter().map(|w| Json(&w.attempt)).collect();
+            tx.execute(
+                &tx.prepare_cached(
+                    "INSERT INTO attempts (delivery_id, n, data)
+                     SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[])
+                     ON CONFLICT (delivery_id, n) DO UPDATE SET data = excluded.data",
+                )
+                .await?,
+                &[&ids, &ns, &data],
+            )
+            .await?;
+        }
+        Ok(items
+            .iter()
+            .map(|w| kept.contains(w.delivery.id.as_str()))
+            .collect())
     }
 }
