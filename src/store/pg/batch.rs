@@ -59,6 +59,7 @@ struct Job<B: Batched> {
 /// The queue of one kind of write and its writer tasks.
 pub(super) struct Batcher<B: Batched> {
     jobs: mpsc::Sender<Job<B>>,
+    kind: Arc<B>,
 }
 
 impl<B: Batched> Batcher<B> {
@@ -69,7 +70,13 @@ impl<B: Batched> Batcher<B> {
         for _ in 0..WRITERS {
             tokio::spawn(writer(pool.clone(), kind.clone(), rx.clone()));
         }
-        Batcher { jobs }
+        Batcher { jobs, kind }
+    }
+
+    /// The write itself, for a caller that must run it inside a
+    /// transaction of its own (with other statements around it).
+    pub fn kind(&self) -> &B {
+        &self.kind
     }
 
     /// Writes `item` with whatever else is queued; returns after the
@@ -110,16 +117,18 @@ async fn writer<B: Batched>(pool: Pool, kind: Arc<B>, rx: Arc<Mutex<mpsc::Receiv
 
 /// The jobs up to each key's first occurrence, and the repeats after.
 fn split_on_repeats<B: Batched>(jobs: Vec<Job<B>>) -> (Vec<Job<B>>, Vec<Job<B>>) {
-    let mut seen = HashSet::with_capacity(jobs.len());
-    let (mut now, mut later) = (Vec::with_capacity(jobs.len()), Vec::new());
-    for j in jobs {
-        if seen.insert(B::key(&j.item).to_string()) {
-            now.push(j);
-        } else {
-            later.push(j);
-        }
-    }
-    (now, later)
+    let repeat: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(jobs.len());
+        jobs.iter().map(|j| !seen.insert(B::key(&j.item))).collect()
+    };
+    let (later, now): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .zip(repeat)
+        .partition(|(_, repeat)| *repeat);
+    (
+        now.into_iter().map(|(j, _)| j).collect(),
+        later.into_iter().map(|(j, _)| j).collect(),
+    )
 }
 
 async fn run<B: Batched>(pool: &Pool, kind: &B, jobs: Vec<Job<B>>) {

@@ -75,24 +75,12 @@ impl EventLog for PgStore {
                 return Ok(Accepted::Duplicate(row.get(0)));
             }
         }
-        tx.execute(
-            &tx.prepare_cached(
-                "INSERT INTO events (id, source, received_at, meta, body, route_owner, route_until)
-             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))",
-            )
-            .await?,
-            &[
-                &event.id.as_str(),
-                &event.source,
-                &big(event.received_at),
-                &Json(event),
-                &event.body,
-                &self.inner.node,
-                &secs(ROUTE_LEASE),
-            ],
-        )
-        .await
-        .context("storing the event")?;
+        self.inner
+            .accepts
+            .kind()
+            .apply(&tx, std::slice::from_ref(event))
+            .await
+            .context("storing the event")?;
         tx.commit().await.context("committing the event")?;
         Ok(Accepted::New)
     }
@@ -208,17 +196,18 @@ impl RoutingLog for PgStore {
         due_ms: u64,
         kv_parts: Vec<PluginTxn>,
     ) -> Result<Committed> {
+        let write = OutcomeWrite {
+            event_id: event_id.to_string(),
+            outcome: outcome.clone(),
+            deliveries: deliveries.to_vec(),
+            due_ms,
+        };
         if kv_parts.iter().all(|p| p.txn.is_empty()) {
             drop(kv_parts);
             let kept = self
                 .inner
                 .outcomes
-                .submit(OutcomeWrite {
-                    event_id: event_id.to_string(),
-                    outcome: outcome.clone(),
-                    deliveries: deliveries.to_vec(),
-                    due_ms,
-                })
+                .submit(write)
                 .await
                 .context("committing the routing outcome")?;
             return Ok(if kept {
@@ -251,24 +240,18 @@ impl RoutingLog for PgStore {
         // The plugins' KV locks can go once the commit is ordered: the row
         // and key locks above order this transaction before their next.
         drop(kv_parts);
-        let due: Vec<(&Delivery, u64)> = deliveries.iter().map(|d| (d, due_ms)).collect();
-        insert_deliveries(&tx, &due).await?;
-        tx.execute(
-            &tx.prepare_cached(
-                "UPDATE events SET outcome = $2, to_route = false, route_note = NULL,
-                               route_owner = NULL, route_until = NULL
-             WHERE id = $1",
-            )
-            .await?,
-            &[&event_id, &Json(outcome)],
-        )
-        .await?;
-        notify_due(
-            &tx,
-            &self.inner.owned,
-            deliveries.iter().map(|d| d.target.as_str()),
-        )
-        .await?;
+        // The same update, inserts and notification as a grouped outcome;
+        // its fence holds, the row being locked above.
+        let kept = self
+            .inner
+            .outcomes
+            .kind()
+            .apply(&tx, std::slice::from_ref(&write))
+            .await?;
+        if kept != [true] {
+            tx.rollback().await?;
+            return Ok(Committed::Fenced);
+        }
         tx.commit()
             .await
             .context("committing the routing outcome")?;

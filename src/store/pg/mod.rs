@@ -71,8 +71,8 @@ struct Inner {
     accepts: batch::Batcher<events::Accepts>,
     outcomes: batch::Batcher<events::Outcomes>,
     attempts: batch::Batcher<queue::Attempts>,
-    event_reads: batch::Batcher<reads::EventReads>,
-    delivery_reads: batch::Batcher<reads::DeliveryReads>,
+    event_reads: batch::Batcher<reads::ById<crate::model::records::Event>>,
+    delivery_reads: batch::Batcher<reads::ById<crate::model::records::Delivery>>,
 }
 
 /// The targets a node owns, shared with the writers that notify the others.
@@ -129,8 +129,8 @@ impl PgStore {
                     pool.clone(),
                     Arc::new(queue::Attempts { node: node.clone() }),
                 ),
-                event_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::EventReads)),
-                delivery_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::DeliveryReads)),
+                event_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::events())),
+                delivery_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::deliveries())),
                 pool,
                 node,
                 runtime: tokio::runtime::Handle::current(),

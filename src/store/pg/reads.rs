@@ -6,51 +6,40 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use async_trait::async_trait;
+use tokio_postgres::Row;
 
 use super::batch::Batched;
 use super::events::event_of;
 use super::queue::delivery_of;
 use crate::model::records::{Delivery, Event};
 
+/// Records of one table by id: `select` reads `id` and what `of_row`
+/// makes the record from (columns 1 and 2) for the ids in `$1`.
+pub(super) struct ById<T> {
+    select: &'static str,
+    of_row: fn(&Row) -> T,
+}
+
 /// Events by id, bodies included.
-pub(super) struct EventReads;
-
-#[async_trait]
-impl Batched for EventReads {
-    type Item = String;
-    type Done = Option<Event>;
-
-    fn key(id: &String) -> &str {
-        id
-    }
-
-    async fn apply(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        ids: &[String],
-    ) -> Result<Vec<Option<Event>>> {
-        let rows = tx
-            .query(
-                &tx.prepare_cached("SELECT id, meta, body FROM events WHERE id = ANY($1)")
-                    .await?,
-                &[&ids],
-            )
-            .await?;
-        let mut found: HashMap<String, Event> = rows
-            .into_iter()
-            .map(|r| (r.get(0), event_of(r.get(1), r.get(2))))
-            .collect();
-        Ok(ids.iter().map(|id| found.remove(id)).collect())
+pub(super) fn events() -> ById<Event> {
+    ById {
+        select: "SELECT id, meta, body FROM events WHERE id = ANY($1)",
+        of_row: |r| event_of(r.get(1), r.get(2)),
     }
 }
 
 /// Deliveries by id, with their own bodies.
-pub(super) struct DeliveryReads;
+pub(super) fn deliveries() -> ById<Delivery> {
+    ById {
+        select: "SELECT id, meta, body FROM deliveries WHERE id = ANY($1)",
+        of_row: |r| delivery_of(r.get(1), r.get(2)),
+    }
+}
 
 #[async_trait]
-impl Batched for DeliveryReads {
+impl<T: Send + Sync + 'static> Batched for ById<T> {
     type Item = String;
-    type Done = Option<Delivery>;
+    type Done = Option<T>;
 
     fn key(id: &String) -> &str {
         id
@@ -60,18 +49,12 @@ impl Batched for DeliveryReads {
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         ids: &[String],
-    ) -> Result<Vec<Option<Delivery>>> {
+    ) -> Result<Vec<Option<T>>> {
         let rows = tx
-            .query(
-                &tx.prepare_cached("SELECT id, meta, body FROM deliveries WHERE id = ANY($1)")
-                    .await?,
-                &[&ids],
-            )
+            .query(&tx.prepare_cached(self.select).await?, &[&ids])
             .await?;
-        let mut found: HashMap<String, Delivery> = rows
-            .into_iter()
-            .map(|r| (r.get(0), delivery_of(r.get(1), r.get(2))))
-            .collect();
+        let mut found: HashMap<String, T> =
+            rows.iter().map(|r| (r.get(0), (self.of_row)(r))).collect();
         Ok(ids.iter().map(|id| found.remove(id)).collect())
     }
 }
