@@ -65,6 +65,59 @@ pub struct ServerConfig {
     pub retention_sweep_every: Duration,
     /// On SIGTERM/SIGINT, how long attempts in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// New webhooks are refused (503) while the data directory's file
+    /// system has less free space than this (embedded store); 0 turns it
+    /// off.
+    pub min_free_space: u64,
+    /// Bounds on every connection to either listener.
+    pub limits: ListenerLimits,
+    /// TLS on the public listener.
+    pub tls: Option<TlsFiles>,
+    /// TLS on the admin listener.
+    pub admin_tls: Option<TlsFiles>,
+}
+
+/// What a client may cost a listener: the defaults close a silent or
+/// half-sent request within seconds and keep a thousand of them from
+/// exhausting the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// From when a connection is ready for a request (opened, or done with
+    /// the previous one) to the end of its head; also bounds a TLS
+    /// handshake. An HTTP/1 keep-alive connection idle this long is closed.
+    pub header_timeout: Duration,
+    /// For a webhook's whole body, from the end of its head (408 past it).
+    pub body_timeout: Duration,
+    /// A connection that carries no byte either way this long, while no
+    /// request on it is being answered, is closed.
+    pub idle_timeout: Duration,
+    /// Connections the public listener holds at once; past it, new ones
+    /// wait in the kernel's listen backlog until one closes.
+    pub max_connections: usize,
+    /// Header lines in a request head (431 past it).
+    pub max_headers: usize,
+    /// Bytes in a request head (431 past it).
+    pub max_header_bytes: usize,
+}
+
+/// Where a listener's certificate chain and private key are (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_headers: 100,
+            max_header_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// Where events, deliveries and plugin state live.
@@ -304,6 +357,17 @@ struct RawServer {
     retention: Option<String>,
     retention_sweep_every: Option<String>,
     shutdown_grace: Option<String>,
+    min_free_space: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_headers: Option<usize>,
+    max_header_size: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -418,6 +482,7 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
 
+        let limits = listener_limits(&raw.server)?;
         let listen = env("HOOKYARD_LISTEN")
             .or(raw.server.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
@@ -461,6 +526,26 @@ impl Config {
                 raw.server.shutdown_grace.as_deref(),
             )?
             .unwrap_or(Duration::from_secs(10)),
+            min_free_space: opt_size(
+                "server.min_free_space",
+                raw.server.min_free_space.as_deref(),
+            )?
+            .map_or(crate::store::sled::DEFAULT_MIN_FREE, |n| n as u64),
+            limits,
+            tls: tls_files(
+                "server.tls_cert",
+                "server.tls_key",
+                base,
+                &raw.server.tls_cert,
+                &raw.server.tls_key,
+            )?,
+            admin_tls: tls_files(
+                "server.admin_tls_cert",
+                "server.admin_tls_key",
+                base,
+                &raw.server.admin_tls_cert,
+                &raw.server.admin_tls_key,
+            )?,
         };
         if server.admin_token.is_none() && !server.admin_listen.ip().is_loopback() {
             bail!(
@@ -955,6 +1040,72 @@ fn admin_host(key: &str, text: &str) -> Result<String> {
 fn parse_addr(key: &str, text: &str) -> Result<SocketAddr> {
     text.parse()
         .map_err(|e| anyhow!("{key}: {text:?} is not an address like 127.0.0.1:8080 ({e})"))
+}
+
+fn listener_limits(raw: &RawServer) -> Result<ListenerLimits> {
+    let d = ListenerLimits::default();
+    let at_least = |key: &str, text: &Option<String>, min: Duration, default: Duration| {
+        Ok::<_, anyhow::Error>(opt_duration_min(key, text.as_deref(), min)?.unwrap_or(default))
+    };
+    let limits = ListenerLimits {
+        header_timeout: at_least(
+            "server.header_timeout",
+            &raw.header_timeout,
+            Duration::from_millis(100),
+            d.header_timeout,
+        )?,
+        body_timeout: at_least(
+            "server.body_timeout",
+            &raw.body_timeout,
+            Duration::from_millis(100),
+            d.body_timeout,
+        )?,
+        idle_timeout: at_least(
+            "server.idle_timeout",
+            &raw.idle_timeout,
+            Duration::from_millis(100),
+            d.idle_timeout,
+        )?,
+        max_connections: raw.max_connections.unwrap_or(d.max_connections),
+        max_headers: raw.max_headers.unwrap_or(d.max_headers),
+        max_header_bytes: opt_size("server.max_header_size", raw.max_header_size.as_deref())?
+            .unwrap_or(d.max_header_bytes),
+    };
+    if limits.max_connections == 0 {
+        bail!("server.max_connections: must be at least 1");
+    }
+    if !(8..=1000).contains(&limits.max_headers) {
+        bail!(
+            "server.max_headers: {} is out of range; use 8 to 1000",
+            limits.max_headers
+        );
+    }
+    if !(8 * 1024..=1024 * 1024).contains(&limits.max_header_bytes) {
+        bail!(
+            "server.max_header_size: {} bytes is out of range; use \"8KiB\" to \"1MiB\"",
+            limits.max_header_bytes
+        );
+    }
+    Ok(limits)
+}
+
+/// Both files or neither.
+fn tls_files(
+    cert_key: &str,
+    key_key: &str,
+    base: &Path,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: base.join(cert),
+            key: base.join(key),
+        })),
+        (Some(_), None) => bail!("{key_key}: required with {cert_key}"),
+        (None, Some(_)) => bail!("{cert_key}: required with {key_key}"),
+    }
 }
 
 fn opt_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>> {

@@ -42,6 +42,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod edge;
 pub mod jobs;
 pub mod model;
 pub mod plugin;

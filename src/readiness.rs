@@ -1,6 +1,6 @@
 //! Readiness: whether this process should be sent webhooks now. `/healthz`
 //! says the process runs; `/readyz` (and the `hookyard_ready` gauge) say
-//! whether the store takes writes, probed in the background every
+//! whether the store takes writes and both listeners serve; the store is probed in the background every
 //! [`PROBE_EVERY`] so a load balancer's check never waits on the store.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Readiness {
     ready: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// Set once a listener stops outside shutdown; not cleared (the
+    /// process needs a restart).
+    down: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -29,6 +32,7 @@ impl Readiness {
         let r = Arc::new(Readiness {
             ready: AtomicBool::new(false),
             reason: Mutex::new(Some("starting".into())),
+            down: Mutex::new(None),
         });
         let weak = Arc::downgrade(&r);
         tokio::spawn(async move {
@@ -55,14 +59,24 @@ impl Readiness {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.listener_fault().is_none()
     }
 
     /// Why not, when not ready.
     pub fn reason(&self) -> Option<String> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.listener_fault().or_else(|| {
+            self.reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    pub fn listener_down(&self, why: String) {
+        *self.down.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    fn listener_fault(&self) -> Option<String> {
+        self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

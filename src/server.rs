@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, StoreConfig};
 use crate::delivery::Dispatcher;
+use crate::edge::{self, tls::Certificates};
 use crate::plugin::Plugins;
+use crate::readiness::Readiness;
 use crate::routing::Router;
 use crate::source::rejections::RecentRejections;
 use crate::source::{self, IngestState};
@@ -56,9 +58,28 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let config = Arc::new(config);
+    let open_files = edge::nofile::raise();
+    // Certificates first: a bad file stops the start before anything runs.
+    let public_tls = config
+        .server
+        .tls
+        .clone()
+        .map(|f| Certificates::load(f, "server.tls_cert"))
+        .transpose()?;
+    let admin_tls = config
+        .server
+        .admin_tls
+        .clone()
+        .map(|f| Certificates::load(f, "server.admin_tls_cert"))
+        .transpose()?;
     let (store, cluster) = match &config.store {
         StoreConfig::Sled => (
-            SledStore::open(&config.server.data_dir, config.server.durability)?.into_store(),
+            SledStore::open_with_reserve(
+                &config.server.data_dir,
+                config.server.durability,
+                config.server.min_free_space,
+            )?
+            .into_store(),
             None,
         ),
         StoreConfig::Postgres { url, node_id } => {
@@ -126,7 +147,7 @@ pub async fn run(
         config.server.retention_sweep_every,
     ));
     scrape_from(&telemetry, &plugins, &router, &dispatcher, &store.upkeep);
-    let readiness = crate::readiness::Readiness::start(store.upkeep.clone());
+    let readiness = Readiness::start(store.upkeep.clone());
     {
         let scrape = telemetry.scrape();
         let r = Arc::downgrade(&readiness);
@@ -143,34 +164,49 @@ pub async fn run(
         telemetry,
         config: config.clone(),
         cluster: cluster.clone(),
-        readiness,
+        readiness: readiness.clone(),
     }));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stop_public = stop_rx.clone();
-    let mut stop_admin = stop_rx;
-    let public_task = tokio::spawn(async move {
-        axum::serve(
-            public,
-            public_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_public.wait_for(|s| *s).await;
-        })
-        .await
-    });
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin, admin_app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_admin.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let public_task = tokio::spawn(listen(
+        edge::Listener {
+            name: "public",
+            socket: public,
+            limits: config.server.limits,
+            max_connections: edge::nofile::connection_cap(
+                config.server.limits.max_connections,
+                open_files,
+                ADMIN_CONNECTIONS,
+            ),
+            tls: public_tls,
+        },
+        public_app,
+        stop_rx.clone(),
+        readiness.clone(),
+    ));
+    let admin_task = tokio::spawn(listen(
+        edge::Listener {
+            name: "admin",
+            socket: admin,
+            limits: config.server.limits,
+            max_connections: ADMIN_CONNECTIONS,
+            tls: admin_tls,
+        },
+        admin_app,
+        stop_rx,
+        readiness,
+    ));
 
-    tracing::info!(public = %public_addr, admin = %admin_addr, "hookyard is listening");
+    let scheme = |tls: bool| if tls { "https" } else { "http" };
+    let public_url = format!("{}://{public_addr}", scheme(config.server.tls.is_some()));
+    let admin_url = format!(
+        "{}://{admin_addr}",
+        scheme(config.server.admin_tls.is_some())
+    );
+    tracing::info!(public = %public_url, admin = %admin_url, "hookyard is listening");
     // A machine-readable line for scripts and tests that start hookyard on
     // port 0 and need to know where it ended up.
-    println!("hookyard listening public=http://{public_addr} admin=http://{admin_addr}");
+    println!("hookyard listening public={public_url} admin={admin_url}");
 
     shutdown.await;
     let grace = config.server.shutdown_grace;
@@ -211,6 +247,30 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections the admin listener holds at once: operators and a
+/// dashboard, not the internet.
+const ADMIN_CONNECTIONS: usize = 256;
+
+/// Serves one listener; should it stop before shutdown is asked for, the
+/// process reports itself not ready instead of running deaf.
+async fn listen(
+    listener: edge::Listener,
+    app: axum::Router,
+    stop: tokio::sync::watch::Receiver<bool>,
+    readiness: Arc<Readiness>,
+) {
+    let name = listener.name;
+    let result = edge::serve(listener, app, stop.clone()).await;
+    if !*stop.borrow() {
+        let why = match result {
+            Ok(()) => format!("the {name} listener stopped"),
+            Err(e) => format!("the {name} listener failed: {e:#}"),
+        };
+        tracing::error!(listener = name, reason = %why, "listener down");
+        readiness.listener_down(why);
+    }
 }
 
 /// Hands telemetry what `/metrics` reads from the components at scrape

@@ -22,7 +22,14 @@ use crate::api::types::Received;
 use crate::model::id::{EventId, now_ms};
 use crate::model::records::Event;
 use crate::store::{Accepted, Dedup};
+use crate::telemetry::throttle::Throttle;
 use crate::telemetry::{RejectReason, RequestAccepted, RequestDuplicate, RequestRejected};
+
+/// The longest a webhook waits for the store to take its event.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Store failures logged at most once per period.
+static STORE_ERRORS: Throttle = Throttle::new(std::time::Duration::from_secs(10));
 
 /// How much of an over-limit body is drained past the source's limit
 /// before the 413; a larger body is cut off.
@@ -39,16 +46,27 @@ fn drain_ceiling(limit: usize) -> u64 {
 enum BodyError {
     TooLarge,
     Unreadable(String),
+    /// Not all there by the deadline: a slow (or slowloris) sender.
+    TimedOut,
 }
 
-/// Reads the body up to `limit`. An over-limit body is still read (and
-/// discarded) up to [`drain_ceiling`], so the 413 reaches the sender and its
-/// keep-alive connection stays usable, instead of a reset mid-upload.
-async fn read_body(mut body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+/// Reads the body up to `limit`, all of it by `deadline`. An over-limit
+/// body is still read (and discarded) up to [`drain_ceiling`], so the 413
+/// reaches the sender and its keep-alive connection stays usable, instead
+/// of a reset mid-upload.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> Result<axum::body::Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut seen: u64 = 0;
     let ceiling = drain_ceiling(limit);
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            return Err(BodyError::TimedOut);
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| BodyError::Unreadable(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
@@ -194,9 +212,27 @@ pub async fn receive(
         // Too big to be worth draining: answer now (the connection closes).
         return too_large(declared);
     }
-    let body = match read_body(body, limit).await {
+    let body_timeout = state.config.server.limits.body_timeout;
+    let deadline = tokio::time::Instant::now() + body_timeout;
+    let body = match read_body(body, limit, deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(declared),
+        Err(BodyError::TimedOut) => {
+            let mut r = reject(
+                StatusCode::REQUEST_TIMEOUT,
+                RejectReason::BodyTimeout,
+                format!(
+                    "the body did not arrive within server.body_timeout ({})",
+                    humantime::format_duration(body_timeout)
+                ),
+                declared,
+            );
+            // The rest of the body may still be on its way: this
+            // connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
         Err(BodyError::Unreadable(e)) => {
             return reject(
                 StatusCode::BAD_REQUEST,
@@ -256,7 +292,18 @@ pub async fn receive(
             expires_at: received_at.saturating_add(i.window.as_millis() as u64),
         })
     });
-    match state.events.accept(&event, dedup).await {
+    // A store that hangs (a stuck disk, a database that stopped answering)
+    // must not hold the sender's request open: past the bound it is a 503,
+    // and the sender retries. (The write may still land; the retry is then
+    // a second event, or the same one when it carries an idempotency key.)
+    let stored = tokio::time::timeout(STORE_WAIT, state.events.accept(&event, dedup))
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the store did not answer within {STORE_WAIT:?}"
+            ))
+        });
+    match stored {
         Ok(Accepted::New) => {}
         Ok(Accepted::Duplicate(original)) => {
             state.telemetry.emit(RequestDuplicate {
@@ -273,13 +320,20 @@ pub async fn receive(
                 .into_response();
         }
         Err(e) => {
-            tracing::error!(event = %event.id, error = format!("{e:#}"), "could not store event");
-            return ApiError::new(
+            // A full disk fails every request the same way: one line per
+            // period, with the count of those held back.
+            if let Some(suppressed) = STORE_ERRORS.allow() {
+                tracing::error!(event = %event.id, error = format!("{e:#}"), suppressed, "could not store event");
+            }
+            let mut r = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the event could not be stored; retry later",
             )
             .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
         }
     }
     state.telemetry.emit(RequestAccepted {

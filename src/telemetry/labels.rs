@@ -56,6 +56,7 @@ closed_set! {
         RateLimited => "rate_limited",
         BodyTooLarge => "body_too_large",
         BodyUnreadable => "body_unreadable",
+        BodyTimeout => "body_timeout",
         MissingHeader => "missing_header",
         BadFormat => "bad_format",
         StaleTimestamp => "stale_timestamp",

@@ -24,6 +24,7 @@ mod families;
 pub mod labels;
 mod latency;
 pub mod scrape;
+pub mod throttle;
 mod views;
 
 use prometheus_client::registry::Registry;

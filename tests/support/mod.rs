@@ -72,16 +72,26 @@ impl Hookyard {
 
     /// Like `start`, with extra environment variables for the process.
     pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Hookyard {
+        Self::start_with(dir, config, |c| {
+            c.envs(env.iter().copied());
+        })
+    }
+
+    /// Like `start`, with `prepare` applied to the command first (extra
+    /// environment, resource limits).
+    pub fn start_with(dir: &Path, config: &str, prepare: impl FnOnce(&mut Command)) -> Hookyard {
         std::fs::create_dir_all(dir).unwrap();
         let config_path = dir.join("hookyard.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join(format!("hookyard-{}.log", crate_now_nanos()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookyard"));
+        command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .env("HOOKYARD_LOG", "info,hookyard=debug")
-            .envs(env.iter().copied())
+            .env("HOOKYARD_LOG", "info,hookyard=debug");
+        prepare(&mut command);
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
