@@ -259,7 +259,12 @@ fn init_logs(format: LogFormat, default_filter: &str) {
         .unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // When stderr cannot be written (a log file on a full disk), the
+        // line is lost; reporting that would `eprintln!`, which panics on
+        // the same error and took request handlers and the store's
+        // recovery down with it.
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

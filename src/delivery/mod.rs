@@ -40,6 +40,11 @@ use state::{Control, Gate, TargetState};
 /// a missed wake-up (or a clock step) costs at most this much latency.
 const IDLE_RESCAN: Duration = Duration::from_secs(1);
 
+/// A store that is down fails every target's reads and records alike:
+/// logged once per period, with the count held back.
+static STORE_ERRORS: crate::telemetry::throttle::Throttle =
+    crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
+
 /// How long a claim outlives its attempt's time limit: room to record the
 /// result (one short transaction). Longer only delays the takeover of a
 /// dead node's deliveries.
@@ -357,7 +362,9 @@ impl Dispatcher {
     async fn work(self: Arc<Self>, t: Arc<Target>) {
         while !self.is_stopping() {
             if let Err(e) = self.dispatch(&t).await {
-                tracing::error!(target_name = %t.name, error = format!("{e:#}"), "reading the delivery schedule failed");
+                if let Some(suppressed) = STORE_ERRORS.allow() {
+                    tracing::error!(target_name = %t.name, error = format!("{e:#}"), suppressed, "reading the delivery schedule failed");
+                }
                 self.idle(&t, IDLE_RESCAN).await;
             }
         }
@@ -556,7 +563,9 @@ impl Dispatcher {
             }
             Ok(send::Attempted::Skipped) => {}
             Err(e) => {
-                tracing::error!(delivery = %id, target_name = %t.name, error = format!("{e:#}"), "delivery attempt could not be recorded");
+                if let Some(suppressed) = STORE_ERRORS.allow() {
+                    tracing::error!(delivery = %id, target_name = %t.name, error = format!("{e:#}"), suppressed, "delivery attempt could not be recorded");
+                }
             }
         }
         if let Some(control) = persist {

@@ -10,6 +10,9 @@ use anyhow::Result;
 
 use super::Router;
 
+static BACKLOG_ERRORS: crate::telemetry::throttle::Throttle =
+    crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
+
 /// Most event ids held in memory waiting for a routing slot. Past it,
 /// events stay only in the store (their "to route" mark) and are read back
 /// a page at a time as the queue drains, so a backlog larger than memory
@@ -106,10 +109,13 @@ impl Router {
                 continue;
             }
             if let Err(e) = self.refill_step().await {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "reading the routing backlog failed; retrying"
-                );
+                if let Some(suppressed) = BACKLOG_ERRORS.allow() {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        suppressed,
+                        "reading the routing backlog failed; retrying"
+                    );
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -34,6 +34,11 @@ use backlog::{Backlog, QUEUE_CAP};
 pub use outcome::cap_text;
 use outcome::{MAX_KV_TRIES, new_delivery};
 
+/// A store that is down fails every outcome the same way: logged once per
+/// period, with the count held back.
+static OUTCOME_ERRORS: crate::telemetry::throttle::Throttle =
+    crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
+
 /// How many events are routed concurrently.
 const ROUTE_CONCURRENCY: usize = 64;
 
@@ -188,7 +193,9 @@ impl Router {
                 if let Err(e) = router.route_id(&id).await {
                     // The "to route" mark stays; the next refill pass (or a
                     // restart) retries it.
-                    tracing::error!(event = %id, error = format!("{e:#}"), "routing failed to store its outcome");
+                    if let Some(suppressed) = OUTCOME_ERRORS.allow() {
+                        tracing::error!(event = %id, error = format!("{e:#}"), suppressed, "routing failed to store its outcome");
+                    }
                     router.backlog().missed = true;
                 }
                 // Only now, with the outcome written and the mark cleared,

@@ -14,6 +14,20 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 use tokio::sync::watch;
 
+/// The longest a write waits for its fsync. A disk that takes longer is
+/// in trouble; the request is answered 503 (nothing is acknowledged that
+/// is not durable) rather than held open.
+pub const FLUSH_WAIT: Duration = Duration::from_secs(5);
+
+/// What the flusher has made durable, or why it cannot.
+#[derive(Clone, Default)]
+struct Progress {
+    done: u64,
+    /// Set by a failed flush and kept: sled refuses every write after one
+    /// (the store is reopened, with a new flusher; see `recovery`).
+    failed: Option<Arc<str>>,
+}
+
 use super::Sled;
 use crate::config::Durability;
 
@@ -22,14 +36,14 @@ pub struct Flusher {
     mode: Durability,
     written: AtomicU64,
     wake: Arc<(Mutex<bool>, Condvar)>,
-    flushed: watch::Sender<u64>,
+    flushed: watch::Sender<Progress>,
 }
 
 impl Flusher {
     /// Starts the flusher thread (only with `Durability::Flush`); it ends
     /// when the store does.
     pub fn start(store: std::sync::Weak<Sled>, mode: Durability) -> Result<Arc<Flusher>> {
-        let (flushed, _) = watch::channel(0);
+        let (flushed, _) = watch::channel(Progress::default());
         let f = Arc::new(Flusher {
             mode,
             written: AtomicU64::new(0),
@@ -57,10 +71,27 @@ impl Flusher {
             *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
             cv.notify_one();
         }
-        rx.wait_for(|&done| done >= ticket)
-            .await
-            .map_err(|_| anyhow!("the store's flusher stopped"))?;
-        Ok(())
+        let waited = tokio::time::timeout(
+            FLUSH_WAIT,
+            rx.wait_for(|p| p.done >= ticket || p.failed.is_some()),
+        )
+        .await;
+        let progress = match waited {
+            Err(_) => {
+                return Err(anyhow!(
+                    "the store did not make the write durable within {FLUSH_WAIT:?}"
+                ));
+            }
+            Ok(Err(_)) => return Err(anyhow!("the store's flusher stopped")),
+            Ok(Ok(p)) => p.clone(),
+        };
+        if progress.done >= ticket {
+            return Ok(());
+        }
+        Err(anyhow!(
+            "the store could not make the write durable: {}",
+            progress.failed.as_deref().unwrap_or("flush failed")
+        ))
     }
 }
 
@@ -91,11 +122,15 @@ fn run(me: std::sync::Weak<Flusher>, store: std::sync::Weak<Sled>) {
             match s.flush() {
                 Ok(()) => {
                     done = target;
-                    f.flushed.send_replace(done);
+                    f.flushed.send_modify(|p| p.done = done);
                 }
                 Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "store flush failed; retrying");
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Everyone waiting is answered now; the store's
+                    // recovery reopens it with a new flusher.
+                    s.fault.trip(&e);
+                    let why: Arc<str> = format!("{e:#}").into();
+                    f.flushed.send_modify(|p| p.failed = Some(why));
+                    return;
                 }
             }
         }

@@ -46,7 +46,9 @@ use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 pub mod bodies;
 mod durability;
 mod listing;
+mod recovery;
 mod retention;
+mod space;
 mod writer;
 
 use super::{
@@ -56,7 +58,7 @@ use super::{
 use crate::config::Durability;
 use crate::plugin::kv::{KvTxn, PluginTxn};
 use bodies::{BodyLog, BodyRef};
-use durability::Flusher;
+use recovery::{Fault, Open, Shared};
 pub use writer::{Answer, Checked, Written};
 use writer::{GroupWriter, Writes};
 
@@ -74,6 +76,11 @@ const KV: u8 = b'k';
 const IDEMPOTENCY: u8 = b'i';
 const DELIVERY_BODY: u8 = b'y';
 const LIVE: u8 = b'l';
+/// The default of `server.min_free_space`.
+pub const DEFAULT_MIN_FREE: u64 = 64 << 20;
+
+/// The recovery probe's key (see [`recovery`]).
+const PROBE: u8 = b'p';
 
 /// First byte of an event value whose body is in the body log. (Values
 /// written before start with a u32 BE header length, whose first byte is
@@ -97,6 +104,8 @@ pub struct Sled {
     tree: sled::Tree,
     bodies: Arc<BodyLog>,
     writer: GroupWriter,
+    /// Tripped by the first write that fails.
+    fault: Arc<Fault>,
     /// A throwaway store's directory, removed on drop.
     _temp: Option<tempfile::TempDir>,
 }
@@ -118,12 +127,14 @@ impl Sled {
             })?;
         let tree = db.open_tree("hookyard")?;
         let bodies = Arc::new(BodyLog::open(&dir.join("bodies"))?);
-        let writer = GroupWriter::start(tree.clone(), bodies.clone())?;
+        let fault = Arc::new(Fault::default());
+        let writer = GroupWriter::start(tree.clone(), bodies.clone(), fault.clone())?;
         let store = Sled {
             db,
             tree,
             bodies,
             writer,
+            fault,
             _temp: None,
         };
         store.migrate_legacy_schedule()?;
@@ -385,6 +396,18 @@ impl Sled {
             }
         }
         Ok(n)
+    }
+
+    /// A write that must reach the disk: proves the store can write again
+    /// after a failure.
+    fn probe(&self) -> Result<()> {
+        let mut w = Writes::default();
+        w.insert(
+            key(PROBE, &[]),
+            crate::model::id::now_ms().to_be_bytes().to_vec(),
+        );
+        self.writer.write(w).wait()?;
+        self.flush()
     }
 
     pub(crate) fn flush(&self) -> Result<()> {
@@ -816,24 +839,58 @@ impl Sled {
 /// pool and every write through the writer thread.
 #[derive(Clone)]
 pub struct SledStore {
-    inner: Arc<Sled>,
-    flusher: Arc<Flusher>,
+    shared: Arc<Shared>,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`; after a failed write it
+    /// reopens itself (see [`recovery`]).
     pub fn open(dir: &Path, durability: Durability) -> Result<SledStore> {
-        let inner = Arc::new(Sled::open(dir)?);
-        let flusher = Flusher::start(Arc::downgrade(&inner), durability)?;
-        Ok(SledStore { inner, flusher })
+        Self::open_with_reserve(dir, durability, DEFAULT_MIN_FREE)
+    }
+
+    /// Like [`SledStore::open`]; new events are refused while the data
+    /// directory's file system has less than `min_free` bytes free (see
+    /// [`space`]); 0 turns that off.
+    pub fn open_with_reserve(
+        dir: &Path,
+        durability: Durability,
+        min_free: u64,
+    ) -> Result<SledStore> {
+        let open = Open::new(Sled::open(dir)?, durability)?;
+        Ok(SledStore::from_open(
+            open,
+            Some(dir.to_path_buf()),
+            durability,
+            min_free,
+        ))
     }
 
     /// A throwaway store (deleted on drop), for running a plugin outside the
     /// server (`hookyard plugin test`) with working KV.
     pub fn temporary() -> Result<SledStore> {
-        let inner = Arc::new(Sled::temporary()?);
-        let flusher = Flusher::start(Arc::downgrade(&inner), Durability::Buffered)?;
-        Ok(SledStore { inner, flusher })
+        let open = Open::new(Sled::temporary()?, Durability::Buffered)?;
+        Ok(SledStore::from_open(open, None, Durability::Buffered, 0))
+    }
+
+    fn from_open(
+        open: Open,
+        dir: Option<std::path::PathBuf>,
+        durability: Durability,
+        min_free: u64,
+    ) -> SledStore {
+        let shared = Arc::new(Shared {
+            dir,
+            durability,
+            open: std::sync::RwLock::new(Ok(open)),
+            space: Default::default(),
+        });
+        shared.space.set_min_free(min_free);
+        if let Some(dir) = &shared.dir {
+            shared.space.check(dir);
+        }
+        Shared::watch(&shared);
+        SledStore { shared }
     }
 
     /// Every concern of the seam, served by this store.
@@ -841,12 +898,26 @@ impl SledStore {
         super::Store::from_backend(Arc::new(self))
     }
 
+    /// The store as open now, or why not.
+    fn open_now(&self) -> Result<Open> {
+        Ok(self.shared.open()?)
+    }
+
+    fn inner(&self) -> Result<Arc<Sled>> {
+        Ok(self.open_now()?.sled)
+    }
+
+    /// Waits until every write applied so far is as durable as configured.
+    async fn durable(&self) -> Result<()> {
+        self.open_now()?.flusher.wait().await
+    }
+
     /// Runs blocking sled work off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Sled) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
+        let inner = self.inner()?;
         tokio::task::spawn_blocking(move || f(&inner)).await?
     }
 }
@@ -861,19 +932,20 @@ fn answered(a: Answer) -> Result<()> {
 #[async_trait]
 impl super::EventLog for SledStore {
     async fn accept(&self, event: &Event, dedup: Option<Dedup>) -> Result<Accepted> {
+        self.shared.space.admit()?;
         let existing = match dedup {
             None => {
-                self.inner.insert_event(event).done().await?;
+                self.inner()?.insert_event(event).done().await?;
                 None
             }
             Some(d) => {
-                self.inner
+                self.inner()?
                     .insert_event_once(event, &d.key, d.expires_at)
                     .outcome()
                     .await?
             }
         };
-        self.flusher.wait().await?;
+        self.durable().await?;
         Ok(match existing {
             Some(id) => Accepted::Duplicate(id),
             None => Accepted::New,
@@ -895,15 +967,15 @@ impl super::RoutingLog for SledStore {
     }
 
     async fn set_route_note(&self, event_id: &str, note: &str) -> Result<()> {
-        self.inner.set_route_note(event_id, note).done().await
+        self.inner()?.set_route_note(event_id, note).done().await
     }
 
     async fn drop_route_mark(&self, event_id: &str) -> Result<()> {
-        self.inner.drop_route_mark(event_id).done().await
+        self.inner()?.drop_route_mark(event_id).done().await
     }
 
     async fn mark_to_route(&self, event_id: &str) -> Result<Mark> {
-        self.inner.mark_to_route(event_id).value().await
+        self.inner()?.mark_to_route(event_id).value().await
     }
 
     async fn record_outcome(
@@ -916,7 +988,7 @@ impl super::RoutingLog for SledStore {
     ) -> Result<Committed> {
         Ok(
             match self
-                .inner
+                .inner()?
                 .record_outcome(event_id, outcome, deliveries, due_ms, kv)
                 .answer()
                 .await?
@@ -930,7 +1002,7 @@ impl super::RoutingLog for SledStore {
 
 impl super::PluginKv for SledStore {
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.kv_get(plugin, key)
+        self.inner()?.kv_get(plugin, key)
     }
 }
 
@@ -958,7 +1030,7 @@ impl super::PluginKvAdmin for SledStore {
     }
 
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool> {
-        self.inner.kv_delete(plugin, key).value().await
+        self.inner()?.kv_delete(plugin, key).value().await
     }
 }
 
@@ -976,7 +1048,7 @@ impl super::DeliveryQueue for SledStore {
         // be routed and sent again (with other plugin state), so in `flush`
         // mode the schedule is read after a group fsync that covers every
         // write applied so far (shared with the ingest path's fsyncs).
-        self.flusher.wait().await?;
+        self.durable().await?;
         let name = target.to_string();
         self.blocking(move |s| s.due(&name, now_ms, limit)).await
     }
@@ -1005,7 +1077,7 @@ impl super::DeliveryQueue for SledStore {
         new_due: Option<u64>,
     ) -> Result<Recorded> {
         answered(
-            self.inner
+            self.inner()?
                 .record_attempt(delivery, attempt, old_due, new_due)
                 .answer()
                 .await?,
@@ -1015,7 +1087,12 @@ impl super::DeliveryQueue for SledStore {
 
     async fn reschedule(&self, delivery_id: &str, due_ms: u64) -> Result<Rescheduled> {
         Ok(
-            match self.inner.reschedule(delivery_id, due_ms).value().await? {
+            match self
+                .inner()?
+                .reschedule(delivery_id, due_ms)
+                .value()
+                .await?
+            {
                 Some(before) => Rescheduled::Done(Box::new(before)),
                 None => Rescheduled::Missing,
             },
@@ -1023,7 +1100,7 @@ impl super::DeliveryQueue for SledStore {
     }
 
     async fn unschedule(&self, target: &str, delivery_id: &str, due_ms: u64) -> Result<()> {
-        self.inner
+        self.inner()?
             .unschedule(target, delivery_id, due_ms)
             .done()
             .await
@@ -1046,7 +1123,7 @@ impl super::TargetStates for SledStore {
     }
 
     async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
-        self.inner.set_target_control(target, value).done().await
+        self.inner()?.set_target_control(target, value).done().await
     }
 
     /// One process: every target is this one's.
@@ -1139,12 +1216,14 @@ impl super::Upkeep for SledStore {
     }
 
     fn size_on_disk(&self) -> u64 {
-        self.inner.size_on_disk()
+        self.inner().map_or(0, |s| s.size_on_disk())
     }
 
-    /// The writer thread answers a no-op in order with every write.
+    /// Enough free space, and the writer thread answers a no-op in order
+    /// with every write.
     async fn ready(&self) -> Result<()> {
-        self.inner
+        self.shared.space.admit()?;
+        self.inner()?
             .writer
             .check(|_| Ok((Writes::default(), ())))
             .value()

@@ -25,6 +25,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::bodies::{Appender, BodyLog, BodyRef, LiveDelta};
+use super::recovery::Fault;
 use super::{KV, LIVE, key, kv_key};
 use crate::plugin::kv::{KvRefused, PluginTxn, digest};
 
@@ -261,10 +262,12 @@ struct Writer {
     /// KV keys per plugin, counted at start and kept in step by the KV
     /// transactions (the only writers of KV keys).
     kv_keys: HashMap<String, usize>,
+    /// Told when a group cannot be written (a full disk, an I/O error).
+    fault: Arc<Fault>,
 }
 
 impl GroupWriter {
-    pub fn start(tree: sled::Tree, bodies: Arc<BodyLog>) -> Result<GroupWriter> {
+    pub fn start(tree: sled::Tree, bodies: Arc<BodyLog>, fault: Arc<Fault>) -> Result<GroupWriter> {
         let mut live = HashMap::new();
         for kv in tree.scan_prefix([LIVE]) {
             let (k, v) = kv?;
@@ -290,6 +293,7 @@ impl GroupWriter {
             bodies,
             live,
             kv_keys,
+            fault,
         };
         let thread = std::thread::Builder::new()
             .name("hookyard-store-writer".into())
@@ -544,6 +548,9 @@ impl Writer {
                 .finish()
                 .and_then(|()| self.tree.apply_batch(batch).map_err(anyhow::Error::from)),
         };
+        if let Err(e) = &applied {
+            self.fault.trip(e);
+        }
         if applied.is_ok() {
             self.kv_keys.extend(kv_counts);
             for (segment, n) in counts {
@@ -625,7 +632,7 @@ mod tests {
     #[test]
     fn later_writes_to_a_key_win_within_a_group() {
         let (_db, t, log, _dir) = tree();
-        let w = GroupWriter::start(t.clone(), log).unwrap();
+        let w = GroupWriter::start(t.clone(), log, Default::default()).unwrap();
         let mut a = Writes::default();
         a.insert(b"k".to_vec(), b"1".to_vec());
         a.insert(b"gone".to_vec(), b"x".to_vec());
@@ -642,7 +649,7 @@ mod tests {
     #[test]
     fn conditional_writes_in_one_group_see_each_other() {
         let (_db, t, log, _dir) = tree();
-        let w = GroupWriter::start(t.clone(), log).unwrap();
+        let w = GroupWriter::start(t.clone(), log, Default::default()).unwrap();
         let cond = |id: &str, expires: u64| {
             let mut v = expires.to_be_bytes().to_vec();
             v.extend_from_slice(id.as_bytes());
