@@ -41,6 +41,7 @@ pub struct Ctx {
     pub rows: Vec<Row>,
     pub baseline: Option<f64>,
     pub recovery: Option<Recovery>,
+    pub fuzz: Option<crate::fuzz::FuzzRun>,
     pub plugin_call: Option<PluginCall>,
     pub skipped: Vec<String>,
     /// `perf record` of the current router, with `--perf`.

@@ -47,6 +47,9 @@ pub struct Cli {
     /// Scheduled deliveries in the recovery scenario [100000; quick 2000].
     #[arg(long)]
     pub backlog: Option<u64>,
+    /// Mutated requests in the fuzz scenario [100000; quick 20000].
+    #[arg(long)]
+    pub fuzz_requests: Option<u64>,
     /// Run only scenarios whose name contains one of these (comma list).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -84,6 +87,7 @@ pub struct Opts {
     pub burst: u64,
     pub burst_three_plugins: u64,
     pub backlog: u64,
+    pub fuzz_requests: u64,
     pub drain_timeout: f64,
     pub plugin_call_budget_ms: u64,
     pub only: Vec<String>,
@@ -132,6 +136,9 @@ impl Opts {
                 .map(|b| b / 3)
                 .unwrap_or(pick(mode, 100, 300, 20_000)),
             backlog: cli.backlog.unwrap_or(pick(mode, 300, 2_000, 100_000)),
+            fuzz_requests: cli
+                .fuzz_requests
+                .unwrap_or(pick(mode, 300, 20_000, 100_000)),
             drain_timeout: pick(mode, 60.0, 60.0, 180.0),
             plugin_call_budget_ms: pick(mode, 50, 300, 2_000),
             only,

@@ -131,6 +131,21 @@ impl Ctx {
                 r.peak_rss_mib.map_or("".into(), |v| format!("{v:.0}")),
             );
         }
+        if let Some(f) = &self.fuzz {
+            let answers: Vec<String> = f.answers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let _ = writeln!(
+                out,
+                "\nFuzz (13): {} mutated requests in {:.1} s ({}/s); answers {}; crashes {}; RSS {:.0} -> {:.0} MiB (peak {}).",
+                thousands(f.requests as f64),
+                f.secs,
+                thousands(f.per_sec),
+                answers.join(", "),
+                f.crashes,
+                f.rss_before_mib,
+                f.rss_after_mib,
+                f.peak_rss_mib.map_or("?".into(), |p| format!("{p:.0} MiB")),
+            );
+        }
         if let Some(rc) = &self.recovery {
             let _ = writeln!(
                 out,
@@ -239,6 +254,7 @@ impl Ctx {
             "baseline_accepted_per_sec": self.baseline,
             "scenarios": self.rows,
             "recovery": self.recovery,
+            "fuzz": self.fuzz,
             "plugin_call": self.plugin_call,
             "criterion_plugin_call_ns": plugin_host::criterion_means()
                 .into_iter()

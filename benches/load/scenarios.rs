@@ -214,6 +214,9 @@ impl Ctx {
         if self.selected("recovery") {
             self.step("recovery", |c| c.recovery())?;
         }
+        if self.selected("fuzz") {
+            self.step("fuzz", |c| c.fuzz())?;
+        }
         if self.selected("plugin-call") {
             match rust_ok {
                 Ok(_) => self.step("plugin-call", |c| c.plugin_call())?,
