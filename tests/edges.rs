@@ -302,3 +302,33 @@ fn a_missing_certificate_stops_the_start_with_the_key_at_fault() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), "max_connections = 20\n"));
+    let addr = addr_of(&hy.public);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"POST /hooks/raw HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
+    }
+    // The 21st connection is not served until the header timeout (3 s)
+    // frees a slot: it waits in the listen backlog, it is not refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, took) = timed_post(&hy, r#"{"past":"cap"}"#).await;
+    assert_eq!(status, 202);
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(8),
+        "served after {took:?}; expected once the held connections timed out"
+    );
+    assert!(
+        hy.log_text().contains("connection cap reached"),
+        "the cap is logged"
+    );
+    // With slots free again, requests are served at once.
+    let (status, took) = timed_post(&hy, "{}").await;
+    assert_eq!(status, 202);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
