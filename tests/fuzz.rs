@@ -125,11 +125,30 @@ async fn mutated_requests_are_answered_and_crash_nothing() {
         }
     }
     assert!(stored > 0, "no signed request got through");
-    let delivered = sink.wait_for(stored + 1, Duration::from_secs(60)).await;
-    assert_eq!(
-        delivered.len(),
-        stored + 1,
-        "accepted events not all delivered"
-    );
-    assert!(delivered.iter().all(|r| r.signature_ok));
+    // Delivery is at least once: count distinct deliveries (webhook-id).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = sink.received();
+        let distinct: std::collections::BTreeSet<String> = got
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_string))
+            .collect();
+        if distinct.len() >= stored + 1 {
+            assert_eq!(distinct.len(), stored + 1, "deliveries nobody asked for");
+            assert!(got.iter().all(|r| r.signature_ok));
+            println!(
+                "delivered {} events ({} requests at the sink)",
+                distinct.len(),
+                got.len()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "accepted events not all delivered: {} of {}",
+            distinct.len(),
+            stored + 1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
