@@ -197,7 +197,11 @@ impl Conn {
         let conn = self.watcher.watch(conn.into_owned());
         tokio::pin!(conn);
         loop {
-            let wait = clock.idle_deadline(self.idle_timeout);
+            // While a request is being answered past the deadline, look
+            // again a little later rather than spin.
+            let wait = clock
+                .idle_deadline(self.idle_timeout)
+                .max(tokio::time::Instant::now() + Duration::from_millis(250));
             tokio::select! {
                 r = &mut conn => {
                     if let Err(e) = r {
