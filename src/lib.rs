@@ -20,7 +20,9 @@
 //!   circuit breaker, SSRF guard, signing, retries. [`webhooks`]: the
 //!   Standard Webhooks scheme (secrets, signing, verifying), shared by
 //!   delivery, inbound verification and the sink.
-//! - [`admin`]: the admin listener (API, `/metrics`); [`cli`]: the
+//! - [`admin`]: the admin listener (API, `/metrics`), and [`ui`], the
+//!   web dashboard it serves at `/ui/`; [`edge`]: what bounds every
+//!   connection to either listener (timeouts, caps, TLS); [`cli`]: the
 //!   commands that speak to it, and the local dev tools; [`api`]: what both
 //!   listeners and the CLI agree on, the `{"error", "code"}` error shape
 //!   ([`api::ApiError`]) and the admin API's answers as records
@@ -52,4 +54,5 @@ pub mod server;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod webhooks;

@@ -133,7 +133,7 @@ async fn mutated_requests_are_answered_and_crash_nothing() {
             .iter()
             .filter_map(|r| r.header("webhook-id").map(str::to_string))
             .collect();
-        if distinct.len() >= stored + 1 {
+        if distinct.len() > stored {
             assert_eq!(distinct.len(), stored + 1, "deliveries nobody asked for");
             assert!(got.iter().all(|r| r.signature_ok));
             println!(

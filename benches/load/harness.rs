@@ -42,6 +42,7 @@ pub struct Ctx {
     pub baseline: Option<f64>,
     pub recovery: Option<Recovery>,
     pub fuzz: Option<crate::fuzz::FuzzRun>,
+    pub dashboard: Option<crate::dashboard::DashboardRun>,
     pub plugin_call: Option<PluginCall>,
     pub skipped: Vec<String>,
     /// `perf record` of the current router, with `--perf`.
@@ -72,7 +73,7 @@ impl Ctx {
         }
     }
 
-    fn get_json(&self, url: &str) -> Result<Value> {
+    pub fn get_json(&self, url: &str) -> Result<Value> {
         self.rt.block_on(async {
             let r = self.http.get(url).send().await?;
             let status = r.status();

@@ -10,7 +10,7 @@
 //!
 //! Scenarios (see docs/benchmarks.md for what each measures and why):
 //! baseline, ingest-{buffered,flush}, e2e-{rust,python,js}-{1000,burst},
-//! e2e-rust-burst-buffered, fanout-3, plugins-3, recovery, fuzz, plugin-call. A fresh router (own data
+//! e2e-rust-burst-buffered, fanout-3, plugins-3, recovery, fuzz, dashboard, plugin-call. A fresh router (own data
 //! directory) per scenario, so its peak RSS (`VmHWM`) is that scenario's.
 //!
 //! Prints Markdown tables and writes `target/bench/results.json`
@@ -28,6 +28,7 @@
 
 mod baseline;
 mod cluster;
+mod dashboard;
 mod fuzz;
 mod harness;
 mod loadgen;
@@ -149,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
         baseline: None,
         recovery: None,
         fuzz: None,
+        dashboard: None,
         plugin_call: None,
         skipped: Vec::new(),
         perf: std::sync::Mutex::new(None),

@@ -47,6 +47,10 @@ pub struct Cli {
     /// Scheduled deliveries in the recovery scenario [100000; quick 2000].
     #[arg(long)]
     pub backlog: Option<u64>,
+    /// Events stored before the dashboard's pages are timed [100000;
+    /// quick 5000].
+    #[arg(long)]
+    pub dashboard_events: Option<u64>,
     /// Mutated requests in the fuzz scenario [100000; quick 20000].
     #[arg(long)]
     pub fuzz_requests: Option<u64>,
@@ -88,6 +92,7 @@ pub struct Opts {
     pub burst_three_plugins: u64,
     pub backlog: u64,
     pub fuzz_requests: u64,
+    pub dashboard_events: u64,
     pub drain_timeout: f64,
     pub plugin_call_budget_ms: u64,
     pub only: Vec<String>,
@@ -139,6 +144,9 @@ impl Opts {
             fuzz_requests: cli
                 .fuzz_requests
                 .unwrap_or(pick(mode, 300, 20_000, 100_000)),
+            dashboard_events: cli
+                .dashboard_events
+                .unwrap_or(pick(mode, 300, 5_000, 100_000)),
             drain_timeout: pick(mode, 60.0, 60.0, 180.0),
             plugin_call_budget_ms: pick(mode, 50, 300, 2_000),
             only,

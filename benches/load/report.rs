@@ -131,6 +131,21 @@ impl Ctx {
                 r.peak_rss_mib.map_or("".into(), |v| format!("{v:.0}")),
             );
         }
+        if let Some(d) = &self.dashboard {
+            let _ = writeln!(
+                out,
+                "\nDashboard (14): pages with {} stored events, {} fetches each:\n\n| page | p50 (ms) | max (ms) | bytes |\n|---|---:|---:|---:|",
+                thousands(d.events as f64),
+                crate::dashboard::FETCHES
+            );
+            for p in &d.pages {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {:.1} | {:.1} | {} |",
+                    p.page, p.p50_ms, p.max_ms, p.bytes
+                );
+            }
+        }
         if let Some(f) = &self.fuzz {
             let answers: Vec<String> = f.answers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             let _ = writeln!(
@@ -255,6 +270,7 @@ impl Ctx {
             "scenarios": self.rows,
             "recovery": self.recovery,
             "fuzz": self.fuzz,
+            "dashboard": self.dashboard,
             "plugin_call": self.plugin_call,
             "criterion_plugin_call_ns": plugin_host::criterion_means()
                 .into_iter()

@@ -217,6 +217,9 @@ impl Ctx {
         if self.selected("fuzz") {
             self.step("fuzz", |c| c.fuzz())?;
         }
+        if self.selected("dashboard") {
+            self.step("dashboard", |c| c.dashboard())?;
+        }
         if self.selected("plugin-call") {
             match rust_ok {
                 Ok(_) => self.step("plugin-call", |c| c.plugin_call())?,

@@ -29,7 +29,7 @@ use crate::telemetry::{ReplayKind, Replayed as ReplayedEvent};
 type Accepted<T> = Result<(StatusCode, Json<T>), ApiError>;
 
 /// Most items one bulk request acts on, and the default.
-const BULK_MAX: usize = 100_000;
+pub(crate) const BULK_MAX: usize = 100_000;
 const BULK_DEFAULT: usize = 1000;
 
 /// A bulk request's JSON body as query-style strings (numbers accepted).
@@ -91,30 +91,8 @@ pub async fn replay_events(
             "say which events to replay: at least one of source, status, since, until",
         ));
     }
-    let q = event_query(&filters, BULK_MAX, BULK_DEFAULT)?;
-    let records = state.store.records.clone();
-    let matched = collect_ids(
-        q.limit,
-        |limit, cursor| {
-            let (records, q) = (records.clone(), q.clone());
-            async move {
-                records
-                    .list_events(&EventQuery { limit, cursor, ..q })
-                    .await
-            }
-        },
-        |e| e.id,
-    )
-    .await?;
-    // Marked one by one: each mark is a small write, and routing reads the
-    // marks back a page at a time, so a bulk replay of 100 000 events holds
-    // ids, not events, in memory.
-    let mut ids = Vec::new();
-    for id in matched {
-        if state.router.replay(&id).await? == Replay::Queued {
-            ids.push(id);
-        }
-    }
+    let matched = matching_events(&state, &filters).await?;
+    let ids = replay_all(&state, matched).await?;
     state.telemetry.emit(ReplayedEvent {
         kind: ReplayKind::Event,
         count: ids.len(),
@@ -126,6 +104,74 @@ pub async fn replay_events(
             events: ids,
         }),
     ))
+}
+
+/// The ids of the events `filters` (query-style: source, status, since,
+/// until, limit) match, at most [`BULK_MAX`]; shared with the dashboard's
+/// dry run, so its count is what the action then does.
+pub(crate) async fn matching_events(
+    state: &AdminState,
+    filters: &HashMap<String, String>,
+) -> Result<Vec<EventId>, ApiError> {
+    let q = event_query(filters, BULK_MAX, BULK_DEFAULT)?;
+    let records = state.store.records.clone();
+    Ok(collect_ids(
+        q.limit,
+        |limit, cursor| {
+            let (records, q) = (records.clone(), q.clone());
+            async move {
+                records
+                    .list_events(&EventQuery { limit, cursor, ..q })
+                    .await
+            }
+        },
+        |e| e.id,
+    )
+    .await?)
+}
+
+/// Marks each event to be routed again; the ones queued.
+pub(crate) async fn replay_all(
+    state: &AdminState,
+    matched: Vec<EventId>,
+) -> Result<Vec<EventId>, ApiError> {
+    // Marked one by one: each mark is a small write, and routing reads the
+    // marks back a page at a time, so a bulk replay of 100 000 events holds
+    // ids, not events, in memory.
+    let mut ids = Vec::new();
+    for id in matched {
+        if state.router.replay(&id).await? == Replay::Queued {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// The ids of the deliveries `filters` match (dead ones unless a status
+/// is given), at most [`BULK_MAX`].
+pub(crate) async fn matching_deliveries(
+    state: &AdminState,
+    filters: &HashMap<String, String>,
+) -> Result<Vec<DeliveryId>, ApiError> {
+    let mut filters = filters.clone();
+    filters
+        .entry("status".into())
+        .or_insert_with(|| DeliveryStatus::Dead.as_str().into());
+    let q = delivery_query(&filters, BULK_MAX, BULK_DEFAULT)?;
+    let records = state.store.records.clone();
+    Ok(collect_ids(
+        q.limit,
+        |limit, cursor| {
+            let (records, q) = (records.clone(), q.clone());
+            async move {
+                records
+                    .list_deliveries(&DeliveryQuery { limit, cursor, ..q })
+                    .await
+            }
+        },
+        |d| d.id,
+    )
+    .await?)
 }
 
 pub async fn retry_delivery(
@@ -162,25 +208,8 @@ pub async fn retry_deliveries(
     State(state): State<Arc<AdminState>>,
     body: Bytes,
 ) -> Accepted<Retried> {
-    let mut filters = filter_body(&body)?;
-    filters
-        .entry("status".into())
-        .or_insert_with(|| DeliveryStatus::Dead.as_str().into());
-    let q = delivery_query(&filters, BULK_MAX, BULK_DEFAULT)?;
-    let records = state.store.records.clone();
-    let ids = collect_ids(
-        q.limit,
-        |limit, cursor| {
-            let (records, q) = (records.clone(), q.clone());
-            async move {
-                records
-                    .list_deliveries(&DeliveryQuery { limit, cursor, ..q })
-                    .await
-            }
-        },
-        |d| d.id,
-    )
-    .await?;
+    let filters = filter_body(&body)?;
+    let ids = matching_deliveries(&state, &filters).await?;
     let n = state.dispatcher.retry_deliveries(ids).await?;
     state.telemetry.emit(ReplayedEvent {
         kind: ReplayKind::Delivery,

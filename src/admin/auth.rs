@@ -48,7 +48,7 @@ pub async fn require_token(
 /// The credential of an `Authorization: Bearer <token>` value. The scheme
 /// name is case-insensitive (RFC 9110 §11.1) and clients differ in the
 /// whitespace they put after it.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let value = value.trim();
     let split = value.find([' ', '\t'])?;
     let (scheme, rest) = value.split_at(split);
@@ -62,7 +62,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 /// Compares SHA-256 digests rather than the strings: both sides are 32
 /// bytes, so neither the comparison's time nor its early exit on a length
 /// difference says anything about the token's length or content.
-fn token_matches(given: &str, expected: &str) -> bool {
+pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
     let given = Sha256::digest(given.as_bytes());
     let expected = Sha256::digest(expected.as_bytes());
     bool::from(given.ct_eq(&expected))

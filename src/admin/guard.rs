@@ -71,11 +71,20 @@ pub async fn refuse_browser_attacks(
     if OPEN_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    match check(
-        request.method(),
-        request.headers(),
-        &state.config.server.admin_hosts,
-    ) {
+    let checked = if request.uri().path().starts_with("/ui/") {
+        check_dashboard(
+            request.method(),
+            request.headers(),
+            &state.config.server.admin_hosts,
+        )
+    } else {
+        check(
+            request.method(),
+            request.headers(),
+            &state.config.server.admin_hosts,
+        )
+    };
+    match checked {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             tracing::warn!(
@@ -128,6 +137,49 @@ pub fn check(method: &Method, headers: &HeaderMap, admin_hosts: &[String]) -> Re
         return Err(Refusal::UnsupportedMediaType(given));
     }
     Ok(())
+}
+
+/// The dashboard's forms post `application/x-www-form-urlencoded`, which a
+/// page of any origin can send without a preflight. So a change through
+/// the dashboard must prove it comes from the dashboard's own pages: an
+/// `Origin` of this server, or `Sec-Fetch-Site: same-origin` (every
+/// browser sends one or the other on a POST). Without either (curl, a
+/// script), it is held to [`check`]'s rules, like the JSON API.
+pub fn check_dashboard(
+    method: &Method,
+    headers: &HeaderMap,
+    admin_hosts: &[String],
+) -> Result<(), Refusal> {
+    let browser = headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site");
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || !browser {
+        return check(method, headers, admin_hosts);
+    }
+    // Host, Origin and Sec-Fetch-Site as for the API; then the origin must
+    // be proven, and the body may be a form.
+    let mut as_json = headers.clone();
+    as_json.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    check(method, &as_json, admin_hosts)?;
+    let same_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("same-origin"));
+    let same_origin_header = match (headers.get(header::ORIGIN), headers.get(header::HOST)) {
+        (Some(o), Some(h)) => match (o.to_str(), h.to_str()) {
+            (Ok(o), Ok(h)) => same_origin(o, h),
+            _ => false,
+        },
+        _ => false,
+    };
+    if same_site || same_origin_header {
+        Ok(())
+    } else {
+        Err(Refusal::CrossOrigin(
+            "a dashboard change without a same-origin Origin or Sec-Fetch-Site".into(),
+        ))
+    }
 }
 
 /// The host part of `host[:port]` or `[v6][:port]`, or `None` when the

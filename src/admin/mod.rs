@@ -1,8 +1,8 @@
 //! The admin listener: health and inspection. Bound to loopback by default;
 //! it shows event bodies, so it must not face the internet.
 
-mod actions;
-mod auth;
+pub(crate) mod actions;
+pub(crate) mod auth;
 mod cluster;
 mod guard;
 mod kv;
@@ -112,16 +112,21 @@ pub fn routes(state: Arc<AdminState>) -> Router {
             state.clone(),
             auth::require_token,
         ));
+    let dashboard = crate::ui::routes(
+        state.clone(),
+        crate::ui::history::History::start(state.telemetry.clone()),
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(protected)
+        .with_state(state.clone())
+        .merge(dashboard)
         .fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             guard::refuse_browser_attacks,
         ))
-        .with_state(state)
 }
 
 async fn no_route(uri: axum::http::Uri) -> ApiError {
@@ -266,6 +271,21 @@ pub async fn event_view(
         deliveries,
         deliveries_next_cursor: page.next_cursor,
     }))
+}
+
+/// An event listing's query from query-style filters, as `GET
+/// /admin/events` reads them (the dashboard's lists share it).
+pub(crate) fn list_event_query(
+    q: &HashMap<String, String>,
+) -> Result<crate::store::EventQuery, ApiError> {
+    list::event_query(q, 1000, 50)
+}
+
+/// A delivery listing's query, as `GET /admin/deliveries` reads it.
+pub(crate) fn list_delivery_query(
+    q: &HashMap<String, String>,
+) -> Result<crate::store::DeliveryQuery, ApiError> {
+    list::delivery_query(q, 1000, 50)
 }
 
 #[cfg(test)]

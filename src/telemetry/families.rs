@@ -6,14 +6,13 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::labels::{
     AttemptLabels, DeliveryLabels, PluginLabel, PluginResultLabels, RejectLabels, ReplayLabel,
     ResultLabel, SourceLabel, SweptLabel, TargetLabel,
 };
-use super::latency::{LATENCY_BUCKETS, Latency};
+use super::latency::Latency;
 
 type Counters<L> = Family<L, Counter>;
 
@@ -34,19 +33,17 @@ pub struct Families {
     pub(super) plugin_log_lines_cut: Counters<PluginLabel>,
     pub(super) plugin_kv_conflicts: Counters<PluginLabel>,
     pub(super) attempts: Counters<AttemptLabels>,
-    pub(super) attempt_seconds: Family<TargetLabel, Histogram, fn() -> Histogram>,
+    pub(super) attempt_seconds: Family<TargetLabel, Latency>,
     pub(super) deliveries: Counters<DeliveryLabels>,
     pub(super) dispatcher_restarts: Counters<TargetLabel>,
     pub(super) replays: Counters<ReplayLabel>,
     pub(super) swept: Counters<SweptLabel>,
+    /// Not exported: the dashboard's running totals.
+    pub(super) totals: super::live::Totals,
 }
 
 fn add(r: &mut Registry, name: &str, help: &str, family: impl Metric) {
     r.register(name, help, Always(family));
-}
-
-fn attempt_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS.iter().copied())
 }
 
 impl Families {
@@ -66,11 +63,12 @@ impl Families {
             plugin_log_lines_cut: Family::default(),
             plugin_kv_conflicts: Family::default(),
             attempts: Family::default(),
-            attempt_seconds: Family::new_with_constructor(attempt_histogram),
+            attempt_seconds: Family::default(),
             deliveries: Family::default(),
             dispatcher_restarts: Family::default(),
             replays: Family::default(),
             swept: Family::default(),
+            totals: Default::default(),
         };
         add(
             r,

@@ -23,6 +23,7 @@ mod events;
 mod families;
 pub mod labels;
 mod latency;
+pub mod live;
 pub mod scrape;
 pub mod throttle;
 mod views;
@@ -47,6 +48,12 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Something a stage reports, in the stage's own terms. ("Internal", as in
 /// Vector, to keep it apart from the webhook events hookyard routes.)
 pub trait InternalEvent {
+    /// What the dashboard's live feed shows of it, if anything; asked
+    /// only while someone listens.
+    fn live(&self) -> Option<live::Live> {
+        None
+    }
+
     /// Logs the event and counts it.
     fn record(self, metrics: &Families);
 }
@@ -57,6 +64,7 @@ pub struct Telemetry {
     registry: Registry,
     families: Families,
     scraped: std::sync::Arc<Scraped>,
+    live: tokio::sync::broadcast::Sender<live::Live>,
 }
 
 impl Default for Telemetry {
@@ -75,12 +83,28 @@ impl Telemetry {
             registry,
             families,
             scraped,
+            live: tokio::sync::broadcast::channel(live::FEED_CAPACITY).0,
         }
     }
 
-    /// Logs and counts `event`.
+    /// Logs and counts `event`, and tells the live feed's listeners.
     pub fn emit(&self, event: impl InternalEvent) {
+        if self.live.receiver_count() > 0
+            && let Some(l) = event.live()
+        {
+            let _ = self.live.send(l);
+        }
         event.record(&self.families);
+    }
+
+    /// The live feed (see [`live`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<live::Live> {
+        self.live.subscribe()
+    }
+
+    /// Running totals since start (see [`live::Totals`]).
+    pub fn totals(&self) -> live::TotalsView {
+        self.families.totals.view()
     }
 
     /// The body of `GET /metrics`. Runs the scrape-time closures, which may

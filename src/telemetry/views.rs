@@ -54,6 +54,19 @@ impl Telemetry {
         out
     }
 
+    /// A target's attempt latency, p50 and p99 in milliseconds, once it
+    /// has attempts.
+    pub fn target_latency(&self, target: &str) -> Option<(f64, f64)> {
+        let v = self
+            .families
+            .attempt_seconds
+            .get(&super::labels::TargetLabel {
+                target: target.to_string(),
+            })?
+            .view();
+        (v.max > 0).then(|| (v.p50 as f64 / 1000.0, v.p99 as f64 / 1000.0))
+    }
+
     pub fn plugin_stats(&self, plugin: &str) -> PluginStats {
         let f = &self.families;
         let label = PluginLabel {

@@ -195,6 +195,19 @@ impl Hookyard {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET on the admin listener with a bearer token; status and JSON.
+    pub async fn admin_get_token(&self, path: &str, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.admin))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// SIGTERM, then waits (at most `timeout`) for the process to exit.
     pub fn sigterm(mut self, timeout: Duration) -> std::process::ExitStatus {
         let ok = Command::new("kill")

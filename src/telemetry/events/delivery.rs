@@ -7,6 +7,7 @@ use crate::telemetry::families::Families;
 use crate::telemetry::labels::{
     AttemptLabels, AttemptResult, DeliveryEnd, DeliveryLabels, TargetLabel,
 };
+use crate::telemetry::live::{Live, Totals};
 
 /// One delivery attempt ran and was recorded.
 pub struct AttemptFinished<'a> {
@@ -17,13 +18,23 @@ pub struct AttemptFinished<'a> {
 }
 
 impl InternalEvent for AttemptFinished<'_> {
+    fn live(&self) -> Option<Live> {
+        Some(Live::Attempt {
+            target: self.target.to_string(),
+            result: self.result,
+        })
+    }
+
     fn record(self, m: &Families) {
+        if self.result != AttemptResult::Success {
+            Totals::bump(&m.totals.failed);
+        }
         let target = self.target.to_string();
         m.attempt_seconds
             .get_or_create(&TargetLabel {
                 target: target.clone(),
             })
-            .observe(self.latency.as_secs_f64());
+            .observe(self.latency);
         m.attempts
             .get_or_create(&AttemptLabels {
                 target,
@@ -40,7 +51,17 @@ pub struct DeliveryFinished<'a> {
 }
 
 impl InternalEvent for DeliveryFinished<'_> {
+    fn live(&self) -> Option<Live> {
+        Some(Live::Finished {
+            target: self.target.to_string(),
+            result: self.result,
+        })
+    }
+
     fn record(self, m: &Families) {
+        if self.result == DeliveryEnd::Delivered {
+            Totals::bump(&m.totals.delivered);
+        }
         m.deliveries
             .get_or_create(&DeliveryLabels {
                 target: self.target.to_string(),

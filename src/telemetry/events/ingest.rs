@@ -3,6 +3,7 @@
 use crate::telemetry::InternalEvent;
 use crate::telemetry::families::Families;
 use crate::telemetry::labels::{RejectLabels, RejectReason, SourceLabel};
+use crate::telemetry::live::{Live, Totals};
 
 /// A request stored as a new event (its 202 follows).
 pub struct RequestAccepted<'a> {
@@ -12,7 +13,16 @@ pub struct RequestAccepted<'a> {
 }
 
 impl InternalEvent for RequestAccepted<'_> {
+    fn live(&self) -> Option<Live> {
+        Some(Live::Accepted {
+            source: self.source.to_string(),
+            event: self.event.to_string(),
+        })
+    }
+
     fn record(self, m: &Families) {
+        Totals::bump(&m.totals.received);
+        Totals::bump(&m.totals.accepted);
         tracing::debug!(event = %self.event, source = %self.source, bytes = self.bytes, "event accepted");
         let label = SourceLabel {
             source: self.source.to_string(),
@@ -31,6 +41,7 @@ pub struct RequestDuplicate<'a> {
 
 impl InternalEvent for RequestDuplicate<'_> {
     fn record(self, m: &Families) {
+        Totals::bump(&m.totals.received);
         tracing::debug!(source = %self.source, event = %self.original, "duplicate delivery; not routed again");
         let label = SourceLabel {
             source: self.source.to_string(),
@@ -51,7 +62,16 @@ pub struct RequestRejected<'a> {
 }
 
 impl InternalEvent for RequestRejected<'_> {
+    fn live(&self) -> Option<Live> {
+        Some(Live::Rejected {
+            source: self.source.to_string(),
+            reason: self.reason,
+        })
+    }
+
     fn record(self, m: &Families) {
+        Totals::bump(&m.totals.received);
+        Totals::bump(&m.totals.rejected);
         tracing::info!(source = %self.source, client = %self.client, reason = %self.reason, "webhook rejected: {}", self.message);
         m.requests_received
             .get_or_create(&SourceLabel {

@@ -3,6 +3,7 @@
 use crate::telemetry::InternalEvent;
 use crate::telemetry::families::Families;
 use crate::telemetry::labels::{PluginLabel, PluginResultLabels, ResultLabel, RouteResult};
+use crate::telemetry::live::{Live, Totals};
 
 /// An event's outcome was committed.
 pub struct EventRouted {
@@ -10,7 +11,14 @@ pub struct EventRouted {
 }
 
 impl InternalEvent for EventRouted {
+    fn live(&self) -> Option<Live> {
+        Some(Live::Routed {
+            result: self.result,
+        })
+    }
+
     fn record(self, m: &Families) {
+        Totals::bump(&m.totals.routed);
         m.events
             .get_or_create(&ResultLabel {
                 result: self.result,
