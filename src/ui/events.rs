@@ -259,6 +259,9 @@ pub async fn detail(
             }
             h2 { "Deliveries" }
             @if view.deliveries.is_empty() { p.muted { "None." } }
+            @if view.deliveries_next_cursor.is_some() {
+                p { "The first " (view.deliveries.len()) "; " a href={ "/ui/deliveries?status=&event=" (id) } { "all of this event's deliveries" } "." }
+            }
             @for d in &view.deliveries {
                 section.card.delivery data-delivery=(d.delivery.id) {
                     div {

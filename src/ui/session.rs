@@ -27,9 +27,9 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// one, and logins are not otherwise bounded).
 const MAX_SESSIONS: usize = 1024;
 
-/// A failed login waits this long before its answer: with a token of any
-/// reasonable length that makes guessing hopeless without a lockout that
-/// an attacker could use to lock the operator out.
+/// A failed login waits this long before its answer, one at a time: with
+/// a token of any reasonable length that makes guessing hopeless, without
+/// a lockout that an attacker could use to lock the operator out.
 const FAILED_LOGIN_DELAY: Duration = Duration::from_millis(500);
 
 /// Session ids to their expiry (unix ms).
@@ -128,7 +128,12 @@ pub fn clear_cookie() -> HeaderValue {
     HeaderValue::from_static("hookyard_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
+/// Failed logins wait their turn: one at a time, so guesses cannot be
+/// made in parallel either (two a second at most).
+static FAILED_LOGINS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub async fn failed_login_delay() {
+    let _turn = FAILED_LOGINS.lock().await;
     tokio::time::sleep(FAILED_LOGIN_DELAY).await;
 }
 
