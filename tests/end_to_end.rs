@@ -97,6 +97,13 @@ async fn quickstart_routes_signs_and_records_drops() {
             v["outcome"]["plugins"][0]["reason"],
             "ping events are not routed"
         );
+        // What the plugin logged for this event is kept with it.
+        let log = &v["outcome"]["plugins"][0]["logs"][0];
+        assert_eq!(log["level"], "info", "{v}");
+        assert_eq!(
+            log["message"],
+            format!("event {id} dropped: ping events are not routed")
+        );
         assert_eq!(v["deliveries"].as_array().unwrap().len(), 1);
     }
     let v = hy

@@ -112,6 +112,24 @@ pub struct PluginResult {
     pub reason: Option<String>,
     pub deliveries: usize,
     pub duration_us: u64,
+    /// The first lines the plugin logged for this event (each cut to
+    /// [`PluginLog::MAX_BYTES`]); all of them went to hookyard's log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<PluginLog>,
+}
+
+/// One line a plugin logged while it handled an event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PluginLog {
+    pub level: String,
+    pub message: String,
+}
+
+impl PluginLog {
+    /// Lines kept per plugin and event: enough to see why, bounded so a
+    /// chatty plugin cannot grow every stored outcome.
+    pub const MAX_LINES: usize = 20;
+    pub const MAX_BYTES: usize = 512;
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -136,7 +136,9 @@ impl Lane {
         let _span = job.span.enter();
         let ev = to_plugin_event(&job.event);
         let started = Instant::now();
-        let report = job.plugin.call(&ev, false);
+        // Captured for the event's outcome (the first lines are kept with
+        // it); the call's log budget bounds what there can be.
+        let report = job.plugin.call(&ev, true);
         self.telemetry.emit(PluginCalled {
             plugin: job.plugin.name(),
             took: started.elapsed(),

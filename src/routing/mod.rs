@@ -248,6 +248,7 @@ impl Router {
                     reason: Some(format!("source {:?} is no longer configured", event.source)),
                     deliveries: 0,
                     duration_us: 0,
+                    logs: vec![],
                 }],
                 deliveries: vec![],
             };

@@ -10,7 +10,8 @@ use crate::config::PluginLimits;
 use crate::delivery::headers;
 use crate::model::id::{DeliveryId, now_ms};
 use crate::model::records::{
-    Delivery, DeliveryStatus, Event, EventStatus, Origin, Outcome, PluginResult, PluginVerdict,
+    Delivery, DeliveryStatus, Event, EventStatus, Origin, Outcome, PluginLog, PluginResult,
+    PluginVerdict,
 };
 use crate::plugin::kv::{KvTxn, PluginTxn};
 use crate::plugin::{CallError, PluginOutcome};
@@ -28,6 +29,7 @@ impl Router {
         for name in plugins {
             let started = Instant::now();
             let limits = self.config.plugin_limits(name);
+            let mut logs = Vec::new();
             let (verdict, reason, made) = match self.plugins.get(name) {
                 None => (
                     PluginVerdict::Failed,
@@ -38,6 +40,7 @@ impl Router {
                 ),
                 Some(plugin) => {
                     let mut report = self.plugins.call(plugin, event.clone()).await;
+                    logs = kept_logs(std::mem::take(&mut report.logs));
                     ran.txns.push(PluginTxn {
                         plugin: name.clone(),
                         max_keys: limits.max_kv_keys,
@@ -88,6 +91,7 @@ impl Router {
                 reason,
                 deliveries: made.len(),
                 duration_us: elapsed.as_micros() as u64,
+                logs,
             });
             ran.deliveries.extend(made);
         }
@@ -248,4 +252,35 @@ pub(super) fn new_delivery(
         last_error: None,
         body,
     }
+}
+
+/// The first [`PluginLog::MAX_LINES`] lines a call logged, each cut to
+/// [`PluginLog::MAX_BYTES`], to keep with the event's outcome.
+fn kept_logs(lines: Vec<(crate::plugin::Level, String)>) -> Vec<PluginLog> {
+    use crate::plugin::Level;
+    lines
+        .into_iter()
+        .take(PluginLog::MAX_LINES)
+        .map(|(level, mut message)| {
+            if message.len() > PluginLog::MAX_BYTES {
+                let mut end = PluginLog::MAX_BYTES;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+                message.push('…');
+            }
+            let level = match level {
+                Level::Trace => "trace",
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            };
+            PluginLog {
+                level: level.into(),
+                message,
+            }
+        })
+        .collect()
 }

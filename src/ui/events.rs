@@ -251,6 +251,11 @@ pub async fn detail(
                                     td.num { (p.deliveries) }
                                     td.num { (format!("{:.2} ms", p.duration_us as f64 / 1000.0)) }
                                 }
+                                @if !p.logs.is_empty() {
+                                    tr { td colspan="5" {
+                                        pre.plugin-log { @for l in &p.logs { (l.level) " " (l.message) "\n" } }
+                                    } }
+                                }
                             }
                         } }
                     }
