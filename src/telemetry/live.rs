@@ -21,6 +21,7 @@ pub enum Live {
     Accepted {
         source: String,
         event: String,
+        bytes: usize,
     },
     Rejected {
         source: String,

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use super::layout::{Nav, ago, chip, notice, page, with_notice};
+use super::layout::{Nav, ago, chip, notice, page, pick, with_notice};
 use super::{Page, UiError, UiState};
 use crate::admin::actions::{BULK_MAX, matching_deliveries};
 use crate::api::extract::JsonPath;
@@ -20,14 +20,7 @@ use crate::model::word::Word;
 use crate::telemetry::{ReplayKind, Replayed};
 
 fn filters_of(q: &HashMap<String, String>) -> HashMap<String, String> {
-    let mut f: HashMap<String, String> = ["target", "status", "event", "since", "until"]
-        .iter()
-        .filter_map(|k| {
-            q.get(*k)
-                .filter(|v| !v.is_empty())
-                .map(|v| (k.to_string(), v.clone()))
-        })
-        .collect();
+    let mut f = pick(q, &["target", "status", "event", "since", "until"]);
     // "any" is spelt as an empty status in the form; no status at all (a
     // first visit) means the dead letters.
     if !q.contains_key("status") {

@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::layout::{Nav, ago, bytes, chip, notice, page, query, time, with_notice};
+use super::layout::{Nav, ago, bytes, chip, notice, page, pick, query, time, with_notice};
 use super::{Page, UiError, UiState};
 use crate::admin::actions::{BULK_MAX, matching_events, replay_all};
 use crate::admin::event_view;
@@ -45,14 +45,7 @@ pub fn row(e: &EventSummary) -> Markup {
 }
 
 fn filters_of(q: &HashMap<String, String>) -> HashMap<String, String> {
-    ["source", "status", "since", "until"]
-        .iter()
-        .filter_map(|k| {
-            q.get(*k)
-                .filter(|v| !v.is_empty())
-                .map(|v| (k.to_string(), v.clone()))
-        })
-        .collect()
+    pick(q, &["source", "status", "since", "until"])
 }
 
 pub async fn list(

@@ -1,6 +1,7 @@
 //! The page shell (navigation, stylesheet, script), the login page, and
 //! the small formatting helpers every page uses.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -10,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
-use subtle::ConstantTimeEq as _;
 
 use super::UiState;
 use super::session;
+use crate::admin::auth::token_matches;
 use crate::model::id::now_ms;
 
 /// Which navigation entry is highlighted.
@@ -88,6 +89,17 @@ pub fn with_notice(path: &str, notice: &str) -> String {
         "{path}{sep}notice={}{fragment}",
         url::form_urlencoded::byte_serialize(notice.as_bytes()).collect::<String>()
     )
+}
+
+/// The non-empty values of `keys` in a query.
+pub fn pick(q: &HashMap<String, String>, keys: &[&str]) -> HashMap<String, String> {
+    keys.iter()
+        .filter_map(|k| {
+            q.get(*k)
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect()
 }
 
 /// A query string from pairs, empty values left out.
@@ -183,9 +195,7 @@ pub async fn login(State(state): State<Arc<UiState>>, Form(form): Form<Login>) -
     let Some(token) = &state.admin.config.server.admin_token else {
         return Redirect::to("/ui/").into_response();
     };
-    let ok: bool = form.token.len() == token.len()
-        && bool::from(form.token.as_bytes().ct_eq(token.as_bytes()));
-    if !ok {
+    if !token_matches(&form.token, token) {
         session::failed_login_delay().await;
         tracing::warn!("dashboard login with a wrong token");
         return (

@@ -80,13 +80,17 @@ pub async fn stream(State(state): State<Arc<UiState>>) -> Response {
 
 fn to_event(live: Live) -> Option<Event> {
     match live {
-        Live::Accepted { source, event } => {
+        Live::Accepted {
+            source,
+            event,
+            bytes,
+        } => {
             let summary = EventSummary {
                 id: EventId::from(event.as_str()),
                 source: source.clone(),
                 received_at: now_ms(),
                 status: EventState::Pending,
-                size: 0,
+                size: bytes,
                 deliveries: 0,
             };
             let row = super::events::row(&summary).into_string();

@@ -17,6 +17,7 @@ impl InternalEvent for RequestAccepted<'_> {
         Some(Live::Accepted {
             source: self.source.to_string(),
             event: self.event.to_string(),
+            bytes: self.bytes,
         })
     }
 
