@@ -332,3 +332,49 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
     assert_eq!(status, 202);
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_takes_tls_the_same_way_and_its_session_cookie_is_secure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed("localhost");
+    std::fs::write(tmp.path().join("cert.pem"), &cert).unwrap();
+    std::fs::write(tmp.path().join("key.pem"), &key).unwrap();
+    let hy = Hookyard::start(
+        tmp.path(),
+        &config(
+            tmp.path(),
+            &format!(
+                "admin_tls_cert = \"{0}/cert.pem\"\nadmin_tls_key = \"{0}/key.pem\"\nadmin_token = \"a-token-for-tls\"\n",
+                tmp.path().display()
+            ),
+        ),
+    );
+    assert!(hy.admin.starts_with("https://"), "{}", hy.admin);
+    assert!(hy.public.starts_with("http://"), "{}", hy.public);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("{}/healthz", hy.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/ui/login", hy.admin))
+        .header("origin", &hy.admin)
+        .form(&[("token", "a-token-for-tls")])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(status, 303, "{:?}", r.text().await);
+    let cookie = cookie.unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}

@@ -71,6 +71,15 @@ pub async fn refuse_browser_attacks(
     if OPEN_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
+    // HTTP/2 carries the host in the `:authority` pseudo-header, which
+    // hyper puts in the URI, not in `Host`: judge it the same way.
+    let mut request = request;
+    if !request.headers().contains_key(header::HOST)
+        && let Some(authority) = request.uri().authority()
+        && let Ok(v) = header::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(header::HOST, v);
+    }
     let checked = if request.uri().path().starts_with("/ui/") {
         check_dashboard(
             request.method(),
