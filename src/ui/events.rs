@@ -30,7 +30,7 @@ const BODY_SHOWN: usize = 256 * 1024;
 
 /// Events a body search reads per page at most: the search is a scan, so
 /// it is bounded, and the page says how far it got.
-pub const SEARCH_SCAN: usize = 2000;
+pub const SEARCH_SCAN: usize = 500;
 
 /// One row of the list; also sent over the live stream for a new event.
 pub fn row(e: &EventSummary) -> Markup {
