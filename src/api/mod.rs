@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod types;
 
 pub use error::{ApiError, ErrorBody};

@@ -182,7 +182,7 @@ pub async fn detail(
     let pretty = if cut {
         None
     } else {
-        shown.and_then(pretty_json)
+        shown.and_then(crate::api::json::reindent_json)
     };
     let url = format!(
         "http://{}/hooks/{}{}",
@@ -288,67 +288,6 @@ pub async fn detail(
             }
         },
     ))
-}
-
-/// JSON text indented, keys in the order the sender wrote them (parsing
-/// into a map would sort them); `None` when it is not JSON, or nested
-/// deeper than serde_json's limit (128).
-fn pretty_json(text: &str) -> Option<String> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut depth = 0usize;
-    let (mut in_string, mut escaped) = (false, false);
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        for _ in 0..depth {
-            out.push_str("  ");
-        }
-    };
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                    chars.next();
-                }
-                out.push(c);
-                if matches!(chars.peek(), Some('}' | ']')) {
-                    out.extend(chars.next());
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(',');
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    Some(out)
 }
 
 /// A shell command that sends the same request again (to this hookyard).
@@ -465,21 +404,4 @@ pub async fn bulk_replay(
         &format!("{} events queued to be routed again.", replayed.len()),
     ))
     .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pretty_json;
-
-    #[test]
-    fn pretty_json_keeps_the_senders_order() {
-        let p = pretty_json(r#"{"z":1,"a":[1, {"b":"x,y:{}"}],"e":{},"f":[]}"#).unwrap();
-        assert_eq!(
-            p,
-            "{\n  \"z\": 1,\n  \"a\": [\n    1,\n    {\n      \"b\": \"x,y:{}\"\n    }\n  ],\n  \"e\": {},\n  \"f\": []\n}"
-        );
-        assert_eq!(pretty_json("not json"), None);
-        assert_eq!(pretty_json(&"[".repeat(500)), None);
-        assert_eq!(pretty_json(r#""a\"b""#).as_deref(), Some(r#""a\"b""#));
-    }
 }

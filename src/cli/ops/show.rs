@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::output::{emit, print_json};
 use super::{Conn, decode};
@@ -54,7 +53,7 @@ fn render_event(v: &EventView) -> String {
         Some("") => out.push_str("  (empty)\n"),
         Some(text) => {
             // Indent JSON bodies (most webhooks); anything else verbatim.
-            let shown = reindent_json(text).unwrap_or_else(|| text.to_string());
+            let shown = crate::api::json::reindent_json(text).unwrap_or_else(|| text.to_string());
             for line in shown.lines() {
                 let _ = writeln!(out, "  {line}");
             }
@@ -148,69 +147,6 @@ fn render_delivery(v: &DeliveryView) -> String {
     out
 }
 
-/// A JSON object or array laid out two spaces per level, keys and numbers
-/// exactly as sent (parsing into a `Value` would sort the keys and could
-/// reformat numbers, and this is the body the provider sent). `None` when
-/// the text is not a JSON object or array.
-fn reindent_json(text: &str) -> Option<String> {
-    let v: Value = serde_json::from_str(text).ok()?;
-    if !(v.is_object() || v.is_array()) {
-        return None;
-    }
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let newline = |out: &mut String, depth: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n("  ", depth));
-    };
-    let mut chars = text.trim().chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_string {
-            out.push(c);
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                out.push(c);
-            }
-            '{' | '[' => {
-                out.push(c);
-                while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                    chars.next();
-                }
-                if matches!(chars.peek(), Some('}' | ']')) {
-                    out.push(chars.next()?);
-                } else {
-                    depth += 1;
-                    newline(&mut out, depth);
-                }
-            }
-            '}' | ']' => {
-                depth = depth.saturating_sub(1);
-                newline(&mut out, depth);
-                out.push(c);
-            }
-            ',' => {
-                out.push(c);
-                newline(&mut out, depth);
-            }
-            ':' => out.push_str(": "),
-            c if c.is_whitespace() => {}
-            c => out.push(c),
-        }
-    }
-    Some(out)
-}
-
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}\n")).collect()
 }
@@ -224,13 +160,13 @@ mod tests {
     fn json_bodies_are_indented_without_reordering() {
         let body = r#"{"z":1,"a":[1, 2.50,{}],"s":"x,{\"y\":[]}","e":[] ,"n":{"k":null}}"#;
         assert_eq!(
-            reindent_json(body).unwrap(),
+            crate::api::json::reindent_json(body).unwrap(),
             "{\n  \"z\": 1,\n  \"a\": [\n    1,\n    2.50,\n    {}\n  ],\n  \
              \"s\": \"x,{\\\"y\\\":[]}\",\n  \"e\": [],\n  \"n\": {\n    \"k\": null\n  }\n}"
         );
-        assert_eq!(reindent_json("[]").unwrap(), "[]");
-        assert!(reindent_json("42").is_none());
-        assert!(reindent_json("{not json").is_none());
+        assert_eq!(crate::api::json::reindent_json("[]").unwrap(), "[]");
+        assert!(crate::api::json::reindent_json("42").is_none());
+        assert!(crate::api::json::reindent_json("{not json").is_none());
     }
 
     fn sample_event() -> EventView {
