@@ -117,13 +117,11 @@ fn config(dir: &std::path::Path, sink: &Sink) -> String {
     )
 }
 
-async fn log_in(c: &Client, admin: &str) {
-    c.goto(&format!("{admin}/ui/")).await.unwrap();
-    wait_for(c, "input#token", Duration::from_secs(10)).await;
-    c.find(Locator::Css("input#token"))
+/// Types `token` into the login form and submits it.
+async fn submit_token(c: &Client, token: &str) {
+    wait_for(c, "input#token", Duration::from_secs(10))
         .await
-        .unwrap()
-        .send_keys(TOKEN)
+        .send_keys(token)
         .await
         .unwrap();
     c.find(Locator::Css("button[type=submit]"))
@@ -132,6 +130,11 @@ async fn log_in(c: &Client, admin: &str) {
         .click()
         .await
         .unwrap();
+}
+
+async fn log_in(c: &Client, admin: &str) {
+    c.goto(&format!("{admin}/ui/")).await.unwrap();
+    submit_token(c, TOKEN).await;
     wait_for(c, "#problems", Duration::from_secs(10)).await;
 }
 
@@ -156,18 +159,7 @@ async fn login_then_live_events_and_their_detail() {
     assert!(!plain.text().await.unwrap().contains(&before));
 
     // A wrong token is refused; the right one opens the overview.
-    c.find(Locator::Css("input#token"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_token(&c, "wrong").await;
     wait_for(&c, ".notice.error", Duration::from_secs(10)).await;
     log_in(&c, &hy.admin).await;
     // The session cookie is HttpOnly: scripts cannot read it.
