@@ -205,6 +205,15 @@ fn self_signed(name: &str) -> (String, String) {
     (cert.cert.pem(), cert.signing_key.serialize_pem())
 }
 
+/// A self-signed certificate and its key as `dir/cert.pem` and
+/// `dir/key.pem`; the certificate's PEM.
+fn write_self_signed(dir: &std::path::Path) -> String {
+    let (cert, key) = self_signed("localhost");
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), &key).unwrap();
+    cert
+}
+
 fn trusting(pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
@@ -217,9 +226,7 @@ fn trusting(pem: &str) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_over_https_with_http2_and_a_renewed_certificate() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed("localhost");
-    std::fs::write(tmp.path().join("cert.pem"), &cert).unwrap();
-    std::fs::write(tmp.path().join("key.pem"), &key).unwrap();
+    let cert = write_self_signed(tmp.path());
     let hy = Hookyard::start(
         tmp.path(),
         &config(
@@ -336,9 +343,7 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_takes_tls_the_same_way_and_its_session_cookie_is_secure() {
     let tmp = tempfile::tempdir().unwrap();
-    let (cert, key) = self_signed("localhost");
-    std::fs::write(tmp.path().join("cert.pem"), &cert).unwrap();
-    std::fs::write(tmp.path().join("key.pem"), &key).unwrap();
+    let cert = write_self_signed(tmp.path());
     let hy = Hookyard::start(
         tmp.path(),
         &config(

@@ -163,12 +163,7 @@ impl Ctx {
                 "{}\n[store]\nbackend = \"postgres\"\nurl = \"{db_url}\"\nnode_id = \"bench-{i}\"\n",
                 self.config(&setup)
             );
-            let router = procs::start_router(
-                &dir,
-                &config,
-                self.opts.router_log.as_deref(),
-                &self.opts.router_env,
-            )?;
+            let router = self.start_config(&dir, &config)?;
             urls.push(router.field("public=").context("public address")?);
             println!("   node bench-{i}: pid {}", router.pid());
             routers.push(router);

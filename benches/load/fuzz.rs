@@ -48,12 +48,7 @@ impl Ctx {
             self.sink_url,
             crate::SECRET
         );
-        let router = procs::start_router(
-            &dir,
-            &config,
-            self.opts.router_log.as_deref(),
-            &self.opts.router_env,
-        )?;
+        let router = self.start_config(&dir, &config)?;
         let pid = router.pid();
         let admin = router.field("admin=").context("admin address")?;
         let addr = router

@@ -197,9 +197,16 @@ impl Ctx {
     }
 
     pub fn start(&self, dir: &Path, setup: &Setup) -> Result<Proc> {
+        self.start_config(dir, &self.config(setup))
+    }
+
+    /// Starts a router on a config written out in full (scenarios whose
+    /// setup [`Ctx::config`] does not describe), with the run's log filter,
+    /// environment and `--perf`.
+    pub fn start_config(&self, dir: &Path, config: &str) -> Result<Proc> {
         let router = procs::start_router(
             dir,
-            &self.config(setup),
+            config,
             self.opts.router_log.as_deref(),
             &self.opts.router_env,
         )?;
