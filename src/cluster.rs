@@ -42,6 +42,9 @@ pub struct Node {
     pub plugin_dir: PathBuf,
     /// What the node says about itself in the nodes table.
     pub info: serde_json::Value,
+    /// Its serving config's digest goes into the nodes table with each
+    /// heartbeat, so drift between nodes shows in `GET /admin/cluster`.
+    pub config: Arc<crate::config::live::LiveConfig>,
 }
 
 impl Node {
@@ -56,7 +59,13 @@ impl Node {
     async fn heartbeat(self: Arc<Self>) {
         let mut reported = BTreeMap::new();
         loop {
-            if let Err(e) = self.store.heartbeat(&self.info).await {
+            let mut info = self.info.clone();
+            let status = self.config.status();
+            info["config"] = serde_json::json!({
+                "sha256": status.sha256,
+                "loaded_at": status.loaded_at,
+            });
+            if let Err(e) = self.store.heartbeat(&info).await {
                 tracing::warn!(error = format!("{e:#}"), "cannot reach the database");
             }
             self.report_plugins(&mut reported).await;
@@ -90,7 +99,12 @@ impl Node {
 
     /// Something may have been missed: look at all of it.
     async fn everything(&self) {
-        let names: Vec<String> = self.dispatcher.targets().map(|t| t.name.clone()).collect();
+        let names: Vec<String> = self
+            .dispatcher
+            .targets()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
         for name in names {
             self.dispatcher.reload_control(&name).await;
             self.dispatcher.wake(&name);

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::webhooks::standard::Secret;
 
+pub mod live;
+pub mod restart;
+
 /// Default cap on a webhook body; providers rarely send more than a few
 /// hundred KB, and an unbounded body is a memory exhaustion vector.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
@@ -44,6 +47,22 @@ pub struct Config {
     pub delivery: DeliveryDefaults,
     pub sources: BTreeMap<String, SourceConfig>,
     pub targets: BTreeMap<String, TargetConfig>,
+    /// The file this was read from (none: parsed from text, as tests do);
+    /// what a reload reads again.
+    pub file: Option<ConfigFile>,
+}
+
+/// Where a config came from, and its text's digest: the admin API shows
+/// it, so two nodes (or a node and the file on disk) can be compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    /// sha256 of the file's bytes, hex.
+    pub sha256: String,
+    /// The file's tables as written: a reload compares them section by
+    /// section to say what it changes, without every validated type
+    /// having to be comparable (and secrets compare as their text).
+    pub raw: toml::Table,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +94,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// TLS on the admin listener.
     pub admin_tls: Option<TlsFiles>,
+    /// Reload when the config file changes, as `SIGHUP` does.
+    pub watch_config: bool,
 }
 
 /// What a client may cost a listener: the defaults close a silent or
@@ -179,7 +200,7 @@ pub struct PluginsConfig {
 }
 
 /// Resource limits for one plugin call; a plugin is untrusted code.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PluginLimits {
     pub timeout: Duration,
     pub memory: usize,
@@ -368,6 +389,7 @@ struct RawServer {
     tls_key: Option<PathBuf>,
     admin_tls_cert: Option<PathBuf>,
     admin_tls_key: Option<PathBuf>,
+    watch_config: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -474,7 +496,17 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).with_context(|| format!("invalid config {}", path.display()))
+        let mut config = Self::parse(&text, base)
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        config.file = Some(ConfigFile {
+            path: path.to_path_buf(),
+            // It parsed as a config above, so it parses as a table.
+            raw: text.parse::<toml::Table>().unwrap_or_default(),
+            sha256: crate::plugin::instance::hex(&<sha2::Sha256 as sha2::Digest>::digest(
+                text.as_bytes(),
+            )),
+        });
+        Ok(config)
     }
 
     /// Parses config text; `base` anchors relative paths.
@@ -546,6 +578,7 @@ impl Config {
                 &raw.server.admin_tls_cert,
                 &raw.server.admin_tls_key,
             )?,
+            watch_config: raw.server.watch_config.unwrap_or(false),
         };
         if server.admin_token.is_none() && !server.admin_listen.ip().is_loopback() {
             bail!(
@@ -812,6 +845,7 @@ impl Config {
             delivery,
             sources,
             targets,
+            file: None,
         })
     }
 

@@ -49,6 +49,7 @@ pub mod jobs;
 pub mod model;
 pub mod plugin;
 pub mod readiness;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod source;

@@ -7,11 +7,13 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
+use crate::config::live::LiveConfig;
 use crate::config::{Config, StoreConfig};
 use crate::delivery::Dispatcher;
 use crate::edge::{self, tls::Certificates};
 use crate::plugin::Plugins;
 use crate::readiness::Readiness;
+use crate::reload::Reloader;
 use crate::routing::Router;
 use crate::source::rejections::RecentRejections;
 use crate::source::{self, IngestState};
@@ -57,7 +59,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let config = Arc::new(config);
+    let live = LiveConfig::new(config);
+    let config = live.get();
     let open_files = edge::nofile::raise();
     // Certificates first: a bad file stops the start before anything runs.
     let public_tls = config
@@ -91,7 +94,7 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::new());
 
     let plugins = Arc::new(Plugins::new(
-        config.clone(),
+        live.clone(),
         Some(store.kv.clone()),
         Some(config.plugins.cache_dir.clone()),
         telemetry.clone(),
@@ -102,7 +105,7 @@ pub async fn run(
 
     let dispatcher = Dispatcher::new(config.clone(), &store, telemetry.clone()).await?;
     let router = Router::start(
-        config.clone(),
+        live.clone(),
         store.routing.clone(),
         plugins.clone(),
         dispatcher.clone(),
@@ -120,6 +123,7 @@ pub async fn run(
             router: router.clone(),
             plugins: plugins.clone(),
             plugin_dir: config.plugins.dir.clone(),
+            config: live.clone(),
             info: serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "public": format!("http://{public_addr}"),
@@ -131,13 +135,27 @@ pub async fn run(
     }
 
     let rejections = Arc::new(RecentRejections::default());
-    let public_app = source::routes(Arc::new(IngestState::new(
-        config.clone(),
+    let ingest = Arc::new(IngestState::new(
+        live.clone(),
         store.events.clone(),
         router.clone(),
         rejections.clone(),
         telemetry.clone(),
-    )));
+    ));
+    let reloader = Reloader::new(
+        live.clone(),
+        plugins.clone(),
+        dispatcher.clone(),
+        ingest.clone(),
+        telemetry.clone(),
+    );
+    reloader
+        .on_sighup()
+        .context("installing the SIGHUP handler")?;
+    if config.server.watch_config {
+        reloader.watch_file(std::time::Duration::from_secs(1));
+    }
+    let public_app = source::routes(ingest);
     tokio::spawn(crate::jobs::sweep_idempotency_keys(store.upkeep.clone()));
     tokio::spawn(crate::jobs::retention(
         store.upkeep.clone(),
@@ -162,7 +180,8 @@ pub async fn run(
         dispatcher: dispatcher.clone(),
         rejections,
         telemetry,
-        config: config.clone(),
+        config: live.clone(),
+        reloader,
         cluster: cluster.clone(),
         readiness: readiness.clone(),
     }));
@@ -306,6 +325,7 @@ fn scrape_from(
             return vec![];
         };
         d.targets()
+            .iter()
             .map(|t| TargetGauges {
                 target: t.name.clone(),
                 scheduled: t.scheduled(),

@@ -138,7 +138,12 @@ impl HookyardHost {
              config = {{ orders_target = \"sink\", alerts_target = \"sink\", chat_target = \"sink\" }}\n"
         );
         let config = hookyard::config::Config::parse(&config, dir.path())?;
-        let plugins = Arc::new(Plugins::new(Arc::new(config), None, None, Arc::default())?);
+        let plugins = Arc::new(Plugins::new(
+            hookyard::config::live::LiveConfig::new(config),
+            None,
+            None,
+            Arc::default(),
+        )?);
         plugins.reconcile()?;
         let plugin = plugins
             .get(name)

@@ -236,7 +236,7 @@ pub async fn target(
         .dispatcher
         .target(&name)
         .ok_or_else(|| no_target(&name))?;
-    Ok(Json(state.dispatcher.target_status(t)))
+    Ok(Json(state.dispatcher.target_status(&t)))
 }
 
 pub async fn control_target(

@@ -20,7 +20,7 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(token) = &state.config.server.admin_token else {
+    let Some(token) = &state.config.get().server.admin_token else {
         return next.run(request).await;
     };
     let given = request

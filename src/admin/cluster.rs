@@ -63,7 +63,7 @@ pub async fn push_plugin(
     let sha256 = crate::plugin::instance::hex(&Sha256::digest(&body));
     match &state.cluster {
         Some(pg) => pg.push_plugin(&name, &sha256, &body).await?,
-        None => crate::cluster::install(&state.config.plugins.dir, &name, &body).await?,
+        None => crate::cluster::install(&state.config.get().plugins.dir, &name, &body).await?,
     }
     tracing::info!(plugin = %name, sha256 = %sha256, bytes = body.len(), "plugin pushed");
     Ok((
@@ -85,7 +85,7 @@ pub async fn nodes(State(state): State<Arc<AdminState>>) -> Result<Json<Value>, 
             "node": pg.node(),
             "nodes": pg.nodes().await?,
         }),
-        None => json!({ "mode": "embedded", "node": state.config.store.node_id() }),
+        None => json!({ "mode": "embedded", "node": state.config.get().store.node_id() }),
     }))
 }
 

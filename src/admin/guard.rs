@@ -84,13 +84,13 @@ pub async fn refuse_browser_attacks(
         check_dashboard(
             request.method(),
             request.headers(),
-            &state.config.server.admin_hosts,
+            &state.config.get().server.admin_hosts,
         )
     } else {
         check(
             request.method(),
             request.headers(),
-            &state.config.server.admin_hosts,
+            &state.config.get().server.admin_hosts,
         )
     };
     match checked {

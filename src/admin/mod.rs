@@ -4,6 +4,7 @@
 pub(crate) mod actions;
 pub(crate) mod auth;
 mod cluster;
+mod config;
 mod guard;
 mod kv;
 mod list;
@@ -23,7 +24,7 @@ use serde_json::{Value, json};
 use crate::api::ApiError;
 use crate::api::extract::JsonPath;
 use crate::api::types::{DeliveryView, EventRecord, EventView, OutcomeView};
-use crate::config::Config;
+use crate::config::live::LiveConfig;
 use crate::delivery::Dispatcher;
 use crate::model::id::EventId;
 use crate::model::records::EventState;
@@ -40,7 +41,9 @@ pub struct AdminState {
     pub dispatcher: Arc<Dispatcher>,
     pub rejections: Arc<RecentRejections>,
     pub telemetry: Arc<Telemetry>,
-    pub config: Arc<Config>,
+    /// The serving config; read it once per request.
+    pub config: Arc<LiveConfig>,
+    pub reloader: Arc<crate::reload::Reloader>,
     /// Set in cluster mode (the PostgreSQL store).
     pub cluster: Option<crate::store::pg::PgStore>,
     pub readiness: Arc<crate::readiness::Readiness>,
@@ -72,6 +75,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/admin/plugins/{name}/kv/{key}"),
     ("GET", "/admin/sources"),
     ("GET", "/admin/cluster"),
+    ("GET", "/admin/config"),
+    ("POST", "/admin/config/reload"),
 ];
 
 pub fn routes(state: Arc<AdminState>) -> Router {
@@ -108,6 +113,8 @@ pub fn routes(state: Arc<AdminState>) -> Router {
             get(kv::get).delete(kv::delete),
         )
         .route("/admin/sources", get(list_sources))
+        .route("/admin/config", get(config::show))
+        .route("/admin/config/reload", post(config::reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
@@ -139,7 +146,7 @@ async fn no_route(uri: axum::http::Uri) -> ApiError {
 
 async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
     let mut v = json!({
-        "node": state.config.store.node_id(),
+        "node": state.config.get().store.node_id(),
         "plugins": state.plugins.statuses(),
         "events_waiting": state.router.waiting_count(),
     });
@@ -153,8 +160,8 @@ async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Value> {
 /// rejected by reason, and the most recent rejections.
 async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
     let recent = state.rejections.recent();
-    let sources: Vec<Value> = state
-        .config
+    let config = state.config.get();
+    let sources: Vec<Value> = config
         .sources
         .iter()
         .map(|(name, s)| {
@@ -189,7 +196,7 @@ async fn healthz() -> Json<Value> {
 /// Readiness for a load balancer: 503 with the reason while the store
 /// cannot take writes (in cluster mode: the database is unreachable).
 async fn readyz(State(state): State<Arc<AdminState>>) -> (axum::http::StatusCode, Json<Value>) {
-    let node = state.config.store.node_id();
+    let node = state.config.get().store.node_id();
     if state.readiness.is_ready() {
         (
             axum::http::StatusCode::OK,

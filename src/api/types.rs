@@ -328,3 +328,15 @@ mod tests {
         );
     }
 }
+
+/// `POST /admin/config/reload`: what an applied reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigReloaded {
+    /// sha256 of the config file now serving.
+    pub sha256: Option<String>,
+    /// One line per source, target or plugin table added, removed or
+    /// changed (`targets.crm: added`).
+    pub changes: Vec<String>,
+    /// Keys that changed but keep their running value until a restart.
+    pub needs_restart: Vec<String>,
+}

@@ -172,7 +172,7 @@ pub fn run(run: TestRun) -> Result<bool> {
     let config = Config::parse(&plugin_config_toml(&run, &name)?, Path::new("."))?;
     let store = SledStore::temporary()?.into_store();
     let plugins = Plugins::new(
-        Arc::new(config),
+        crate::config::live::LiveConfig::new(config),
         Some(store.kv.clone()),
         cache_dir(),
         Arc::default(),

@@ -11,19 +11,22 @@
 pub mod headers;
 pub mod ops;
 mod ownership;
+mod reconfigure;
 pub mod retry;
 pub mod send;
+mod slots;
 pub mod ssrf;
 pub mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::iter::Peekable;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::sync::{Notify, Semaphore, watch};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, TargetConfig};
@@ -34,6 +37,8 @@ use crate::store::{DeliveryQueue, Store, TargetStates};
 use crate::telemetry::{
     AttemptFinished, DeliveryFinished, DispatcherRestarted, TargetState as StateLabel, Telemetry,
 };
+use reconfigure::load_control;
+use slots::Slots;
 use state::{Control, Gate, TargetState};
 
 /// Longest a target's dispatcher sleeps without looking at the schedule, so
@@ -68,23 +73,29 @@ pub struct Dispatcher {
     guarded: reqwest::Client,
     /// For targets with `allow_private = true`.
     open: reqwest::Client,
-    global: Arc<Semaphore>,
-    targets: BTreeMap<String, Arc<Target>>,
+    /// `delivery.max_in_flight`.
+    global: Slots,
+    /// Changed only by a reload; a target removed from it stops starting
+    /// attempts while those it runs finish.
+    targets: RwLock<BTreeMap<String, Arc<Target>>>,
     telemetry: Arc<Telemetry>,
     stopping: watch::Sender<bool>,
     active: AtomicUsize,
     drained: Notify,
+    /// Wakes the ownership loop: targets were added or removed.
+    ownership_changed: Notify,
 }
 
 /// One configured target and its live state.
 pub struct Target {
     pub name: String,
-    pub config: TargetConfig,
+    /// Swapped by a reload; an attempt uses the one it started with.
+    config: ArcSwap<TargetConfig>,
     wake: Notify,
     /// Deliveries claimed by an attempt in flight (skipped by scans).
     claimed: Mutex<HashSet<String>>,
-    slots: Arc<Semaphore>,
-    bucket: Option<TokenBucket>,
+    slots: Slots,
+    bucket: ArcSwapOption<RateLimit>,
     state: Mutex<TargetState>,
     /// Scheduled deliveries (queue depth), counted at start and kept in step.
     scheduled: AtomicI64,
@@ -97,9 +108,55 @@ pub struct Target {
     /// Given up for another node: no new claims; the lease goes back once
     /// the attempts in flight end.
     releasing: AtomicBool,
+    /// Removed from the config by a reload: its dispatcher stops.
+    removed: AtomicBool,
+}
+
+/// A target's token bucket and the limit it was made for, so a reload
+/// that keeps the limit keeps the bucket (and what it has spent).
+struct RateLimit {
+    limit: (f64, f64),
+    bucket: TokenBucket,
 }
 
 impl Target {
+    fn new(
+        name: &str,
+        config: &TargetConfig,
+        control: Control,
+        scheduled: i64,
+        dead: i64,
+    ) -> Target {
+        Target {
+            name: name.to_string(),
+            config: ArcSwap::from_pointee(config.clone()),
+            wake: Notify::new(),
+            claimed: Mutex::new(HashSet::new()),
+            slots: Slots::new(config.policy.max_in_flight),
+            bucket: ArcSwapOption::new(config.policy.rate_limit.map(|limit| {
+                Arc::new(RateLimit {
+                    limit,
+                    bucket: TokenBucket::new(limit.0, limit.1),
+                })
+            })),
+            state: Mutex::new(TargetState {
+                control,
+                ..TargetState::default()
+            }),
+            scheduled: AtomicI64::new(scheduled),
+            dead: AtomicI64::new(dead),
+            owned: AtomicBool::new(false),
+            releasing: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+        }
+    }
+
+    /// The target's config now (a reload may swap it at any time: take it
+    /// once per attempt).
+    pub fn config(&self) -> Arc<TargetConfig> {
+        self.config.load_full()
+    }
+
     fn state(&self) -> MutexGuard<'_, TargetState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -118,7 +175,7 @@ impl Target {
     /// cluster may take the delivery over (and this one's late result is
     /// fenced out).
     pub fn claim_lease(&self) -> Duration {
-        self.config.policy.timeout + CLAIM_MARGIN
+        self.config.load().policy.timeout + CLAIM_MARGIN
     }
 
     /// Dead deliveries of this target.
@@ -221,33 +278,15 @@ impl Dispatcher {
         let dead = store.queue.dead_per_target().await?;
         let mut targets = BTreeMap::new();
         for (name, t) in &config.targets {
-            let control: Control = match store.targets.target_control(name).await? {
-                Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
-                None => Control::default(),
-            };
-            let state = TargetState {
+            let control = load_control(store.targets.as_ref(), name).await?;
+            let target = Target::new(
+                name,
+                t,
                 control,
-                ..TargetState::default()
-            };
-            targets.insert(
-                name.clone(),
-                Arc::new(Target {
-                    name: name.clone(),
-                    config: t.clone(),
-                    wake: Notify::new(),
-                    claimed: Mutex::new(HashSet::new()),
-                    slots: Arc::new(Semaphore::new(t.policy.max_in_flight)),
-                    bucket: t
-                        .policy
-                        .rate_limit
-                        .map(|(rate, burst)| TokenBucket::new(rate, burst)),
-                    state: Mutex::new(state),
-                    scheduled: AtomicI64::new(depth.get(name).copied().unwrap_or(0) as i64),
-                    dead: AtomicI64::new(dead.get(name).copied().unwrap_or(0) as i64),
-                    owned: AtomicBool::new(false),
-                    releasing: AtomicBool::new(false),
-                }),
+                depth.get(name).copied().unwrap_or(0) as i64,
+                dead.get(name).copied().unwrap_or(0) as i64,
             );
+            targets.insert(name.clone(), Arc::new(target));
         }
         for (name, n) in &depth {
             if !targets.contains_key(name) {
@@ -259,12 +298,13 @@ impl Dispatcher {
             states: store.targets.clone(),
             guarded,
             open,
-            global: Arc::new(Semaphore::new(config.delivery.max_in_flight)),
-            targets,
+            global: Slots::new(config.delivery.max_in_flight),
+            targets: RwLock::new(targets),
             telemetry,
             stopping: watch::channel(false).0,
             active: AtomicUsize::new(0),
             drained: Notify::new(),
+            ownership_changed: Notify::new(),
         }))
     }
 
@@ -273,40 +313,45 @@ impl Dispatcher {
     /// target silently never delivering again), and retires deliveries of
     /// targets removed from the config.
     pub fn start(self: &Arc<Self>) {
-        for t in self.targets.values() {
-            let me = self.clone();
-            let target = t.clone();
-            let spawn = move || tokio::spawn(me.clone().work(target.clone()));
-            let telemetry = self.telemetry.clone();
-            let name = t.name.clone();
-            let died = move |panic: String| {
-                telemetry.emit(DispatcherRestarted {
-                    target: &name,
-                    panic: &panic,
-                    restart_in: RESTART_PAUSE,
-                });
-            };
-            tokio::spawn(supervise(
-                spawn,
-                RESTART_PAUSE,
-                died,
-                self.stopping.subscribe(),
-            ));
+        for t in self.targets() {
+            self.spawn_worker(t);
         }
         tokio::spawn(self.clone().retire_orphans());
         tokio::spawn(self.clone().keep_ownership());
     }
 
+    /// Starts a target's supervised dispatch task.
+    fn spawn_worker(self: &Arc<Self>, t: Arc<Target>) {
+        let me = self.clone();
+        let target = t.clone();
+        let spawn = move || tokio::spawn(me.clone().work(target.clone()));
+        let telemetry = self.telemetry.clone();
+        let name = t.name.clone();
+        let died = move |panic: String| {
+            telemetry.emit(DispatcherRestarted {
+                target: &name,
+                panic: &panic,
+                restart_in: RESTART_PAUSE,
+            });
+        };
+        tokio::spawn(supervise(
+            spawn,
+            RESTART_PAUSE,
+            died,
+            self.stopping.subscribe(),
+        ));
+    }
+
     /// Tells the target's dispatcher its schedule changed.
     pub fn wake(&self, target: &str) {
-        if let Some(t) = self.targets.get(target) {
+        if let Some(t) = self.target(target) {
             t.wake.notify_one();
         }
     }
 
     /// Counts deliveries just put on `target`'s schedule.
     pub fn note_scheduled(&self, target: &str, n: i64) {
-        if let Some(t) = self.targets.get(target) {
+        if let Some(t) = self.target(target) {
             t.scheduled.fetch_add(n, Ordering::Relaxed);
         }
     }
@@ -314,18 +359,23 @@ impl Dispatcher {
     /// Counts dead deliveries removed by the retention sweep.
     pub fn note_swept_dead(&self, dead: &BTreeMap<String, usize>) {
         for (target, n) in dead {
-            if let Some(t) = self.targets.get(target) {
+            if let Some(t) = self.target(target) {
                 t.dead.fetch_sub(*n as i64, Ordering::Relaxed);
             }
         }
     }
 
-    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
-        self.targets.get(name)
+    pub fn target(&self, name: &str) -> Option<Arc<Target>> {
+        self.map().get(name).cloned()
     }
 
-    pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
-        self.targets.values()
+    /// The configured targets, by name.
+    pub fn targets(&self) -> Vec<Arc<Target>> {
+        self.map().values().cloned().collect()
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Target>>> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn is_stopping(&self) -> bool {
@@ -360,7 +410,7 @@ impl Dispatcher {
     }
 
     async fn work(self: Arc<Self>, t: Arc<Target>) {
-        while !self.is_stopping() {
+        while !self.is_stopping() && !t.removed.load(Ordering::SeqCst) {
             if let Err(e) = self.dispatch(&t).await {
                 if let Some(suppressed) = STORE_ERRORS.allow() {
                     tracing::error!(target_name = %t.name, error = format!("{e:#}"), suppressed, "reading the delivery schedule failed");
@@ -390,11 +440,11 @@ impl Dispatcher {
         };
         let want = if probe {
             1
-        } else if t.bucket.is_some() {
+        } else if t.bucket.load().is_some() {
             // Rate-limited: claim no more than can start now, so an
             // operator's retry of a waiting delivery is not refused as
             // "in flight" for seconds.
-            t.slots.available_permits().clamp(1, BATCH)
+            t.slots.semaphore().available_permits().clamp(1, BATCH)
         } else {
             BATCH
         };
@@ -460,15 +510,15 @@ impl Dispatcher {
         let mut stop = self.stopping.subscribe();
         while let Some((due_ms, id)) = due.peek().cloned() {
             let local = tokio::select! {
-                p = t.slots.clone().acquire_owned() => p?,
+                p = t.slots.semaphore().clone().acquire_owned() => p?,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             };
             let global = tokio::select! {
-                p = self.global.clone().acquire_owned() => p?,
+                p = self.global.semaphore().clone().acquire_owned() => p?,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             };
-            if let Some(bucket) = &t.bucket {
-                while let Err(wait) = bucket.take() {
+            if let Some(limit) = t.bucket.load_full() {
+                while let Err(wait) = limit.bucket.take() {
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
                         _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -478,7 +528,10 @@ impl Dispatcher {
             // The target may have been paused or opened while we waited.
             {
                 let mut s = t.state();
-                if s.gate(now_ms()) != (Gate::Go { probe }) || !t.owned.load(Ordering::SeqCst) {
+                if s.gate(now_ms()) != (Gate::Go { probe })
+                    || !t.owned.load(Ordering::SeqCst)
+                    || t.removed.load(Ordering::SeqCst)
+                {
                     return Ok(());
                 }
                 if probe {
@@ -514,13 +567,13 @@ impl Dispatcher {
     /// Runs one attempt and applies its result; false when it could not be
     /// recorded.
     async fn run_attempt(&self, t: &Target, due_ms: u64, id: &str, probe: bool) -> bool {
-        let client = if t.config.policy.allow_private {
+        let config = t.config();
+        let client = if config.policy.allow_private {
             &self.open
         } else {
             &self.guarded
         };
-        let result =
-            send::attempt(&*self.store, client, &t.name, Some(&t.config), due_ms, id).await;
+        let result = send::attempt(&*self.store, client, &t.name, Some(&config), due_ms, id).await;
         let now = now_ms();
         let persist = {
             let mut s = t.state();
@@ -532,7 +585,7 @@ impl Dispatcher {
                 Ok(send::Attempted::Ran(r)) => {
                     let changed = match &r.error {
                         None => s.on_success(now),
-                        Some(e) => s.on_failure(now, r.status_code, e, probe, &t.config.policy),
+                        Some(e) => s.on_failure(now, r.status_code, e, probe, &config.policy),
                     };
                     changed.then(|| s.control.clone())
                 }
@@ -614,8 +667,24 @@ impl Dispatcher {
                 return;
             }
         };
-        for name in depth.keys().filter(|n| !self.targets.contains_key(*n)) {
-            loop {
+        let orphans: Vec<String> = {
+            let map = self.map();
+            depth
+                .keys()
+                .filter(|n| !map.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        self.retire(&orphans).await;
+    }
+
+    /// Marks dead every delivery scheduled for these targets, which are
+    /// not configured (a reload removed them after their attempts ended,
+    /// or they were gone at start).
+    async fn retire(&self, names: &[String]) {
+        for name in names {
+            // Configured again (a later reload) before this ran.
+            while self.target(name).is_none() {
                 let due = match self
                     .store
                     .claim_due(name, u64::MAX, 256, Duration::from_secs(60))
@@ -700,19 +769,8 @@ mod tests {
             std::path::Path::new("/"),
         )
         .unwrap();
-        let t = Target {
-            name: "t".into(),
-            config: config.targets["t"].clone(),
-            wake: Notify::new(),
-            claimed: Mutex::new(HashSet::new()),
-            slots: Arc::new(Semaphore::new(1)),
-            bucket: None,
-            state: Mutex::new(TargetState::default()),
-            scheduled: AtomicI64::new(0),
-            dead: AtomicI64::new(0),
-            owned: AtomicBool::new(true),
-            releasing: AtomicBool::new(false),
-        };
+        let t = Target::new("t", &config.targets["t"], Control::default(), 0, 0);
+        t.owned.store(true, Ordering::SeqCst);
         let due: Vec<(u64, String)> = (0..3).map(|i| (i, format!("msg_{i}"))).collect();
         t.claimed().extend(due.iter().map(|(_, id)| id.clone()));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -29,10 +29,11 @@ impl Dispatcher {
     pub fn target_status(&self, t: &Target) -> TargetStatus {
         let now = now_ms();
         let s = t.state();
-        let p = &t.config.policy;
+        let config = t.config();
+        let p = &config.policy;
         TargetStatus {
             name: t.name.clone(),
-            url: crate::config::redact_url(&t.config.url),
+            url: crate::config::redact_url(&config.url),
             state: s.circuit_state(now),
             paused: s.control.paused,
             disabled: s.control.disabled.clone(),
@@ -53,7 +54,7 @@ impl Dispatcher {
                 max_in_flight: p.max_in_flight,
                 rate_per_second: p.rate_limit.map(|(r, _)| r),
                 rate_burst: p.rate_limit.map(|(_, b)| b),
-                max_attempts: t.config.max_attempts(),
+                max_attempts: config.max_attempts(),
                 timeout_ms: p.timeout.as_millis() as u64,
                 breaker_failures: p.breaker_failures,
                 breaker_cooldown_ms: p.breaker_cooldown.as_millis() as u64,
@@ -65,7 +66,10 @@ impl Dispatcher {
 
     /// Every target's status.
     pub fn target_statuses(&self) -> Vec<TargetStatus> {
-        self.targets().map(|t| self.target_status(t)).collect()
+        self.targets()
+            .iter()
+            .map(|t| self.target_status(t))
+            .collect()
     }
 
     /// Applies an operator action; `None` for an unknown target.
@@ -85,7 +89,7 @@ impl Dispatcher {
         tracing::info!(target_name = %name, action = action.as_str(), "operator changed the target");
         self.save_control(name, &control);
         t.wake.notify_one();
-        Ok(Some(self.target_status(t)))
+        Ok(Some(self.target_status(&t)))
     }
 
     /// Puts one delivery on the schedule, due now.

@@ -27,13 +27,13 @@ const RENEW_EVERY: Duration = Duration::from_secs(2);
 impl Dispatcher {
     /// Renews this process's targets until shutdown.
     pub(super) async fn keep_ownership(self: Arc<Self>) {
-        let names: Vec<String> = self.targets.keys().cloned().collect();
         let mut stop = self.stopping.subscribe();
         let mut renewed = Instant::now();
         loop {
+            let names: Vec<String> = self.map().keys().cloned().collect();
             let release: Vec<String> = self
-                .targets
-                .values()
+                .targets()
+                .into_iter()
                 .filter(|t| t.releasing.load(Ordering::SeqCst) && t.in_flight() == 0)
                 .map(|t| t.name.clone())
                 .collect();
@@ -55,6 +55,7 @@ impl Dispatcher {
             }
             tokio::select! {
                 _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = self.ownership_changed.notified() => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
@@ -63,7 +64,7 @@ impl Dispatcher {
     async fn apply_ownership(&self, mine: &[String], surplus: usize) {
         let mut giving = surplus;
         // Give back from the end, so the nodes' shares settle.
-        for t in self.targets.values().rev() {
+        for t in self.targets().iter().rev() {
             let owns = mine.binary_search(&t.name).is_ok();
             if !owns {
                 t.releasing.store(false, Ordering::SeqCst);
@@ -97,7 +98,7 @@ impl Dispatcher {
     /// node changed it (an operator's pause, resume, enable), or this node
     /// took the target over.
     pub async fn reload_control(&self, target: &str) {
-        let Some(t) = self.targets.get(target) else {
+        let Some(t) = self.target(target) else {
             return;
         };
         match self.states.target_control(target).await {

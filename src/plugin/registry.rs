@@ -28,6 +28,7 @@ use super::kv::SharedKv;
 use super::lane::Lane;
 use super::{engine, instance};
 use crate::config::Config;
+use crate::config::live::LiveConfig;
 use crate::model::id::now_ms;
 use crate::model::records::Event;
 use crate::store::PluginKv;
@@ -102,7 +103,10 @@ pub struct Plugins {
     engine: Engine,
     linker: Linker<PluginState>,
     cache: Option<CompileCache>,
-    config: Arc<Config>,
+    config: Arc<LiveConfig>,
+    /// Whether the engine meters fuel: fixed for its life, whatever a
+    /// reload asks (that change waits for a restart).
+    meters_fuel: bool,
     store: Option<Arc<dyn PluginKv>>,
     entries: RwLock<BTreeMap<String, Entry>>,
     changed: watch::Sender<u64>,
@@ -119,15 +123,16 @@ impl Plugins {
     /// A registry for `config`; `store` backs the plugins' KV and the
     /// compiled cache lives in `cache_dir` (none: always compile).
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<LiveConfig>,
         store: Option<Arc<dyn PluginKv>>,
         cache_dir: Option<PathBuf>,
         telemetry: Arc<Telemetry>,
     ) -> Result<Plugins> {
-        let engine = engine::new_engine(config.meters_fuel())?;
+        let meters_fuel = config.get().meters_fuel();
+        let engine = engine::new_engine(meters_fuel)?;
         let linker = instance::new_linker(&engine)?;
         let cache = cache_dir.map(|d| CompileCache::new(d, &engine));
-        for name in config.sources.values().flat_map(|s| s.plugins.iter()) {
+        for name in config.get().sources.values().flat_map(|s| s.plugins.iter()) {
             telemetry.emit(PluginKnown { plugin: name });
         }
         Ok(Plugins {
@@ -135,6 +140,7 @@ impl Plugins {
             linker,
             cache,
             config,
+            meters_fuel,
             store,
             entries: RwLock::new(BTreeMap::new()),
             changed: watch::channel(0).0,
@@ -195,6 +201,17 @@ impl Plugins {
     }
 
     fn compile_bytes(&self, bytes: &[u8], name: &str) -> Result<(LoadedPlugin, ServingInfo)> {
+        self.link_with(bytes, name, &self.config.get())
+    }
+
+    /// Compiles (or loads from the cache) and links with `config`'s
+    /// settings for the plugin.
+    fn link_with(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        config: &Config,
+    ) -> Result<(LoadedPlugin, ServingInfo)> {
         let started = Instant::now();
         let sha256 = hex(&Sha256::digest(bytes));
         let cached = self
@@ -216,7 +233,7 @@ impl Plugins {
         };
         let identity = Arc::new(PluginIdentity {
             name: name.to_string(),
-            config: self.config.plugin_config(name),
+            config: config.plugin_config(name),
             store: self.store.clone(),
             kv: self.kv_of(name),
         });
@@ -224,10 +241,10 @@ impl Plugins {
             &self.engine,
             &self.linker,
             identity,
-            self.config.plugin_limits(name),
+            config.plugin_limits(name),
             &component,
             sha256.clone(),
-            self.config.meters_fuel(),
+            self.meters_fuel,
         )?;
         let info = ServingInfo {
             sha256,
@@ -238,6 +255,61 @@ impl Plugins {
         Ok((plugin, info))
     }
 
+    /// Called by a reload before `new` is swapped in: plugins whose
+    /// settings (`config` table, limits) change are linked again with
+    /// them, from the same component (its compiled form is cached), and
+    /// swapped in as a file change would be; calls running finish with
+    /// the old settings. A plugin that fails to link keeps serving as it
+    /// was, and the failure is reported like a bad file.
+    pub fn apply_settings(&self, running: &Config, new: &Config) {
+        for name in new.sources.values().flat_map(|s| s.plugins.iter()) {
+            self.telemetry.emit(PluginKnown { plugin: name });
+        }
+        let serving: Vec<String> = self
+            .read()
+            .iter()
+            .filter(|(_, e)| e.serving.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in serving {
+            if running.plugin_config(&name) == new.plugin_config(&name)
+                && running.plugin_limits(&name) == new.plugin_limits(&name)
+            {
+                continue;
+            }
+            let path = new.plugins.dir.join(format!("{name}.wasm"));
+            let linked = std::fs::read(&path)
+                .with_context(|| format!("cannot read plugin file {}", path.display()))
+                .and_then(|bytes| self.link_with(&bytes, &name, new));
+            match linked {
+                Ok((plugin, info)) => {
+                    tracing::info!(plugin = %name, sha256 = %info.sha256, "plugin settings changed; linked again");
+                    if let Some(e) = self.write().get_mut(&name) {
+                        e.serving = Some((Arc::new(plugin), info));
+                        e.last_error = None;
+                    }
+                    self.changed.send_modify(|n| *n += 1);
+                }
+                Err(err) => {
+                    let message = format!("{err:#}");
+                    let mut map = self.write();
+                    if let Some(e) = map.get_mut(&name) {
+                        self.telemetry.emit(PluginLoadFailed {
+                            plugin: &name,
+                            error: &message,
+                            still_serving: e.serving.as_ref().map(|(_, i)| i.sha256.as_str()),
+                        });
+                        e.last_error = Some(LoadError {
+                            error: message,
+                            at: now_ms(),
+                            sha256: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     /// Brings the registry in line with the plugin directory: loads new and
     /// changed files, retires removed ones. A file that fails to load is
     /// recorded and the last good version keeps serving; at start that
@@ -246,7 +318,8 @@ impl Plugins {
     /// Plugin files may be symlinks (to a versioned build, say): they are
     /// followed.
     pub fn reconcile(&self) -> Result<()> {
-        let dir = &self.config.plugins.dir;
+        let config = self.config.get();
+        let dir = &config.plugins.dir;
         let mut present = BTreeMap::new();
         match std::fs::read_dir(dir) {
             Ok(entries) => {
@@ -356,9 +429,9 @@ impl Plugins {
 
     /// Plugins a source names that have never had a file.
     fn never_seen(&self) -> Vec<String> {
+        let config = self.config.get();
         let map = self.read();
-        let mut out: Vec<String> = self
-            .config
+        let mut out: Vec<String> = config
             .sources
             .values()
             .flat_map(|s| s.plugins.iter())
@@ -381,7 +454,7 @@ impl Plugins {
     /// the router runs without it and its events wait.
     pub fn warn_missing(&self) {
         for name in self.never_seen() {
-            let file = self.config.plugins.dir.join(format!("{name}.wasm"));
+            let file = self.config.get().plugins.dir.join(format!("{name}.wasm"));
             tracing::error!(plugin = %name, file = %file.display(), "plugin not found; its sources' events wait until the file appears");
         }
     }
@@ -409,8 +482,9 @@ impl Plugins {
                 stats: self.telemetry.plugin_stats(name),
             })
             .collect();
+        let dir = self.config.get().plugins.dir.clone();
         for name in missing {
-            let file = self.config.plugins.dir.join(format!("{name}.wasm"));
+            let file = dir.join(format!("{name}.wasm"));
             let stats = self.telemetry.plugin_stats(&name);
             out.push(PluginStatus {
                 name,

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::config::Config;
+use crate::config::live::LiveConfig;
 use crate::delivery::Dispatcher;
 use crate::model::id::now_ms;
 use crate::model::records::{Event, EventStatus, Origin, Outcome, PluginResult, PluginVerdict};
@@ -53,7 +53,7 @@ pub enum Replay {
 
 /// Routes events handed to it by ingestion (and, at start, by recovery).
 pub struct Router {
-    config: Arc<Config>,
+    config: Arc<LiveConfig>,
     store: Arc<dyn RoutingLog>,
     plugins: Arc<Plugins>,
     dispatcher: Arc<Dispatcher>,
@@ -73,7 +73,7 @@ impl Router {
     /// picks up every event a previous run accepted but did not finish
     /// routing, a page at a time.
     pub fn start(
-        config: Arc<Config>,
+        config: Arc<LiveConfig>,
         store: Arc<dyn RoutingLog>,
         plugins: Arc<Plugins>,
         dispatcher: Arc<Dispatcher>,
@@ -238,7 +238,9 @@ impl Router {
     /// effects as if routed one at a time.
     pub async fn route(&self, event: Arc<Event>) -> Result<Option<Outcome>> {
         let now = now_ms();
-        let Some(source) = self.config.sources.get(&event.source) else {
+        // One config for the whole event, whatever a reload does meanwhile.
+        let config = self.config.get();
+        let Some(source) = config.sources.get(&event.source) else {
             let outcome = Outcome {
                 status: EventStatus::Failed,
                 routed_at: now,
@@ -279,7 +281,10 @@ impl Router {
         let mut tries = 0;
         let (outcome, deliveries) = loop {
             tries += 1;
-            let Some(mut ran) = self.run_plugins(&event, &source.plugins, now).await else {
+            let Some(mut ran) = self
+                .run_plugins(&config, &event, &source.plugins, now)
+                .await
+            else {
                 return Ok(None);
             };
             for target in &source.targets {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Router;
-use crate::config::PluginLimits;
+use crate::config::{Config, PluginLimits};
 use crate::delivery::headers;
 use crate::model::id::{DeliveryId, now_ms};
 use crate::model::records::{
@@ -21,6 +21,7 @@ impl Router {
     /// process is shutting down.
     pub(super) async fn run_plugins(
         &self,
+        config: &Config,
         event: &Arc<Event>,
         plugins: &[String],
         now: u64,
@@ -28,7 +29,7 @@ impl Router {
         let mut ran = Ran::default();
         for name in plugins {
             let started = Instant::now();
-            let limits = self.config.plugin_limits(name);
+            let limits = config.plugin_limits(name);
             let mut logs = Vec::new();
             let (verdict, reason, made) = match self.plugins.get(name) {
                 None => (
@@ -64,7 +65,9 @@ impl Router {
                             (PluginVerdict::Drop, Some(cap_text(reason)), vec![])
                         }
                         Ok(PluginOutcome::Deliver(list)) => {
-                            match self.deliveries_from_plugin(event, name, &limits, list, now) {
+                            match self
+                                .deliveries_from_plugin(config, event, name, &limits, list, now)
+                            {
                                 Ok(made) => (PluginVerdict::Deliver, None, made),
                                 Err(reason) => (PluginVerdict::Failed, Some(reason), vec![]),
                             }
@@ -106,6 +109,7 @@ impl Router {
     /// and store an unbounded outcome.
     fn deliveries_from_plugin(
         &self,
+        config: &Config,
         event: &Event,
         plugin: &str,
         limits: &PluginLimits,
@@ -138,7 +142,7 @@ impl Router {
         }
         let mut out = Vec::with_capacity(list.len());
         for d in list {
-            if !self.config.targets.contains_key(&d.target) {
+            if !config.targets.contains_key(&d.target) {
                 return Err(format!(
                     "plugin asked for target {:?}, which is not configured",
                     cap_text(d.target)

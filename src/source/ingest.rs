@@ -117,7 +117,8 @@ pub async fn receive(
     // and retention (which filter on id time) agree with `received_at`.
     let id = EventId::generate();
     let received_at = id.time().unwrap_or_else(now_ms);
-    let Some(source) = state.config.sources.get(&source_name) else {
+    let config = state.config.get();
+    let Some(source) = config.sources.get(&source_name) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_source",
@@ -184,7 +185,7 @@ pub async fn receive(
             Ok(_) => {}
         }
     }
-    if let Some(bucket) = state.buckets.get(&source_name)
+    if let Some(bucket) = state.bucket(&source_name)
         && let Err(wait) = bucket.take()
     {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -212,7 +213,7 @@ pub async fn receive(
         // Too big to be worth draining: answer now (the connection closes).
         return too_large(declared);
     }
-    let body_timeout = state.config.server.limits.body_timeout;
+    let body_timeout = config.server.limits.body_timeout;
     let deadline = tokio::time::Instant::now() + body_timeout;
     let body = match read_body(body, limit, deadline).await {
         Ok(b) => b,

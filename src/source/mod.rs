@@ -10,53 +10,82 @@ pub mod rate_limit;
 pub mod rejections;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 
 use crate::config::Config;
+use crate::config::live::LiveConfig;
 use crate::routing::Router as EventRouter;
 use crate::store::EventLog;
 use crate::telemetry::Telemetry;
 
 /// What the ingest handler needs.
 pub struct IngestState {
-    pub config: Arc<Config>,
+    /// Read once per request: a request is checked against one config
+    /// from start to end, whatever a reload does meanwhile.
+    pub config: Arc<LiveConfig>,
     pub events: Arc<dyn EventLog>,
     pub router: Arc<EventRouter>,
     pub rejections: Arc<rejections::RecentRejections>,
     pub telemetry: Arc<Telemetry>,
     /// Token buckets of the sources that have a rate limit.
-    pub buckets: std::collections::HashMap<String, rate_limit::TokenBucket>,
+    buckets: ArcSwap<Buckets>,
 }
+
+/// Each rate-limited source's bucket, with the limit it was made for.
+type Buckets = HashMap<String, ((f64, f64), Arc<rate_limit::TokenBucket>)>;
 
 impl IngestState {
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<LiveConfig>,
         events: Arc<dyn EventLog>,
         router: Arc<EventRouter>,
         rejections: Arc<rejections::RecentRejections>,
         telemetry: Arc<Telemetry>,
     ) -> IngestState {
-        let buckets = config
-            .sources
-            .iter()
-            .filter_map(|(name, s)| {
-                s.rate_limit
-                    .map(|(rate, burst)| (name.clone(), rate_limit::TokenBucket::new(rate, burst)))
-            })
-            .collect();
+        let buckets = buckets_for(&config.get(), &Buckets::new());
         IngestState {
             config,
             events,
             router,
             rejections,
             telemetry,
-            buckets,
+            buckets: ArcSwap::from_pointee(buckets),
         }
     }
+
+    /// The source's rate limit bucket, if it has a limit.
+    pub fn bucket(&self, source: &str) -> Option<Arc<rate_limit::TokenBucket>> {
+        self.buckets.load().get(source).map(|(_, b)| b.clone())
+    }
+
+    /// Brings the buckets in line with a new config, before it is swapped
+    /// in: a source whose limit did not change keeps its bucket (and the
+    /// tokens it has spent), so a reload is no way around a limit.
+    pub fn apply(&self, config: &Config) {
+        let next = buckets_for(config, &self.buckets.load());
+        self.buckets.store(Arc::new(next));
+    }
+}
+
+fn buckets_for(config: &Config, old: &Buckets) -> Buckets {
+    config
+        .sources
+        .iter()
+        .filter_map(|(name, s)| {
+            let limit = s.rate_limit?;
+            let bucket = match old.get(name) {
+                Some((was, b)) if *was == limit => b.clone(),
+                _ => Arc::new(rate_limit::TokenBucket::new(limit.0, limit.1)),
+            };
+            Some((name.clone(), (limit, bucket)))
+        })
+        .collect()
 }
 
 /// The public HTTP surface.

@@ -6,11 +6,12 @@ use prometheus_client::encoding::{EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::labels::{
-    AttemptLabels, DeliveryLabels, PluginLabel, PluginResultLabels, RejectLabels, ReplayLabel,
-    ResultLabel, SourceLabel, SweptLabel, TargetLabel,
+    AttemptLabels, DeliveryLabels, PluginLabel, PluginResultLabels, RejectLabels, ReloadLabel,
+    ReplayLabel, ResultLabel, SourceLabel, SweptLabel, TargetLabel,
 };
 use super::latency::Latency;
 
@@ -38,6 +39,9 @@ pub struct Families {
     pub(super) dispatcher_restarts: Counters<TargetLabel>,
     pub(super) replays: Counters<ReplayLabel>,
     pub(super) swept: Counters<SweptLabel>,
+    pub(super) config_reloads: Counters<ReloadLabel>,
+    pub(super) config_reload_ok: Gauge,
+    pub(super) config_reload_ok_at: Gauge,
     /// Not exported: the dashboard's running totals.
     pub(super) totals: super::live::Totals,
 }
@@ -68,6 +72,18 @@ impl Families {
             dispatcher_restarts: Family::default(),
             replays: Family::default(),
             swept: Family::default(),
+            config_reloads: Family::default(),
+            // The config a router starts with is a successful load.
+            config_reload_ok: {
+                let g = Gauge::default();
+                g.set(1);
+                g
+            },
+            config_reload_ok_at: {
+                let g = Gauge::default();
+                g.set(unix_seconds());
+                g
+            },
             totals: Default::default(),
         };
         add(
@@ -173,6 +189,22 @@ impl Families {
             "Times a target's dispatcher task panicked and was restarted",
             f.dispatcher_restarts.clone(),
         );
+        add(
+            r,
+            "hookyard_config_reloads",
+            "Config reloads asked for (SIGHUP, `hookyard reload`, the admin API, a file change), by result",
+            f.config_reloads.clone(),
+        );
+        r.register(
+            "hookyard_config_last_reload_successful",
+            "1 if the last config reload was applied (or none was asked for), 0 if it was refused",
+            f.config_reload_ok.clone(),
+        );
+        r.register(
+            "hookyard_config_last_reload_success_timestamp_seconds",
+            "When the serving config was loaded (unix seconds)",
+            f.config_reload_ok_at.clone(),
+        );
         r.register_with_unit(
             "hookyard_plugin_call_duration",
             "Time of one plugin call, instance acquisition included",
@@ -204,4 +236,10 @@ impl<M: EncodeMetric> EncodeMetric for Always<M> {
     fn metric_type(&self) -> MetricType {
         self.0.metric_type()
     }
+}
+
+pub(super) fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

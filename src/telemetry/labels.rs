@@ -108,6 +108,29 @@ closed_set! {
 }
 
 closed_set! {
+    /// How a config reload ended.
+    ReloadResult {
+        /// Validated and swapped in.
+        Applied => "applied",
+        /// Refused (the file did not validate); the running config stays.
+        Refused => "refused",
+    }
+}
+
+closed_set! {
+    /// What asked for a config reload.
+    ReloadTrigger {
+        /// SIGHUP (what `hookyard reload` without an admin address sends
+        /// is the admin API instead).
+        Signal => "signal",
+        /// `POST /admin/config/reload` (and `hookyard reload`).
+        Admin => "admin",
+        /// The file changed (`server.watch_config`).
+        File => "file",
+    }
+}
+
+closed_set! {
     /// Records the retention sweep removes.
     SweptKind {
         Events => "events",
@@ -188,6 +211,11 @@ pub(super) struct TargetStateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ReplayLabel {
     pub(super) kind: ReplayKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ReloadLabel {
+    pub(super) result: ReloadResult,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -32,7 +32,8 @@ use prometheus_client::registry::Registry;
 
 pub use events::*;
 pub use labels::{
-    AttemptResult, DeliveryEnd, RejectReason, ReplayKind, RouteResult, SweptKind, TargetState,
+    AttemptResult, DeliveryEnd, RejectReason, ReloadTrigger, ReplayKind, RouteResult, SweptKind,
+    TargetState,
 };
 pub use latency::LatencyView;
 pub use scrape::{PluginUp, TargetGauges};
@@ -190,17 +191,24 @@ mod tests {
     fn every_family_shows_before_anything_happened() {
         let text = Telemetry::new().render();
         let families = lines_of(&text, "# TYPE ");
-        assert_eq!(families.len(), 28, "{text}");
+        assert_eq!(families.len(), 31, "{text}");
         // Only the label-less gauges have samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let (stamp, samples): (Vec<&str>, Vec<&str>) = samples.into_iter().partition(|l| {
+            l.starts_with("hookyard_config_last_reload_success_timestamp_seconds ")
+        });
         assert_eq!(
             samples,
             [
+                "hookyard_config_last_reload_successful 1",
                 "hookyard_events_waiting 0",
                 "hookyard_store_size_bytes 0",
                 "hookyard_ready 0"
             ]
         );
+        // The config a router starts with counts as loaded now.
+        let at: i64 = stamp[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(at > 1_700_000_000, "{}", stamp[0]);
     }
 
     #[test]

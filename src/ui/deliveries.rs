@@ -47,7 +47,8 @@ pub async fn list(
         .await?;
     let f = |k: &str| filters.get(k).map(String::as_str);
     let here = filter_query(&filters);
-    let targets: Vec<&String> = admin.config.targets.keys().collect();
+    let config = admin.config.get();
+    let targets: Vec<&String> = config.targets.keys().collect();
     Ok(page(
         "Deliveries",
         Nav::Deliveries,

@@ -69,7 +69,8 @@ pub async fn list(
     };
     let v = |k: &str| q.get(k).map(String::as_str);
     let head = v("cursor").is_none() && search.is_none() && v("status").is_none();
-    let sources: Vec<&String> = admin.config.sources.keys().collect();
+    let config = admin.config.get();
+    let sources: Vec<&String> = config.sources.keys().collect();
     let here = query(&[
         ("source", v("source")),
         ("status", v("status")),
@@ -186,7 +187,7 @@ pub async fn detail(
     };
     let url = format!(
         "http://{}/hooks/{}{}",
-        state.admin.config.server.listen,
+        state.admin.config.get().server.listen,
         e.source,
         if e.query.is_empty() {
             String::new()

@@ -167,7 +167,7 @@ pub struct Login {
 }
 
 pub async fn login_page(State(state): State<Arc<UiState>>, headers: HeaderMap) -> Response {
-    if state.admin.config.server.admin_token.is_none() || session::allowed(&state, &headers) {
+    if state.admin.config.get().server.admin_token.is_none() || session::allowed(&state, &headers) {
         return Redirect::to("/ui/").into_response();
     }
     login_form(None).into_response()
@@ -192,7 +192,7 @@ fn login_form(error: Option<&str>) -> Markup {
 }
 
 pub async fn login(State(state): State<Arc<UiState>>, Form(form): Form<Login>) -> Response {
-    let Some(token) = &state.admin.config.server.admin_token else {
+    let Some(token) = &state.admin.config.get().server.admin_token else {
         return Redirect::to("/ui/").into_response();
     };
     if !token_matches(&form.token, token) {
@@ -205,7 +205,7 @@ pub async fn login(State(state): State<Arc<UiState>>, Form(form): Form<Login>) -
             .into_response();
     }
     let id = state.sessions.create();
-    let secure = state.admin.config.server.admin_tls.is_some();
+    let secure = state.admin.config.get().server.admin_tls.is_some();
     let mut r = Redirect::to("/ui/").into_response();
     r.headers_mut()
         .insert(header::SET_COOKIE, session::set_cookie(&id, secure));

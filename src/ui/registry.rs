@@ -44,7 +44,7 @@ pub async fn plugins(
                     }
                 }
             } }
-            @if statuses.is_empty() { p.muted { "No plugins. Put NAME.wasm in " code { (admin.config.plugins.dir.display()) } "." } }
+            @if statuses.is_empty() { p.muted { "No plugins. Put NAME.wasm in " code { (admin.config.get().plugins.dir.display()) } "." } }
         },
     ))
 }
@@ -61,7 +61,7 @@ pub async fn sources(
         html! {
             h1 { "Sources" }
             (notice(q.get("notice")))
-            @for (name, s) in &admin.config.sources {
+            @for (name, s) in &admin.config.get().sources {
                 @let counts = admin.telemetry.source_counts(name);
                 section.card data-source=(name) {
                     h2 { a href={ "/ui/events?source=" (name) } { (name) } }

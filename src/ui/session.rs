@@ -82,7 +82,7 @@ pub fn cookie_session(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether the request may see the dashboard.
 pub fn allowed(state: &UiState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.admin.config.server.admin_token else {
+    let Some(token) = &state.admin.config.get().server.admin_token else {
         return true;
     };
     if cookie_session(headers).is_some_and(|id| state.sessions.valid(id)) {

@@ -471,6 +471,39 @@ impl Sink {
         }
     }
 
+    /// Waits until at least `n` requests arrived on `path` (or panics).
+    pub async fn wait_for_path(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_until(timeout, |r| {
+            r.iter().filter(|r| r.path == path).count() >= n
+        })
+        .await
+        .into_iter()
+        .filter(|r| r.path == path)
+        .collect()
+    }
+
+    /// Waits until what arrived satisfies `done` (or panics); all of it.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.received();
+            if done(&r) {
+                return r;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the sink's {} requests never matched in {timeout:?}",
+                    r.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn stop(self) {
         self.task.abort();
     }

@@ -14,6 +14,7 @@ mod deliveries;
 mod events;
 mod filters;
 mod output;
+mod reload;
 mod replay;
 mod show;
 mod tail;
@@ -68,6 +69,10 @@ pub enum OpsCommand {
     Deliveries(Deliveries),
     /// Target health (circuit, pause, backlog), and pause / resume / enable.
     Targets(Targets),
+    /// Make a running hookyard read its config file again (as SIGHUP
+    /// does) and print what changed; fails, changing nothing, on an
+    /// invalid file.
+    Reload(Conn),
 }
 
 /// Runs one operator command on a current-thread runtime: each makes a
@@ -82,6 +87,7 @@ pub fn run(command: OpsCommand) -> Result<()> {
             OpsCommand::Replay(cmd) => replay::run(cmd).await,
             OpsCommand::Deliveries(cmd) => deliveries::run(cmd).await,
             OpsCommand::Targets(cmd) => targets::run(cmd).await,
+            OpsCommand::Reload(conn) => reload::run(conn).await,
         }
     });
     match result {

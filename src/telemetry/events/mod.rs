@@ -2,12 +2,14 @@
 //! is a plain struct of what happened; its `record` is the only place that
 //! knows which log line and which counters it means.
 
+mod config;
 mod delivery;
 mod ingest;
 mod operator;
 mod plugin;
 mod routing;
 
+pub use config::{ConfigReloadRefused, ConfigReloaded};
 pub use delivery::{AttemptFinished, DeliveryFinished, DispatcherRestarted};
 pub use ingest::{RequestAccepted, RequestDuplicate, RequestRejected};
 pub use operator::{Replayed, RetentionSwept};
