@@ -411,6 +411,45 @@ async fn a_plugin_pushed_to_one_node_serves_on_all_three() {
     }
     sink.wait_for(3, Duration::from_secs(30)).await;
     assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // Each node's config digest is visible from any node; a reload of one
+    // node shows there with its next heartbeat.
+    let own: Vec<Value> = {
+        let mut v = Vec::new();
+        for h in c.running() {
+            v.push(h.admin_json("/admin/config").await["config"]["sha256"].clone());
+        }
+        v
+    };
+    let path = c.dir(2).join("hookyard.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n[sources.added_on_node_2]\n")).unwrap();
+    let (status, reloaded) = c
+        .node(2)
+        .admin_post("/admin/config/reload", Value::Null)
+        .await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_ne!(reloaded["sha256"], own[2]);
+    poll(
+        Duration::from_secs(15),
+        "node-2's new digest seen by node-0",
+        async || {
+            let v = c.node(0).admin_json("/admin/config").await;
+            let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+            let of = |id: &str| {
+                nodes
+                    .iter()
+                    .find(|n| n["node"] == id)
+                    .map(|n| n["sha256"].clone())
+            };
+            let ok = of("node-0") == Some(own[0].clone())
+                && of("node-1") == Some(own[1].clone())
+                && of("node-2") == Some(reloaded["sha256"].clone())
+                && v["drift"] == true;
+            if ok { Ok(()) } else { Err(v.to_string()) }
+        },
+    )
+    .await;
 }
 
 /// Every delivery's attempts as recorded, summed over the target's

@@ -194,9 +194,9 @@ mod tests {
         assert_eq!(families.len(), 31, "{text}");
         // Only the label-less gauges have samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        let (stamp, samples): (Vec<&str>, Vec<&str>) = samples.into_iter().partition(|l| {
-            l.starts_with("hookyard_config_last_reload_success_timestamp_seconds ")
-        });
+        let (stamp, samples): (Vec<&str>, Vec<&str>) = samples
+            .into_iter()
+            .partition(|l| l.starts_with("hookyard_config_last_reload_success_timestamp_seconds "));
         assert_eq!(
             samples,
             [
