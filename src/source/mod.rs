@@ -3,6 +3,7 @@
 //! after that (routing, delivery) happens asynchronously.
 
 pub mod allowlist;
+pub mod handshake;
 pub mod idempotency;
 pub mod ingest;
 pub mod query;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::config::Config;
 use crate::routing::Router as EventRouter;
@@ -64,7 +65,11 @@ pub fn routes(state: Arc<IngestState>) -> Router {
     Router::new()
         .route(
             "/hooks/{source}",
-            post(ingest::receive).fallback(ingest::method_not_allowed),
+            // GET is a handshake (Meta, X, Dropbox) or a 405, decided
+            // per source by the handler.
+            post(ingest::receive)
+                .merge(get(ingest::receive))
+                .fallback(ingest::method_not_allowed),
         )
         .fallback(ingest::not_found)
         // Limits are per source and enforced by the handler.

@@ -32,7 +32,8 @@ use prometheus_client::registry::Registry;
 
 pub use events::*;
 pub use labels::{
-    AttemptResult, DeliveryEnd, RejectReason, ReplayKind, RouteResult, SweptKind, TargetState,
+    AttemptResult, DeliveryEnd, HandshakeProvider, RejectReason, ReplayKind, RouteResult,
+    SweptKind, TargetState,
 };
 pub use latency::LatencyView;
 pub use scrape::{PluginUp, TargetGauges};
@@ -190,7 +191,7 @@ mod tests {
     fn every_family_shows_before_anything_happened() {
         let text = Telemetry::new().render();
         let families = lines_of(&text, "# TYPE ");
-        assert_eq!(families.len(), 28, "{text}");
+        assert_eq!(families.len(), 29, "{text}");
         // Only the label-less gauges have samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
@@ -249,6 +250,7 @@ mod tests {
             source: "s",
             event: "evt_1",
             bytes: 1,
+            trace_id: None,
         });
         t.emit(RequestDuplicate {
             source: "s",
