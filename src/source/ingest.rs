@@ -129,7 +129,7 @@ pub async fn receive(
     let source = state.config.sources.get(&source_name);
     let get_handshake = source
         .and_then(|s| s.handshake.as_ref())
-        .filter(|h| h.answers_get());
+        .filter(|h| is_get && h.answers_get());
     if is_get && get_handshake.is_none() {
         return method_not_allowed(method).await;
     }
