@@ -275,6 +275,8 @@ pub struct TargetPolicy {
 pub struct SourceConfig {
     /// How requests prove they come from the provider; `None` accepts any.
     pub verifier: Option<crate::source::verify::Verifier>,
+    /// The provider's endpoint challenge this source answers, if any.
+    pub handshake: Option<crate::source::handshake::Handshake>,
     pub max_body: usize,
     pub plugins: Vec<String>,
     pub targets: Vec<String>,
@@ -454,6 +456,8 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     verify: Option<crate::source::verify::RawVerify>,
+    /// A table or `false`; see `source::handshake::RawHandshakeSetting`.
+    handshake: Option<toml::Value>,
     max_body: Option<toml::Value>,
     idempotency: Option<toml::Value>,
     rate_limit: Option<RawRateLimit>,
@@ -784,6 +788,12 @@ impl Config {
                     )
                 })
                 .transpose()?;
+            let handshake = crate::source::handshake::Handshake::from_config(
+                &key,
+                s.handshake.as_ref(),
+                s.verify.as_ref(),
+                &resolve_secret_text,
+            )?;
             // Providers that send a delivery id get deduplicated on it by
             // default; Stripe's is the event id in the body.
             let preset = verifier.as_ref().and_then(|v| {
@@ -822,6 +832,7 @@ impl Config {
                 name,
                 SourceConfig {
                     verifier,
+                    handshake,
                     max_body,
                     plugins: s.plugins,
                     targets: s.targets,

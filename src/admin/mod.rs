@@ -173,6 +173,7 @@ async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
                 "idempotency": s.idempotency.as_ref().map(|i| format!("{:?}", i.key)),
                 "rate_limit": s.rate_limit.map(|(r, b)| json!({ "per_second": r, "burst": b })),
                 "allow_ips": s.allow_ips.len(),
+                "handshake": s.handshake.as_ref().map(|h| h.provider().as_str()),
                 "counts": state.telemetry.source_counts(name),
                 "recent_rejections": recent.iter().filter(|r| &r.source == name).take(20).collect::<Vec<_>>(),
             })

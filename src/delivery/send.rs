@@ -10,6 +10,7 @@ use super::retry;
 use crate::config::{TargetConfig, TargetPolicy};
 use crate::model::id::now_ms;
 use crate::model::records::{Attempt, Delivery, DeliveryStatus};
+use crate::model::trace;
 use crate::store::{DeliveryQueue, Recorded};
 use crate::telemetry::{AttemptResult, DeliveryEnd};
 use crate::webhooks::standard;
@@ -116,6 +117,19 @@ pub async fn attempt(
             headers.insert(k, v);
         }
     }
+    // The event's trace goes on to every delivery (passthrough or a
+    // plugin's), unless the target or the plugin set a traceparent of its
+    // own; the state belongs to its parent, so it only goes along with it.
+    let trace = event.as_ref().and_then(|e| e.trace_context());
+    if let Some(t) = &trace
+        && !headers.contains_key(trace::TRACEPARENT)
+    {
+        headers.insert(trace::TRACEPARENT, HeaderValue::from_str(t.traceparent())?);
+        if let Some(state) = t.tracestate() {
+            headers.insert(trace::TRACESTATE, HeaderValue::from_str(state)?);
+        }
+    }
+    let trace_id = trace.as_ref().map(|t| t.trace_id());
     headers.insert(standard::ID, HeaderValue::from_str(&delivery.id)?);
     headers.insert(standard::TIMESTAMP, HeaderValue::from(timestamp));
     let keys = target.signing_keys(started_at);
@@ -178,7 +192,7 @@ pub async fn attempt(
             delivery.status = DeliveryStatus::Delivered;
             delivery.next_attempt_at = None;
             delivery.last_error = None;
-            tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, n, "delivered");
+            tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, trace_id, n, "delivered");
             None
         }
         Some(err) => {
@@ -187,13 +201,13 @@ pub async fn attempt(
                 Some(delay) => {
                     let at = now_ms() + delay.as_millis() as u64;
                     delivery.next_attempt_at = Some(at);
-                    tracing::info!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, n, error = %err, retry_in = ?delay, "delivery attempt failed; will retry");
+                    tracing::info!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, trace_id, n, error = %err, retry_in = ?delay, "delivery attempt failed; will retry");
                     Some(at)
                 }
                 None => {
                     delivery.status = DeliveryStatus::Dead;
                     delivery.next_attempt_at = None;
-                    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, n, error = %err, "delivery is dead: out of attempts");
+                    tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, target_name = %delivery.target, trace_id, n, error = %err, "delivery is dead: out of attempts");
                     None
                 }
             }

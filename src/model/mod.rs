@@ -1,7 +1,8 @@
 //! What hookyard stores and shows, shared by every stage: records (events,
-//! outcomes, deliveries, attempts), their time-ordered ids, and the
-//! statuses they are spelled with.
+//! outcomes, deliveries, attempts), their time-ordered ids, the statuses
+//! they are spelled with, and the trace context an event carries.
 
 pub mod id;
 pub mod records;
+pub mod trace;
 pub mod word;

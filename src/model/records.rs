@@ -31,6 +31,12 @@ impl Event {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The W3C trace context it arrived with, if valid: what its
+    /// deliveries carry on and its log lines name.
+    pub fn trace_context(&self) -> Option<super::trace::TraceContext> {
+        super::trace::TraceContext::from_headers(&self.headers)
+    }
 }
 
 /// What routing made of an event (an [`Outcome`]'s status).

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument;
 
 use crate::config::live::LiveConfig;
 use crate::delivery::Dispatcher;
@@ -218,7 +219,20 @@ impl Router {
     /// Loads a queued event from the store and routes it.
     async fn route_id(&self, id: &str) -> Result<()> {
         match self.store.event(id).await? {
-            Some(event) => self.route(Arc::new(event)).await.map(|_| ()),
+            Some(event) => {
+                // Every line logged while it is routed (each plugin's
+                // decision, a conflict, a wait) names its trace.
+                let trace = event.trace_context();
+                let span = tracing::info_span!(
+                    "route",
+                    event = %event.id,
+                    trace_id = trace.as_ref().map(|t| t.trace_id())
+                );
+                self.route(Arc::new(event))
+                    .instrument(span)
+                    .await
+                    .map(|_| ())
+            }
             None => {
                 // Swept while it waited (a replay of an expired event).
                 tracing::warn!(event = %id, "\"to route\" mark without an event; dropped");
@@ -370,12 +384,16 @@ impl Router {
             self.metrics_for(&ran.results);
             break (outcome, ran.deliveries);
         };
+        let trace = event.trace_context();
         self.telemetry.emit(EventRouted {
+            event: &event.id,
             result: match outcome.status {
                 EventStatus::Routed => RouteResult::Routed,
                 EventStatus::Dropped => RouteResult::Dropped,
                 EventStatus::Failed => RouteResult::Failed,
             },
+            trace_id: trace.as_ref().map(|t| t.trace_id()),
+            deliveries: deliveries.len(),
         });
         for d in &deliveries {
             self.dispatcher.note_scheduled(&d.target, 1);

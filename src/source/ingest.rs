@@ -1,6 +1,8 @@
 //! The webhook receiving handler. Checks run cheapest first (source, client
 //! address, rate, declared size), so hostile traffic costs as little as
-//! possible before it is refused; nothing is stored for a refused request.
+//! possible before it is refused; nothing is stored for a refused request,
+//! nor for a provider handshake, which is answered here (after the
+//! signature check when the provider signs it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use http_body_util::BodyExt;
 
 use super::IngestState;
 use super::allowlist::client_ip;
+use super::handshake::{Answer, Handshake, Refusal};
 use super::rejections::Rejected;
 use super::verify::Request;
 use crate::api::ApiError;
@@ -23,7 +26,9 @@ use crate::model::id::{EventId, now_ms};
 use crate::model::records::Event;
 use crate::store::{Accepted, Dedup};
 use crate::telemetry::throttle::Throttle;
-use crate::telemetry::{RejectReason, RequestAccepted, RequestDuplicate, RequestRejected};
+use crate::telemetry::{
+    HandshakeAnswered, RejectReason, RequestAccepted, RequestDuplicate, RequestRejected,
+};
 
 /// The longest a webhook waits for the store to take its event.
 const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -117,8 +122,19 @@ pub async fn receive(
     // and retention (which filter on id time) agree with `received_at`.
     let id = EventId::generate();
     let received_at = id.time().unwrap_or_else(now_ms);
+    // GET (and HEAD, which axum routes with it) is only ever a provider
+    // handshake; a source without one refuses it as before, and so does an
+    // unknown name, which has no handshake either.
+    let is_get = method == Method::GET || method == Method::HEAD;
     let config = state.config.get();
-    let Some(source) = config.sources.get(&source_name) else {
+    let source = config.sources.get(&source_name);
+    let get_handshake = source
+        .and_then(|s| s.handshake.as_ref())
+        .filter(|h| is_get && h.answers_get());
+    if is_get && get_handshake.is_none() {
+        return method_not_allowed(method).await;
+    }
+    let Some(source) = source else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_source",
@@ -163,6 +179,18 @@ pub async fn receive(
         });
         ApiError::new(status, reason.as_str(), message).into_response()
     };
+    let answer_handshake =
+        |h: &Handshake, outcome: Result<Answer, Refusal>, size: Option<u64>| match outcome {
+            Ok(answer) => {
+                state.telemetry.emit(HandshakeAnswered {
+                    source: &source_name,
+                    provider: h.provider(),
+                    client: &client_text,
+                });
+                answer.into_response()
+            }
+            Err(refused) => reject(refused.status(), refused.reason(), refused.message(), size),
+        };
 
     if !source.allow_ips.is_empty() {
         match &client {
@@ -198,6 +226,10 @@ pub async fn receive(
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return r;
+    }
+
+    if let Some(h) = get_handshake {
+        return answer_handshake(h, h.on_get(uri.query().unwrap_or("")), declared);
     }
 
     let limit = source.max_body;
@@ -244,6 +276,12 @@ pub async fn receive(
         }
     };
 
+    if let Some(h) = &source.handshake
+        && let Some(outcome) = h.before_verify(uri.query().unwrap_or(""))
+    {
+        return answer_handshake(h, outcome, Some(body.len() as u64));
+    }
+
     if let Some(verifier) = &source.verifier {
         let request = Request {
             headers: &headers,
@@ -259,6 +297,12 @@ pub async fn receive(
                 Some(body.len() as u64),
             );
         }
+    }
+
+    if let Some(h) = &source.handshake
+        && let Some(outcome) = h.after_verify(&body)
+    {
+        return answer_handshake(h, outcome, Some(body.len() as u64));
     }
 
     let (credential_headers, credential_param) = source
@@ -337,10 +381,12 @@ pub async fn receive(
             return r;
         }
     }
+    let trace = event.trace_context();
     state.telemetry.emit(RequestAccepted {
         source: &source_name,
         event: &event.id,
         bytes: event.body.len(),
+        trace_id: trace.as_ref().map(|t| t.trace_id()),
     });
     let id = event.id;
     state.router.enqueue(id.to_string());

@@ -3,6 +3,7 @@
 //! after that (routing, delivery) happens asynchronously.
 
 pub mod allowlist;
+pub mod handshake;
 pub mod idempotency;
 pub mod ingest;
 pub mod query;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::post;
+use axum::routing::{get, post};
 
 use crate::config::Config;
 use crate::config::live::LiveConfig;
@@ -93,7 +94,11 @@ pub fn routes(state: Arc<IngestState>) -> Router {
     Router::new()
         .route(
             "/hooks/{source}",
-            post(ingest::receive).fallback(ingest::method_not_allowed),
+            // GET is a handshake (Meta, X, Dropbox) or a 405, decided
+            // per source by the handler.
+            post(ingest::receive)
+                .merge(get(ingest::receive))
+                .fallback(ingest::method_not_allowed),
         )
         .fallback(ingest::not_found)
         // Limits are per source and enforced by the handler.

@@ -10,8 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
 use super::labels::{
-    AttemptLabels, DeliveryLabels, PluginLabel, PluginResultLabels, RejectLabels, ReloadLabel,
-    ReplayLabel, ResultLabel, SourceLabel, SweptLabel, TargetLabel,
+    AttemptLabels, DeliveryLabels, HandshakeLabels, PluginLabel, PluginResultLabels, RejectLabels,
+    ReloadLabel, ReplayLabel, ResultLabel, SourceLabel, SweptLabel, TargetLabel,
 };
 use super::latency::Latency;
 
@@ -24,6 +24,7 @@ pub struct Families {
     pub(super) requests_accepted: Counters<SourceLabel>,
     pub(super) requests_duplicate: Counters<SourceLabel>,
     pub(super) requests_rejected: Counters<RejectLabels>,
+    pub(super) handshakes: Counters<HandshakeLabels>,
     pub(super) events: Counters<ResultLabel>,
     pub(super) plugin_events: Counters<PluginResultLabels>,
     pub(super) plugin_call_seconds: Family<PluginLabel, Latency>,
@@ -57,6 +58,7 @@ impl Families {
             requests_accepted: Family::default(),
             requests_duplicate: Family::default(),
             requests_rejected: Family::default(),
+            handshakes: Family::default(),
             events: Family::default(),
             plugin_events: Family::default(),
             plugin_call_seconds: Family::default(),
@@ -109,6 +111,12 @@ impl Families {
             "hookyard_requests_rejected",
             "Webhook requests rejected, per source and reason",
             f.requests_rejected.clone(),
+        );
+        add(
+            r,
+            "hookyard_handshakes",
+            "Provider handshakes (endpoint challenges) answered, per source and provider; not stored as events",
+            f.handshakes.clone(),
         );
         add(
             r,

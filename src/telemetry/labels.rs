@@ -62,6 +62,23 @@ closed_set! {
         StaleTimestamp => "stale_timestamp",
         FutureTimestamp => "future_timestamp",
         SignatureMismatch => "signature_mismatch",
+        /// A provider handshake without its challenge, with one too long,
+        /// or asking for something other than a subscription.
+        HandshakeInvalid => "handshake_invalid",
+        /// A Meta subscription handshake with the wrong verify token.
+        VerifyTokenMismatch => "verify_token_mismatch",
+    }
+}
+
+closed_set! {
+    /// The providers whose endpoint handshakes a source can answer.
+    HandshakeProvider {
+        Slack => "slack",
+        Meta => "meta",
+        Graph => "graph",
+        Zoom => "zoom",
+        Twitter => "twitter",
+        Dropbox => "dropbox",
     }
 }
 
@@ -162,6 +179,12 @@ pub(super) struct SourceLabel {
 pub(super) struct RejectLabels {
     pub(super) source: String,
     pub(super) reason: RejectReason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct HandshakeLabels {
+    pub(super) source: String,
+    pub(super) provider: HandshakeProvider,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -32,8 +32,8 @@ use prometheus_client::registry::Registry;
 
 pub use events::*;
 pub use labels::{
-    AttemptResult, DeliveryEnd, RejectReason, ReloadTrigger, ReplayKind, RouteResult, SweptKind,
-    TargetState,
+    AttemptResult, DeliveryEnd, HandshakeProvider, RejectReason, ReloadTrigger, ReplayKind,
+    RouteResult, SweptKind, TargetState,
 };
 pub use latency::LatencyView;
 pub use scrape::{PluginUp, TargetGauges};
@@ -191,7 +191,7 @@ mod tests {
     fn every_family_shows_before_anything_happened() {
         let text = Telemetry::new().render();
         let families = lines_of(&text, "# TYPE ");
-        assert_eq!(families.len(), 31, "{text}");
+        assert_eq!(families.len(), 32, "{text}");
         // Only the label-less gauges have samples.
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         let (stamp, samples): (Vec<&str>, Vec<&str>) = samples
@@ -257,6 +257,7 @@ mod tests {
             source: "s",
             event: "evt_1",
             bytes: 1,
+            trace_id: None,
         });
         t.emit(RequestDuplicate {
             source: "s",

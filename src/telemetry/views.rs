@@ -9,7 +9,9 @@ use prometheus_client::metrics::family::Family;
 use serde::Serialize;
 
 use super::Telemetry;
-use super::labels::{PluginLabel, RejectLabels, RejectReason, SourceLabel};
+use super::labels::{
+    HandshakeLabels, HandshakeProvider, PluginLabel, RejectLabels, RejectReason, SourceLabel,
+};
 use super::latency::LatencyView;
 
 /// One plugin's call statistics, kept per plugin name, so they survive
@@ -33,8 +35,9 @@ fn count<L: Clone + std::hash::Hash + Eq>(family: &Family<L, Counter>, labels: &
 }
 
 impl Telemetry {
-    /// What a source's requests came to: `accepted`, `duplicate` and each
-    /// rejection reason, those that happened at least once.
+    /// What a source's requests came to: `accepted`, `duplicate`,
+    /// `handshakes` and each rejection reason, those that happened at least
+    /// once.
     pub fn source_counts(&self, source: &str) -> BTreeMap<&'static str, u64> {
         let f = &self.families;
         let label = SourceLabel {
@@ -43,6 +46,19 @@ impl Telemetry {
         let mut out = BTreeMap::new();
         out.insert("accepted", count(&f.requests_accepted, &label));
         out.insert("duplicate", count(&f.requests_duplicate, &label));
+        // A source answers one provider's handshakes; summed, so the key
+        // does not depend on which.
+        let handshakes = HandshakeProvider::ALL
+            .iter()
+            .map(|&provider| {
+                let labels = HandshakeLabels {
+                    source: source.to_string(),
+                    provider,
+                };
+                count(&f.handshakes, &labels)
+            })
+            .sum();
+        out.insert("handshakes", handshakes);
         for &reason in RejectReason::ALL {
             let labels = RejectLabels {
                 source: source.to_string(),

@@ -1,5 +1,5 @@
 //! Schemes that are a single HMAC of the raw body in a single header: GitHub
-//! (`X-Hub-Signature-256: sha256=<hex>`), Shopify
+//! and Meta (`X-Hub-Signature-256: sha256=<hex>`), Shopify
 //! (`X-Shopify-Hmac-Sha256: <base64>`), and the generic `hmac` scheme for the
 //! many providers built the same way with their own header, hash and encoding.
 //!
@@ -104,7 +104,9 @@ pub(super) struct BodyHmac {
 }
 
 impl BodyHmac {
-    pub(super) fn github(keys: Vec<Secret>) -> BodyHmac {
+    /// GitHub's `X-Hub-Signature-256`, which Meta (Facebook, Instagram,
+    /// WhatsApp) sends identically, keyed with the app secret.
+    pub(super) fn hub_signature_256(keys: Vec<Secret>) -> BodyHmac {
         BodyHmac {
             header: "x-hub-signature-256".to_string(),
             algorithm: Algorithm::Sha256,
@@ -214,6 +216,30 @@ mod tests {
         assert_eq!(check(&v, &h, "", b"Hello, World!", 0), Ok(()));
         assert_eq!(
             check(&v, &h, "", b"Hello, World?", 0),
+            Err(Rejection::Mismatch)
+        );
+    }
+
+    /// Meta documents the format (`sha256=` + hex HMAC-SHA256 of the raw
+    /// body with the app secret) but no worked example; this one was
+    /// computed independently: `printf '{"object":"page","entry":[]}' |
+    /// openssl dgst -sha256 -hmac 'meta-app-secret'`.
+    #[test]
+    fn meta_vector_computed_with_openssl() {
+        let v = verifier(
+            r#"scheme = "meta"
+            secret = "meta-app-secret""#,
+        );
+        let h = headers(&[(
+            "X-Hub-Signature-256",
+            "sha256=5dcb51eb590634700c8d9cc1fde4d2d5981ca7bb83f250eb3fb71bfd849057ed",
+        )]);
+        assert_eq!(
+            check(&v, &h, "", br#"{"object":"page","entry":[]}"#, 0),
+            Ok(())
+        );
+        assert_eq!(
+            check(&v, &h, "", br#"{"object":"page","entry":[1]}"#, 0),
             Err(Rejection::Mismatch)
         );
     }

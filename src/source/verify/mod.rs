@@ -11,9 +11,9 @@
 mod auth;
 mod hmac_schemes;
 mod sign;
-mod slack;
 mod standard_webhooks;
 mod stripe;
+mod v0_hmac;
 
 use std::fmt;
 
@@ -31,9 +31,9 @@ pub use sign::{SignOptions, sign_as};
 
 use auth::{Basic, Token};
 use hmac_schemes::BodyHmac;
-use slack::Slack;
 use standard_webhooks::StandardWebhooks;
 use stripe::Stripe;
+use v0_hmac::V0Hmac;
 
 /// The schemes a source can name, in the order error messages list them.
 pub const SCHEMES: &[&str] = &[
@@ -45,6 +45,8 @@ pub const SCHEMES: &[&str] = &[
     "hmac",
     "basic",
     "token",
+    "meta",
+    "zoom",
 ];
 
 /// Replay window when the config names none: what Stripe, Slack and the
@@ -56,7 +58,8 @@ const DEFAULT_TOLERANCE: &str = "5m";
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawVerify {
-    /// github | stripe | standard-webhooks | shopify | slack | hmac | basic | token
+    /// github | stripe | standard-webhooks | shopify | slack | hmac | basic |
+    /// token | meta | zoom
     pub scheme: String,
     /// One secret ...
     pub secret: Option<String>,
@@ -119,11 +122,13 @@ pub struct Verifier {
 
 #[derive(Clone, Debug)]
 enum Check {
-    /// github, shopify and the generic hmac: one MAC of the body in one header.
+    /// github, meta, shopify and the generic hmac: one MAC of the body in
+    /// one header.
     BodyHmac(BodyHmac),
     Stripe(Stripe),
     StandardWebhooks(StandardWebhooks),
-    Slack(Slack),
+    /// slack and zoom: a MAC of "v0:<ts>:<body>".
+    V0Hmac(V0Hmac),
     Basic(Basic),
     Token(Token),
 }
@@ -224,7 +229,8 @@ impl Verifier {
         reject_unused_fields(key, scheme, raw)?;
         let secrets = resolve_secrets(key, raw, resolve)?;
         let check = match scheme {
-            "github" => Check::BodyHmac(BodyHmac::github(plain_keys(secrets))),
+            // Meta signs exactly as GitHub does (`X-Hub-Signature-256`).
+            "github" | "meta" => Check::BodyHmac(BodyHmac::hub_signature_256(plain_keys(secrets))),
             "shopify" => Check::BodyHmac(BodyHmac::shopify(plain_keys(secrets))),
             "hmac" => Check::BodyHmac(BodyHmac::generic(key, raw, plain_keys(secrets))?),
             "stripe" => Check::Stripe(Stripe::new(plain_keys(secrets), tolerance(key, raw)?)),
@@ -232,7 +238,16 @@ impl Verifier {
                 standard_webhooks::decode_keys(&secrets)?,
                 tolerance(key, raw)?,
             )),
-            "slack" => Check::Slack(Slack::new(plain_keys(secrets), tolerance(key, raw)?)),
+            "slack" => Check::V0Hmac(V0Hmac::new(
+                &v0_hmac::SLACK,
+                plain_keys(secrets),
+                tolerance(key, raw)?,
+            )),
+            "zoom" => Check::V0Hmac(V0Hmac::new(
+                &v0_hmac::ZOOM,
+                plain_keys(secrets),
+                tolerance(key, raw)?,
+            )),
             "basic" => Check::Basic(Basic::from_config(key, raw, &secrets)?),
             "token" => Check::Token(Token::from_config(key, raw, plain_keys(secrets))?),
             _ => unreachable!("every name in SCHEMES has a case"),
@@ -275,14 +290,14 @@ impl Verifier {
     /// header and is not listed.
     pub fn sensitive_headers(&self) -> Vec<String> {
         let names: Vec<&str> = match &self.check {
-            Check::BodyHmac(h) if self.scheme == "github" => {
-                // GitHub also sends the legacy SHA-1 signature.
+            Check::BodyHmac(h) if matches!(self.scheme, "github" | "meta") => {
+                // GitHub and Meta also send the legacy SHA-1 signature.
                 vec![h.header(), "x-hub-signature"]
             }
             Check::BodyHmac(h) => vec![h.header()],
             Check::Stripe(_) => vec![stripe::HEADER],
             Check::StandardWebhooks(_) => vec![standard_webhooks::SIGNATURE],
-            Check::Slack(_) => vec![slack::SIGNATURE],
+            Check::V0Hmac(v) => vec![v.signature_header()],
             Check::Basic(_) => vec![auth::AUTHORIZATION],
             Check::Token(t) => t.header().into_iter().collect(),
         };
@@ -297,7 +312,7 @@ impl Verifier {
             Check::BodyHmac(h) => h.verify(req),
             Check::Stripe(s) => s.verify(req),
             Check::StandardWebhooks(s) => s.verify(req),
-            Check::Slack(s) => s.verify(req),
+            Check::V0Hmac(v) => v.verify(req),
             Check::Basic(b) => b.verify(req),
             Check::Token(t) => t.verify(req),
         }
@@ -314,7 +329,7 @@ impl Verifier {
                 let id = msg_id.map_or_else(|| crate::model::id::new_id("msg"), str::to_string);
                 s.sign(&id, body, now_unix)
             }
-            Check::Slack(s) => s.sign(body, now_unix),
+            Check::V0Hmac(v) => v.sign(body, now_unix),
             Check::Basic(b) => vec![b.sign()],
             Check::Token(t) => t.sign().into_iter().collect(),
         };
@@ -325,6 +340,40 @@ impl Verifier {
         }
         headers
     }
+}
+
+// ---- shared with the handshakes ----------------------------------------------
+
+/// HMAC-SHA256 of `message`: Zoom's and X's handshakes prove the secret the
+/// way their signatures do, so they use the same primitive.
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    hmac_schemes::Algorithm::Sha256.mac(key, &[message])
+}
+
+/// Lowercase hex, as the providers write MACs.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    hex_encode(bytes)
+}
+
+/// Constant-time equality, for configured tokens a sender presents.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    any_equal(&[a], &[b])
+}
+
+/// The first secret of a `verify` table (`secret`, or `secrets[0]`: the
+/// current one during a rotation), resolved, for a handshake keyed with
+/// the same secret as the signatures.
+pub(crate) fn first_secret(
+    key: &str,
+    raw: &RawVerify,
+    resolve: &dyn Fn(&str, &str) -> Result<String>,
+) -> Result<Option<String>> {
+    let (item_key, text) = match (&raw.secret, raw.secrets.as_deref()) {
+        (Some(one), _) => (format!("{key}.secret"), one),
+        (None, Some([first, ..])) => (format!("{key}.secrets[0]"), first),
+        _ => return Ok(None),
+    };
+    resolve(&item_key, text).map(Some)
 }
 
 // ---- config helpers ---------------------------------------------------------
@@ -369,7 +418,7 @@ fn plain_keys(secrets: Vec<Configured>) -> Vec<Secret> {
 /// misunderstanding worth hearing about at start.
 fn fields_used_by(scheme: &str) -> &'static [&'static str] {
     match scheme {
-        "stripe" | "standard-webhooks" | "slack" => &["tolerance"],
+        "stripe" | "standard-webhooks" | "slack" | "zoom" => &["tolerance"],
         "hmac" => &["header", "algorithm", "encoding", "prefix"],
         "basic" => &["username"],
         "token" => &["header", "query"],

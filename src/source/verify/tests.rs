@@ -149,6 +149,24 @@ fn cases() -> Vec<Case> {
             signs_body: true,
         },
         Case {
+            scheme: "zoom",
+            extra: "",
+            secrets: ["first-secret", "second-secret"],
+            wrong: "other-secret",
+            opts: SignOptions::default(),
+            timestamped: true,
+            signs_body: true,
+        },
+        Case {
+            scheme: "meta",
+            extra: "",
+            secrets: ["first-secret", "second-secret"],
+            wrong: "other-secret",
+            opts: SignOptions::default(),
+            timestamped: false,
+            signs_body: true,
+        },
+        Case {
             scheme: "hmac",
             extra: "header = \"X-Signature\"",
             secrets: ["first-secret", "second-secret"],
@@ -621,7 +639,7 @@ fn scheme_options_are_checked() {
         ),
         (
             "scheme = \"shopify\"\nsecret = \"x\"\ntolerance = \"1m\"",
-            "sources.test.verify.tolerance: not used by scheme \"shopify\" (only by stripe, standard-webhooks, slack)",
+            "sources.test.verify.tolerance: not used by scheme \"shopify\" (only by stripe, standard-webhooks, slack, zoom)",
         ),
         (
             "scheme = \"token\"\nsecret = \"x\"\nquery = \"t\"\nusername = \"u\"",
@@ -715,6 +733,8 @@ fn idempotency_and_sensitive_headers() {
             vec!["x-shopify-hmac-sha256"],
         ),
         ("slack", None, vec!["x-slack-signature"]),
+        ("zoom", None, vec!["x-zm-signature"]),
+        ("meta", None, vec!["x-hub-signature-256", "x-hub-signature"]),
         ("hmac", None, vec!["x-signature"]),
         ("basic", None, vec!["authorization"]),
         ("token", None, vec!["x-token"]),
@@ -840,6 +860,8 @@ const NAMES: &[&str] = &[
     "x-shopify-hmac-sha256",
     "x-slack-request-timestamp",
     "x-slack-signature",
+    "x-zm-request-timestamp",
+    "x-zm-signature",
     "x-signature",
     "authorization",
     "x-token",
@@ -849,10 +871,12 @@ const NAMES: &[&str] = &[
 /// Mostly the shape a header of this name has, sometimes anything.
 fn value_for(name: &str) -> BoxedStrategy<HeaderValue> {
     let shape = match name {
-        "webhook-timestamp" | "x-slack-request-timestamp" => "1[5-7][0-9]{8}",
+        "webhook-timestamp" | "x-slack-request-timestamp" | "x-zm-request-timestamp" => {
+            "1[5-7][0-9]{8}"
+        }
         "stripe-signature" => "t=1[5-7][0-9]{8}(,v1=[0-9a-f]{64}){1,3}(,v0=[0-9a-f]{0,64})?",
         "webhook-signature" => "(v1a?,[A-Za-z0-9+/]{42,44}={0,2} ?){1,3}",
-        "x-slack-signature" => "v0=[0-9a-fA-F]{0,66}",
+        "x-slack-signature" | "x-zm-signature" => "v0=[0-9a-fA-F]{0,66}",
         "x-hub-signature-256" => "sha256=[0-9a-fA-F]{0,66}",
         "x-shopify-hmac-sha256" | "x-signature" => "[A-Za-z0-9+/]{40,88}={0,2}|[0-9a-f]{64}",
         "authorization" => "(Basic|Bearer|basic) [A-Za-z0-9+/:]{0,40}={0,2}",

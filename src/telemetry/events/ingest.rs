@@ -2,7 +2,9 @@
 
 use crate::telemetry::InternalEvent;
 use crate::telemetry::families::Families;
-use crate::telemetry::labels::{RejectLabels, RejectReason, SourceLabel};
+use crate::telemetry::labels::{
+    HandshakeLabels, HandshakeProvider, RejectLabels, RejectReason, SourceLabel,
+};
 use crate::telemetry::live::{Live, Totals};
 
 /// A request stored as a new event (its 202 follows).
@@ -10,6 +12,9 @@ pub struct RequestAccepted<'a> {
     pub source: &'a str,
     pub event: &'a str,
     pub bytes: usize,
+    /// The W3C trace id the request carried, so the event can be followed
+    /// from the provider's trace.
+    pub trace_id: Option<&'a str>,
 }
 
 impl InternalEvent for RequestAccepted<'_> {
@@ -24,7 +29,7 @@ impl InternalEvent for RequestAccepted<'_> {
     fn record(self, m: &Families) {
         Totals::bump(&m.totals.received);
         Totals::bump(&m.totals.accepted);
-        tracing::debug!(event = %self.event, source = %self.source, bytes = self.bytes, "event accepted");
+        tracing::debug!(event = %self.event, source = %self.source, bytes = self.bytes, trace_id = self.trace_id, "event accepted");
         let label = SourceLabel {
             source: self.source.to_string(),
         };
@@ -83,6 +88,27 @@ impl InternalEvent for RequestRejected<'_> {
             .get_or_create(&RejectLabels {
                 source: self.source.to_string(),
                 reason: self.reason,
+            })
+            .inc();
+    }
+}
+
+/// A provider's endpoint challenge, answered on the spot: nothing is stored
+/// or routed, so this is the only trace it leaves.
+pub struct HandshakeAnswered<'a> {
+    pub source: &'a str,
+    pub provider: HandshakeProvider,
+    /// The client's address, or "unknown".
+    pub client: &'a str,
+}
+
+impl InternalEvent for HandshakeAnswered<'_> {
+    fn record(self, m: &Families) {
+        tracing::info!(source = %self.source, provider = %self.provider, client = %self.client, "provider handshake answered");
+        m.handshakes
+            .get_or_create(&HandshakeLabels {
+                source: self.source.to_string(),
+                provider: self.provider,
             })
             .inc();
     }

@@ -11,7 +11,7 @@ mod routing;
 
 pub use config::{ConfigReloadRefused, ConfigReloaded};
 pub use delivery::{AttemptFinished, DeliveryFinished, DispatcherRestarted};
-pub use ingest::{RequestAccepted, RequestDuplicate, RequestRejected};
+pub use ingest::{HandshakeAnswered, RequestAccepted, RequestDuplicate, RequestRejected};
 pub use operator::{Replayed, RetentionSwept};
 pub use plugin::{PluginCalled, PluginKnown, PluginLoadFailed};
 pub use routing::{EventRouted, KvConflict, PluginDecided};

@@ -6,11 +6,15 @@ use crate::telemetry::labels::{PluginLabel, PluginResultLabels, ResultLabel, Rou
 use crate::telemetry::live::{Live, Totals};
 
 /// An event's outcome was committed.
-pub struct EventRouted {
+pub struct EventRouted<'a> {
+    pub event: &'a str,
     pub result: RouteResult,
+    /// The W3C trace id the event arrived with.
+    pub trace_id: Option<&'a str>,
+    pub deliveries: usize,
 }
 
-impl InternalEvent for EventRouted {
+impl InternalEvent for EventRouted<'_> {
     fn live(&self) -> Option<Live> {
         Some(Live::Routed {
             result: self.result,
@@ -19,6 +23,7 @@ impl InternalEvent for EventRouted {
 
     fn record(self, m: &Families) {
         Totals::bump(&m.totals.routed);
+        tracing::debug!(event = %self.event, result = %self.result, deliveries = self.deliveries, trace_id = self.trace_id, "event routed");
         m.events
             .get_or_create(&ResultLabel {
                 result: self.result,

@@ -1,39 +1,70 @@
-//! Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256(secret, "v0:<ts>:<body>")>`
-//! with the timestamp in `X-Slack-Request-Timestamp`. The signing secret is
-//! used as text, never decoded, even though it looks like hex.
+//! The `v0` scheme Slack introduced and Zoom copied:
+//! `<signature header>: v0=<hex HMAC-SHA256(secret, "v0:<ts>:<body>")>`
+//! with the Unix timestamp (seconds) in a second header. Slack sends
+//! `X-Slack-Signature` / `X-Slack-Request-Timestamp`, Zoom `x-zm-signature`
+//! / `x-zm-request-timestamp`; only the names differ, so one type serves
+//! both. The secret is used as text, never decoded, even though Slack's
+//! looks like hex.
 
 use super::hmac_schemes::Algorithm;
 use super::{
     Rejection, Request, Secret, any_equal, check_age, header, hex_decode, hex_encode, timestamp,
 };
 
-pub(super) const TIMESTAMP: &str = "x-slack-request-timestamp";
-pub(super) const SIGNATURE: &str = "x-slack-signature";
+/// Where a provider puts the two values.
+#[derive(Debug)]
+pub(super) struct Names {
+    pub(super) timestamp: &'static str,
+    pub(super) signature: &'static str,
+}
+
+pub(super) const SLACK: Names = Names {
+    timestamp: "x-slack-request-timestamp",
+    signature: "x-slack-signature",
+};
+
+pub(super) const ZOOM: Names = Names {
+    timestamp: "x-zm-request-timestamp",
+    signature: "x-zm-signature",
+};
 
 #[derive(Clone, Debug)]
-pub(super) struct Slack {
+pub(super) struct V0Hmac {
+    names: &'static Names,
     keys: Vec<Secret>,
     tolerance: i64,
 }
 
-impl Slack {
-    pub(super) fn new(keys: Vec<Secret>, tolerance: i64) -> Slack {
-        Slack { keys, tolerance }
+impl V0Hmac {
+    pub(super) fn new(names: &'static Names, keys: Vec<Secret>, tolerance: i64) -> V0Hmac {
+        V0Hmac {
+            names,
+            keys,
+            tolerance,
+        }
+    }
+
+    pub(super) fn signature_header(&self) -> &'static str {
+        self.names.signature
     }
 
     /// Signature first, then the clock, so that a stale or future rejection
     /// only ever concerns a genuine request.
     pub(super) fn verify(&self, req: &Request<'_>) -> Result<(), Rejection> {
-        let ts_text = header(req, TIMESTAMP)?;
-        let ts = timestamp("header x-slack-request-timestamp", ts_text)?;
-        let value = header(req, SIGNATURE)?;
+        let Names {
+            timestamp: ts_name,
+            signature: sig_name,
+        } = self.names;
+        let ts_text = header(req, ts_name)?;
+        let ts = timestamp(&format!("header {ts_name}"), ts_text)?;
+        let value = header(req, sig_name)?;
         let hex = value.strip_prefix("v0=").ok_or_else(|| {
-            Rejection::BadFormat("header x-slack-signature does not start with \"v0=\"".into())
+            Rejection::BadFormat(format!("header {sig_name} does not start with \"v0=\""))
         })?;
         let given = hex_decode(hex).ok_or_else(|| {
-            Rejection::BadFormat("header x-slack-signature does not hold a hex signature".into())
+            Rejection::BadFormat(format!("header {sig_name} does not hold a hex signature"))
         })?;
-        // Slack signs the timestamp as sent, so it is used as sent.
+        // The timestamp is signed as sent, so it is used as sent.
         let expected: Vec<Vec<u8>> = self
             .keys
             .iter()
@@ -49,8 +80,8 @@ impl Slack {
         let ts = now_unix.to_string();
         let sig = hex_encode(&mac(&self.keys[0], &ts, body));
         vec![
-            (TIMESTAMP.to_string(), ts),
-            (SIGNATURE.to_string(), format!("v0={sig}")),
+            (self.names.timestamp.to_string(), ts),
+            (self.names.signature.to_string(), format!("v0={sig}")),
         ]
     }
 }
@@ -109,12 +140,52 @@ mod tests {
             ("15314206.18", SIG),
             ("yesterday", SIG),
         ] {
-            let h = headers(&[(TIMESTAMP, ts), (SIGNATURE, sig)]);
+            let h = headers(&[(SLACK.timestamp, ts), (SLACK.signature, sig)]);
             let got = check(&v, &h, "", BODY.as_bytes(), TS);
             assert!(
                 matches!(got, Err(Rejection::BadFormat(_))),
                 "{ts} {sig}: {got:?}"
             );
         }
+    }
+
+    /// Zoom publishes no worked signature example; this one was computed
+    /// independently:
+    /// `printf 'v0:1658940994:<BODY>' | openssl dgst -sha256 -hmac 'zoom-secret-token'`.
+    #[test]
+    fn zoom_vector_computed_with_openssl() {
+        const BODY: &str = r#"{"event":"meeting.started","payload":{"account_id":"AAAAAA"}}"#;
+        let v = verifier("scheme = \"zoom\"\nsecret = \"zoom-secret-token\"");
+        let h = headers(&[
+            ("x-zm-request-timestamp", "1658940994"),
+            (
+                "x-zm-signature",
+                "v0=dd42df7885ec7f06d7df66d2a954c6841ab54e451d00b833242d24c0cb705bc0",
+            ),
+        ]);
+        assert_eq!(check(&v, &h, "", BODY.as_bytes(), 1658940994), Ok(()));
+        assert_eq!(
+            check(
+                &v,
+                &h,
+                "",
+                BODY.replace("AAAAAA", "BBBBBB").as_bytes(),
+                1658940994
+            ),
+            Err(Rejection::Mismatch)
+        );
+        assert_eq!(
+            check(&v, &h, "", BODY.as_bytes(), 1658940994 + 301),
+            Err(Rejection::StaleTimestamp)
+        );
+        // Slack's header names mean nothing to a Zoom source.
+        let slack = headers(&[
+            ("x-slack-request-timestamp", "1658940994"),
+            ("x-slack-signature", "v0=dd42df78"),
+        ]);
+        assert_eq!(
+            check(&v, &slack, "", BODY.as_bytes(), 1658940994),
+            Err(Rejection::MissingHeader("x-zm-request-timestamp".into()))
+        );
     }
 }
