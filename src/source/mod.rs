@@ -9,6 +9,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod rejections;
 pub mod verify;
+pub mod version;
 
 use std::sync::Arc;
 
