@@ -1334,6 +1334,46 @@ mod tests {
     }
 
     #[test]
+    fn versions_in_and_out_are_configured_and_checked() {
+        let c = parse(
+            "[sources.s]\nversion = { header = \"Stripe-Version\" }\ntargets = [\"t\"]\n\
+             [targets.t]\nurl = \"https://example.com/\"\nversion_header = \"X-Webhook-Version\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sources["s"].version,
+            Some(crate::source::version::VersionSource::Header(
+                "stripe-version".into()
+            ))
+        );
+        assert_eq!(
+            c.targets["t"].version_header.as_deref(),
+            Some("x-webhook-version")
+        );
+        for (text, key) in [
+            (
+                "[sources.s]\nversion = { json_pointer = \"v\" }\n",
+                "sources.s.version.json_pointer",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\nversion_header = \"webhook-id\"\n",
+                "targets.t.version_header",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\nversion_header = \"a b\"\n",
+                "targets.t.version_header",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\nversion_header = \"x-v\"\nheaders = { X-V = \"1\" }\n",
+                "targets.t.version_header",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_url_names_the_key() {
         let err = parse("[targets.t]\nurl = \"not a url\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("targets.t.url"), "{err:#}");
