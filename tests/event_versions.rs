@@ -141,6 +141,14 @@ async fn versions_are_stored_shown_filtered_and_sent_on() {
             .all(|r| r.header("x-webhook-version").is_none())
     );
 
+    // A bulk replay selects by version alone.
+    let (status, v) = hy
+        .admin_post("/admin/events/replay", json!({ "version": "v3" }))
+        .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["events"], json!([by_pointer.clone()]), "{v}");
+    sink.wait_for(8 + 2, Duration::from_secs(20)).await;
+
     // The CLI shows and filters it.
     let table = cli(&hy, &["events", "list", "--version", "v3"]).await;
     assert!(table.lines().next().unwrap().contains("VERSION"), "{table}");
