@@ -288,6 +288,9 @@ pub struct SourceConfig {
     /// A proxy header (e.g. `x-forwarded-for`) trusted to carry the client
     /// address; only set when hookyard sits behind such a proxy.
     pub client_ip_header: Option<String>,
+    /// Where the request carries the event's version; `None`: events of
+    /// this source have none.
+    pub version: Option<crate::source::version::VersionSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -301,6 +304,9 @@ pub struct TargetConfig {
     pub previous_secret: Option<Secret>,
     pub previous_secret_until: Option<u64>,
     pub headers: Vec<(String, String)>,
+    /// The header (lower-case) that carries the event's version on this
+    /// target's deliveries, when the event has one.
+    pub version_header: Option<String>,
     pub policy: TargetPolicy,
 }
 
@@ -464,6 +470,7 @@ struct RawSource {
     #[serde(default)]
     allow_ips: Vec<String>,
     client_ip_header: Option<String>,
+    version: Option<toml::Value>,
     #[serde(default)]
     plugins: Vec<String>,
     #[serde(default)]
@@ -485,6 +492,7 @@ struct RawTarget {
     previous_secret_until: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    version_header: Option<String>,
     max_in_flight: Option<usize>,
     #[serde(flatten)]
     policy: RawPolicy,
@@ -729,6 +737,22 @@ impl Config {
                     .map_err(|_| anyhow!("{hk}: not a valid header value"))?;
                 headers.push((k.to_ascii_lowercase(), v));
             }
+            let version_header = match t.version_header {
+                None => None,
+                Some(h) => {
+                    let name = h.to_ascii_lowercase();
+                    let vk = format!("{key}.version_header");
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| anyhow!("{vk}: {h:?} is not a valid header name"))?;
+                    if let Some(why) = crate::delivery::headers::reserved(&name) {
+                        bail!("{vk}: hookyard does not let {name:?} be set ({why})");
+                    }
+                    if headers.iter().any(|(k, _)| *k == name) {
+                        bail!("{vk}: {name:?} is also in {key}.headers; keep one");
+                    }
+                    Some(name)
+                }
+            };
             let mut policy = TargetPolicy::from_raw(&key, &t.policy, Some(&delivery.policy))?;
             if let Some(n) = t.max_in_flight {
                 if n == 0 {
@@ -744,6 +768,7 @@ impl Config {
                     previous_secret,
                     previous_secret_until,
                     headers,
+                    version_header,
                     policy,
                 },
             );
@@ -828,6 +853,13 @@ impl Config {
                 reqwest::header::HeaderName::from_bytes(h.as_bytes())
                     .map_err(|_| anyhow!("{key}.client_ip_header: {h:?} is not a header name"))?;
             }
+            let version = s
+                .version
+                .as_ref()
+                .map(|v| {
+                    crate::source::version::VersionSource::from_config(&format!("{key}.version"), v)
+                })
+                .transpose()?;
             sources.insert(
                 name,
                 SourceConfig {
@@ -840,6 +872,7 @@ impl Config {
                     rate_limit,
                     allow_ips,
                     client_ip_header,
+                    version,
                 },
             );
         }
@@ -1338,6 +1371,46 @@ mod tests {
             (
                 "[store]\nbackend = \"postgres\"\nurl = \"postgres://x/db\"\nnode_id = \"a b\"\n",
                 "store.node_id",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn versions_in_and_out_are_configured_and_checked() {
+        let c = parse(
+            "[sources.s]\nversion = { header = \"Stripe-Version\" }\ntargets = [\"t\"]\n\
+             [targets.t]\nurl = \"https://example.com/\"\nversion_header = \"X-Webhook-Version\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sources["s"].version,
+            Some(crate::source::version::VersionSource::Header(
+                "stripe-version".into()
+            ))
+        );
+        assert_eq!(
+            c.targets["t"].version_header.as_deref(),
+            Some("x-webhook-version")
+        );
+        for (text, key) in [
+            (
+                "[sources.s]\nversion = { json_pointer = \"v\" }\n",
+                "sources.s.version.json_pointer",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\nversion_header = \"webhook-id\"\n",
+                "targets.t.version_header",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\nversion_header = \"a b\"\n",
+                "targets.t.version_header",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\nversion_header = \"x-v\"\nheaders = { X-V = \"1\" }\n",
+                "targets.t.version_header",
             ),
         ] {
             let err = format!("{:#}", parse(text).unwrap_err());

@@ -170,6 +170,7 @@ fn event(source: &str, body: &str) -> Event {
         query: String::new(),
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.as_bytes().to_vec(),
+        version: None,
     }
 }
 
@@ -780,7 +781,8 @@ async fn listings_page_newest_first_without_gaps(h: &dyn Harness) {
     let s = h.open().await;
     let mut ids = Vec::new();
     for i in 0..25 {
-        let e = event(if i % 5 == 0 { "b" } else { "a" }, "{}");
+        let mut e = event(if i % 5 == 0 { "b" } else { "a" }, "{}");
+        e.version = (i % 3 == 0).then(|| "2024-06-20".to_string());
         accept(&s, &e).await;
         if i % 2 == 0 {
             s.routing
@@ -821,6 +823,35 @@ async fn listings_page_newest_first_without_gaps(h: &dyn Harness) {
         .await
         .unwrap();
     assert_eq!(only_b.items.len(), 5);
+    // The version is stored with the event, listed, and filtered on.
+    let versioned = s
+        .records
+        .list_events(&EventQuery {
+            version: Some("2024-06-20".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(versioned.items.len(), 9);
+    assert!(
+        versioned
+            .items
+            .iter()
+            .all(|e| e.version.as_deref() == Some("2024-06-20"))
+    );
+    let stored = s.records.event(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(stored.version.as_deref(), Some("2024-06-20"));
+    let other = s
+        .records
+        .list_events(&EventQuery {
+            version: Some("2024".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.items.is_empty());
     let pending = s
         .records
         .list_events(&EventQuery {

@@ -87,6 +87,7 @@ pub fn stored_event() -> hookyard::model::records::Event {
         query: String::new(),
         headers: headers(),
         body: sample_body(),
+        version: None,
     }
 }
 
@@ -107,6 +108,7 @@ pub fn raw_event() -> RawEvent {
         query: e.query,
         headers: e.headers,
         body: e.body,
+        version: e.version,
     }
 }
 

@@ -83,12 +83,12 @@ pub async fn replay_events(
     body: Bytes,
 ) -> Accepted<Replayed> {
     let filters = filter_body(&body)?;
-    if !["source", "status", "since", "until"]
+    if !["source", "status", "version", "since", "until"]
         .iter()
         .any(|k| filters.contains_key(*k))
     {
         return Err(ApiError::bad_request(
-            "say which events to replay: at least one of source, status, since, until",
+            "say which events to replay: at least one of source, status, version, since, until",
         ));
     }
     let matched = matching_events(&state, &filters).await?;

@@ -77,6 +77,7 @@ pub(super) fn event_query(
     Ok(EventQuery {
         source: q.get("source").cloned(),
         status: word(q, "status")?,
+        version: q.get("version").cloned(),
         since: c.since,
         until: c.until,
         limit: c.limit,

@@ -60,6 +60,8 @@ struct EventDescription {
     path: Option<String>,
     query: Option<String>,
     received_at: Option<u64>,
+    /// The event's version, as a source's `version` setting would find it.
+    version: Option<String>,
     #[serde(default)]
     headers: HeaderList,
     body: Option<Value>,
@@ -90,6 +92,7 @@ fn load_event(run: &TestRun) -> Result<Event> {
         query: String::new(),
         headers: vec![],
         body: bytes.clone(),
+        version: None,
     };
     let description = if run.raw {
         None
@@ -106,6 +109,7 @@ fn load_event(run: &TestRun) -> Result<Event> {
             event.path = d.path.unwrap_or(format!("/hooks/{}", event.source));
             event.query = d.query.unwrap_or_default();
             event.received_at = d.received_at.unwrap_or(event.received_at);
+            event.version = d.version;
             event.headers = match d.headers {
                 HeaderList::None => vec![],
                 HeaderList::Map(m) => m.into_iter().collect(),
@@ -214,7 +218,7 @@ pub fn run(run: TestRun) -> Result<bool> {
 
     if run.json {
         let out = json!({
-            "plugin": { "name": name, "sha256": info.sha256, "load_ms": load_ms },
+            "plugin": { "name": name, "sha256": info.sha256, "load_ms": load_ms, "contract": info.contract },
             "event": { "id": event.id, "source": event.source, "bytes": event.body.len() },
             "call_us": call_us,
             "result": result,
@@ -225,9 +229,10 @@ pub fn run(run: TestRun) -> Result<bool> {
     }
 
     println!(
-        "plugin  {} (sha256 {}…, loaded in {load_ms:.0} ms)",
+        "plugin  {} (sha256 {}…, contract {}, loaded in {load_ms:.0} ms)",
         run.wasm.display(),
-        &info.sha256[..12]
+        &info.sha256[..12],
+        info.contract
     );
     println!(
         "event   {} from source {:?}, {} bytes",

@@ -39,6 +39,14 @@ const RESERVED: &[(&str, &str)] = &[
     (standard::SIGNATURE, "hookyard signs deliveries and sets it"),
 ];
 
+/// Why hookyard keeps `name` (lower-case) for itself, if it does.
+pub fn reserved(name: &str) -> Option<&'static str> {
+    RESERVED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
+}
+
 /// Splits a plugin's headers into those that will be sent (names
 /// lower-cased) and those refused, with the reason.
 pub fn screen(headers: Vec<(String, String)>) -> (Vec<(String, String)>, Vec<RefusedHeader>) {
@@ -48,8 +56,8 @@ pub fn screen(headers: Vec<(String, String)>) -> (Vec<(String, String)>, Vec<Ref
         let lower = name.to_ascii_lowercase();
         let reason = if kept.len() >= MAX_HEADERS {
             Some(format!("more than {MAX_HEADERS} headers on one delivery"))
-        } else if let Some((_, why)) = RESERVED.iter().find(|(n, _)| *n == lower) {
-            Some((*why).to_string())
+        } else if let Some(why) = reserved(&lower) {
+            Some(why.to_string())
         } else if HeaderName::from_bytes(lower.as_bytes()).is_err() {
             Some("not a valid header name".to_string())
         } else if HeaderValue::from_str(&value).is_err() {

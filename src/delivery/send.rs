@@ -109,6 +109,17 @@ pub async fn attempt(
     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(reqwest::header::CONTENT_TYPE, ct);
     }
+    // The event's version goes first, so a plugin that rewrote the body
+    // into another version can say so under the same header.
+    let version = event.as_ref().and_then(|e| e.version.as_deref());
+    if let (Some(name), Some(v)) = (&target.version_header, version)
+        && let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(v),
+        )
+    {
+        headers.insert(k, v);
+    }
     for (k, v) in target.headers.iter().chain(delivery.headers.iter()) {
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),

@@ -21,6 +21,11 @@ pub struct Event {
     pub headers: Vec<(String, String)>,
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// The event's version, where the source's `version` setting says it
+    /// is (see `source/version.rs`). Optional and left out when absent, so
+    /// events stored before it existed load unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl Event {
@@ -296,6 +301,24 @@ mod tests {
         crate::model::word::assert_serde_agrees::<EventState>();
         crate::model::word::assert_serde_agrees::<DeliveryStatus>();
         crate::model::word::assert_serde_agrees::<PluginVerdict>();
+    }
+
+    #[test]
+    fn events_stored_before_versions_load_and_unversioned_ones_stay_alike() {
+        let old = serde_json::json!({
+            "id": "evt_1", "source": "s", "received_at": 1, "method": "POST",
+            "path": "/hooks/s", "query": "", "headers": [],
+        });
+        let event: Event = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(event.version, None);
+        assert_eq!(serde_json::to_value(&event).unwrap(), old);
+        let versioned = Event {
+            version: Some("2024-06-20".into()),
+            ..event
+        };
+        let json = serde_json::to_value(&versioned).unwrap();
+        assert_eq!(json["version"], "2024-06-20");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), versioned);
     }
 
     #[test]

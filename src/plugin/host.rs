@@ -8,7 +8,8 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{Level, hookyard};
+use super::bindings::Level;
+use super::bindings::v0_2::hookyard;
 use super::kv::{self, KvGuard, KvTxn, MAX_KEYS_PER_CALL, SharedKv};
 use super::limiter::Limiter;
 use super::stderr::StderrTail;

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
-use super::bindings::{Event, Level, Outcome, Plugin, PluginPre};
+use super::bindings::{Event, Level, Outcome};
+use super::contract::{Contract, ContractPlugin, ContractPre};
 use super::engine::deadline_ticks;
 use super::host::{PluginIdentity, PluginState};
 use super::kv::{KvGuard, KvTxn};
@@ -97,7 +98,7 @@ impl CallReport {
 
 struct Warm {
     store: Store<PluginState>,
-    bindings: Plugin,
+    bindings: ContractPlugin,
 }
 
 /// One plugin, ready to be called from any thread.
@@ -106,23 +107,24 @@ pub struct LoadedPlugin {
     pub sha256: String,
     pub limits: PluginLimits,
     engine: Engine,
-    pre: PluginPre<PluginState>,
+    pre: ContractPre,
     pool: Mutex<Vec<Warm>>,
     fuel_metered: bool,
 }
 
 /// The linker every plugin is instantiated against: WASI (no files, no
-/// sockets) plus hookyard's host interface.
+/// sockets) plus hookyard's host interface, in every contract version.
 pub fn new_linker(engine: &Engine) -> Result<Linker<PluginState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    Plugin::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?;
+    super::contract::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
 impl LoadedPlugin {
-    /// Links a compiled component against the plugin world. Errors say
-    /// whether it imports something hookyard lacks or misses `handle`.
+    /// Links a compiled component against the plugin world and finds which
+    /// contract it was built against. Errors say whether it imports
+    /// something hookyard lacks or exports no `handle` hookyard knows.
     pub fn link(
         engine: &Engine,
         linker: &Linker<PluginState>,
@@ -136,9 +138,7 @@ impl LoadedPlugin {
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .context("it imports something hookyard does not provide")?;
-        let pre = PluginPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .context("it does not export the hookyard:plugin world's `handle`")?;
+        let pre = ContractPre::detect(instance_pre)?;
         Ok(LoadedPlugin {
             identity,
             sha256,
@@ -152,6 +152,11 @@ impl LoadedPlugin {
 
     pub fn name(&self) -> &str {
         &self.identity.name
+    }
+
+    /// The plugin contract the component was built against.
+    pub fn contract(&self) -> Contract {
+        self.pre.contract()
     }
 
     fn instantiate(&self) -> Result<Warm, CallError> {

@@ -1,9 +1,11 @@
-//! Plugins: WebAssembly components implementing `wit/plugin.wit`, loaded from
+//! Plugins: WebAssembly components implementing `wit/plugin.wit` (or an
+//! older contract, see `contract.rs`), loaded from
 //! the plugin directory (`<name>.wasm` is plugin `<name>`), compiled once
 //! (and cached on disk), hot-reloaded when the directory changes.
 
 mod bindings;
 pub mod cache;
+pub mod contract;
 pub mod engine;
 pub mod host;
 pub mod instance;
@@ -17,6 +19,7 @@ pub mod watcher;
 pub use bindings::{
     Delivery as PluginDelivery, Event as PluginEvent, Level, Outcome as PluginOutcome,
 };
+pub use contract::Contract;
 pub use instance::{CallError, CallReport, LoadedPlugin};
 pub use registry::{PluginStatus, Plugins};
 
@@ -33,5 +36,6 @@ pub fn to_plugin_event(e: &Event) -> PluginEvent {
         query: e.query.clone(),
         headers: e.headers.clone(),
         body: e.body.clone(),
+        version: e.version.clone(),
     }
 }

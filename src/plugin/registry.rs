@@ -22,6 +22,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::cache::CompileCache;
+use super::contract::Contract;
 use super::host::{PluginIdentity, PluginState};
 use super::instance::{CallReport, LoadedPlugin, hex};
 use super::kv::SharedKv;
@@ -56,6 +57,9 @@ pub struct ServingInfo {
     pub loaded_at: u64,
     pub load_ms: f64,
     pub from_cache: bool,
+    /// The `hookyard:plugin` contract the component was built against
+    /// (`"0.2.0"`, `"0.1.0"`), found when it was linked.
+    pub contract: Contract,
 }
 
 struct Entry {
@@ -251,6 +255,7 @@ impl Plugins {
             loaded_at: now_ms(),
             load_ms: started.elapsed().as_secs_f64() * 1000.0,
             from_cache,
+            contract: plugin.contract(),
         };
         Ok((plugin, info))
     }
@@ -380,6 +385,7 @@ impl Plugins {
                         sha256 = %info.sha256,
                         from_cache = info.from_cache,
                         load_ms = info.load_ms,
+                        contract = %info.contract,
                         "plugin loaded"
                     );
                     let mut map = self.write();

@@ -329,6 +329,12 @@ pub async fn receive(
             })
             .collect(),
         body: body.to_vec(),
+        // From the request as it arrived (a header is found even when it
+        // is a credential the stored headers redact: a version is not one).
+        version: source
+            .version
+            .as_ref()
+            .and_then(|v| v.find(&headers, &body)),
     };
 
     let dedup = source.idempotency.as_ref().and_then(|i| {

@@ -10,6 +10,7 @@ pub mod query;
 pub mod rate_limit;
 pub mod rejections;
 pub mod verify;
+pub mod version;
 
 use std::collections::HashMap;
 use std::sync::Arc;

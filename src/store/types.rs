@@ -13,6 +13,8 @@ use crate::model::records::{DeliveryStatus, EventState};
 pub struct EventQuery {
     pub source: Option<String>,
     pub status: Option<EventState>,
+    /// Only events with exactly this version.
+    pub version: Option<String>,
     /// Received at or after (unix ms).
     pub since: Option<u64>,
     /// Received at or before (unix ms).
@@ -90,6 +92,8 @@ pub struct EventSummary {
     pub source: String,
     pub received_at: u64,
     pub status: EventState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub size: usize,
     pub deliveries: usize,
 }

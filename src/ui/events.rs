@@ -205,6 +205,7 @@ pub async fn detail(
             dl.kv {
                 dt { "source" } dd { a href={ "/ui/events?source=" (e.source) } { (e.source) } }
                 dt { "status" } dd #status { (chip(view.status.as_str())) }
+                @if let Some(v) = &e.version { dt { "version" } dd.mono { (v) } }
                 @if let Some(r) = &view.pending_reason { dt { "waiting for" } dd { (r) } }
                 dt { "received" } dd { (time(e.received_at)) " (" (ago(e.received_at)) ")" }
                 dt { "request" } dd.mono { (e.method) " " (e.path) @if !e.query.is_empty() { "?" (e.query) } }

@@ -90,6 +90,7 @@ fn to_event(live: Live) -> Option<Event> {
                 source: source.clone(),
                 received_at: now_ms(),
                 status: EventState::Pending,
+                version: None,
                 size: bytes,
                 deliveries: 0,
             };

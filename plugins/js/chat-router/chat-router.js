@@ -8,7 +8,7 @@
 // Built into a WebAssembly component by ComponentizeJS (see
 // docs/plugins-javascript.md and plugins/js/componentize.mjs).
 
-import { log, config } from 'hookyard:plugin/host@0.1.0';
+import { log, config } from 'hookyard:plugin/host@0.2.0';
 
 const LANGUAGE = 'javascript';
 const DEFAULT_CHAT_TARGET = 'chat';

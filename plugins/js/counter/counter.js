@@ -4,7 +4,7 @@
 // its number in `x-count`; the test suite checks the numbers handed out are
 // exactly 1..N under concurrency and across crashes.
 
-import { config, kvGet, kvSet } from 'hookyard:plugin/host@0.1.0';
+import { config, kvGet, kvSet } from 'hookyard:plugin/host@0.2.0';
 
 const KEY = 'count';
 const decoder = new TextDecoder();

@@ -47,6 +47,10 @@ struct EventList {
     /// Only events in this state (pending: not routed yet).
     #[arg(long, value_parser = word::<EventState>())]
     status: Option<EventState>,
+    /// Only events with this version (as the source's `version` setting
+    /// found it, e.g. 2024-06-20).
+    #[arg(long)]
+    version: Option<String>,
     #[command(flatten)]
     window: Window,
     #[command(flatten)]
@@ -69,6 +73,7 @@ async fn events_list(client: &AdminClient, conn: &Conn, args: &EventList) -> Res
     let filters = [
         ("source", args.source.clone()),
         ("status", args.status.map(|s| s.as_str().to_string())),
+        ("version", args.version.clone()),
         ("since", args.window.since.map(|t| t.to_string())),
         ("until", args.window.until.map(|t| t.to_string())),
         ("limit", args.page.limit.map(|l| l.to_string())),
@@ -80,12 +85,21 @@ async fn events_list(client: &AdminClient, conn: &Conn, args: &EventList) -> Res
         return print_json(&v);
     }
     let list: types::EventList = decode(v)?;
-    let mut t = Table::new(&["ID", "SOURCE", "RECEIVED", "STATUS", "SIZE", "DELIVERIES"])
-        .right_align(&[4, 5]);
+    let mut t = Table::new(&[
+        "ID",
+        "SOURCE",
+        "VERSION",
+        "RECEIVED",
+        "STATUS",
+        "SIZE",
+        "DELIVERIES",
+    ])
+    .right_align(&[5, 6]);
     for e in &list.events {
         t.row(vec![
             e.id.to_string(),
             table::text(Some(&e.source)),
+            table::text(e.version.as_deref()),
             table::time(e.received_at),
             e.status.to_string(),
             table::size(e.size as u64),

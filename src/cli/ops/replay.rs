@@ -21,7 +21,7 @@ pub struct Replay {
     #[command(flatten)]
     conn: Conn,
     /// The event to replay; leave out to select events with filters.
-    #[arg(conflicts_with_all = ["source", "status", "since", "until", "limit"])]
+    #[arg(conflicts_with_all = ["source", "status", "version", "since", "until", "limit"])]
     id: Option<String>,
     /// Replay events of this source.
     #[arg(long)]
@@ -29,6 +29,10 @@ pub struct Replay {
     /// Replay events in this state (failed: a plugin errored).
     #[arg(long, value_parser = word::<EventState>())]
     status: Option<EventState>,
+    /// Replay events with this version (as their source's `version`
+    /// setting found it).
+    #[arg(long)]
+    version: Option<String>,
     #[command(flatten)]
     window: Window,
     /// At most this many events (server default 1000).
@@ -58,12 +62,13 @@ async fn replay(client: &AdminClient, args: &Replay) -> Result<()> {
     let body = body(&[
         ("source", args.source.clone().map(Value::from)),
         ("status", args.status.map(|s| Value::from(s.as_str()))),
+        ("version", args.version.clone().map(Value::from)),
         ("since", args.window.since.map(Value::from)),
         ("until", args.window.until.map(Value::from)),
     ]);
     if body.is_empty() {
         bail!(
-            "replay needs an event id, or at least one of --source, --status, --since, --until \
+            "replay needs an event id, or at least one of --source, --status, --version, --since, --until \
              to select events"
         );
     }

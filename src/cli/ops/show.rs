@@ -33,6 +33,9 @@ fn render_event(v: &EventView) -> String {
     }
     let _ = writeln!(out, "event     {}", e.id);
     let _ = writeln!(out, "source    {}", table::text(Some(&e.source)));
+    if let Some(version) = &e.version {
+        let _ = writeln!(out, "version   {}", table::text(Some(version)));
+    }
     let _ = writeln!(out, "received  {}", table::time(e.received_at));
     let _ = writeln!(out, "request   {request}");
     let _ = writeln!(out, "status    {}", v.status);

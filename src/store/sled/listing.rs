@@ -99,6 +99,9 @@ pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>>
             if q.source.as_ref().is_some_and(|s| *s != event.source) {
                 return Ok(None);
             }
+            if q.version.is_some() && q.version != event.version {
+                return Ok(None);
+            }
             let status = if store.tree.contains_key(key(TO_ROUTE, &[id.as_bytes()]))? {
                 EventState::Pending
             } else {
@@ -120,6 +123,7 @@ pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>>
                 source: event.source,
                 received_at: event.received_at,
                 status,
+                version: event.version,
                 size,
                 deliveries,
             }))

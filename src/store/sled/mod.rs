@@ -1247,6 +1247,7 @@ mod tests {
             query: "a=1".into(),
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"\x00binary\xffbody".to_vec(),
+            version: None,
         }
     }
 

@@ -3,7 +3,10 @@
 //! Reads the JSON body's `type` field and routes `order.*` events unchanged to
 //! the orders target and everything else, reshaped as a chat message, to the
 //! alerts target. It also keeps a per-type counter in the host's key-value
-//! store to show how plugins keep state between calls.
+//! store to show how plugins keep state between calls, and passes the
+//! event's version (contract 0.2.0: what the source's `version` setting
+//! found, e.g. `Stripe-Version`) on as `x-hookyard-event-version`, so a
+//! receiver knows which payload shape it gets.
 
 /// Bindings generated from `wit/plugin.wit`.
 mod bindings {
@@ -49,6 +52,9 @@ impl Guest for QuickstartRouter {
             ("x-hookyard-event-type".to_owned(), kind.clone()),
             ("x-hookyard-type-count".to_owned(), count.to_string()),
         ];
+        if let Some(version) = &event.version {
+            headers.push(("x-hookyard-event-version".to_owned(), version.clone()));
+        }
 
         let delivery = if kind.starts_with("order.") {
             Delivery {
@@ -73,8 +79,10 @@ impl Guest for QuickstartRouter {
         host::log(
             Level::Info,
             &format!(
-                "event {} ({kind}, #{count} of its type) -> {}",
-                event.id, delivery.target
+                "event {} ({kind}, version {}, #{count} of its type) -> {}",
+                event.id,
+                event.version.as_deref().unwrap_or("none"),
+                delivery.target
             ),
         );
         Ok(Outcome::Deliver(vec![delivery]))

@@ -5,7 +5,8 @@
  * and return true (drop or deliver), or fill `err` and return false to mark
  * the event failed. Ownership (see gen/plugin.h): the function owns `*event`
  * and frees it; everything in `ret`/`err` must be malloc'd, the bindings
- * free it after hookyard has copied it.
+ * free it after hookyard has copied it. `event->version` (contract 0.2.0)
+ * is the event's version when `event->version.is_some`.
  */
 #include "plugin.h"
 

@@ -6,7 +6,7 @@
 // mark the event failed. Do not call host imports at the top level: that
 // code runs at build time.
 
-import { log, config } from 'hookyard:plugin/host@0.1.0';
+import { log, config } from 'hookyard:plugin/host@0.2.0';
 
 export function handle(event) {
   if (event.body.length === 0) {
@@ -14,7 +14,9 @@ export function handle(event) {
   }
   // `[plugins.{{name}}] config = { target = "..." }` in hookyard.toml.
   const target = new Map(config()).get('target') ?? 'default';
-  log('info', `event ${event.id} -> ${target}`);
+  // The event's version (contract 0.2.0), when the source's `version`
+  // setting found one (e.g. `Stripe-Version`); undefined otherwise.
+  log('info', `event ${event.id} (version ${event.version ?? 'none'}) -> ${target}`);
   return {
     tag: 'deliver',
     val: [{ target, headers: [['x-routed-by', '{{name}}']], body: undefined }],

@@ -19,7 +19,10 @@ class WitWorld(wit_world.WitWorld):
             raise Err("body too large for this plugin")
         # `[plugins.{{name}}] config = { target = "..." }` in hookyard.toml.
         target = dict(host.config()).get("target", "default")
-        host.log(host.Level.INFO, f"event {event.id} -> {target}")
+        # The event's version (contract 0.2.0), when the source's `version`
+        # setting found one (e.g. `Stripe-Version`); None otherwise.
+        version = event.version or "none"
+        host.log(host.Level.INFO, f"event {event.id} (version {version}) -> {target}")
         return Outcome_Deliver(
             [Delivery(target=target, headers=[("x-routed-by", "{{name}}")], body=None)]
         )

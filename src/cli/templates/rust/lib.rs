@@ -32,7 +32,13 @@ impl Guest for Plugin {
             .find(|(k, _)| k == "target")
             .map(|(_, v)| v)
             .unwrap_or_else(|| "default".to_string());
-        host::log(Level::Info, &format!("event {} -> {target}", event.id));
+        // The event's version (contract 0.2.0), when the source's
+        // `version` setting found one (e.g. `Stripe-Version`).
+        let version = event.version.as_deref().unwrap_or("none");
+        host::log(
+            Level::Info,
+            &format!("event {} (version {version}) -> {target}", event.id),
+        );
         Ok(Outcome::Deliver(vec![Delivery {
             target,
             headers: vec![("x-routed-by".to_string(), "{{name}}".to_string())],
