@@ -139,6 +139,7 @@ macro_rules! conformance {
                 target_state_round_trips,
                 a_second_process_is_fenced_out,
                 concurrent_writes_each_get_their_own_answer,
+                an_event_routed_twice_at_once_is_recorded_once,
             );
         }
     };
@@ -425,6 +426,54 @@ async fn an_outcome_its_deliveries_and_the_mark_change_together(h: &dyn Harness)
     assert_eq!(
         s.queue.scheduled_per_target().await.unwrap(),
         BTreeMap::from([("a".to_string(), 1), ("b".to_string(), 1)])
+    );
+}
+
+/// Two routings of one event racing to commit (a refill pass and
+/// ingestion's own hand-off can both pick up an event): one outcome is
+/// recorded, the other is answered `Fenced` and writes nothing, so no
+/// delivery is created twice. With and without plugin KV writes.
+async fn an_event_routed_twice_at_once_is_recorded_once(h: &dyn Harness) {
+    let s = h.open().await;
+    for with_kv in [false, true] {
+        let e = event("s", r#"{"n":1}"#);
+        accept(&s, &e).await;
+        let due = now_ms();
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let ds = vec![delivery(&e, "a", None, due)];
+            let o = outcome(EventStatus::Routed, &ds);
+            let kv = if with_kv {
+                vec![txn("p", &[], &[("k", Some(&b"v"[..]))])]
+            } else {
+                vec![]
+            };
+            let routing = s.routing.clone();
+            let id = e.id.clone();
+            runs.push(tokio::spawn(async move {
+                routing.record_outcome(&id, &o, &ds, due, kv).await.unwrap()
+            }));
+        }
+        let mut answers = Vec::new();
+        for r in runs {
+            answers.push(r.await.unwrap());
+        }
+        answers.sort_by_key(|a| format!("{a:?}"));
+        assert_eq!(
+            answers,
+            [Committed::Done, Committed::Fenced],
+            "kv: {with_kv}"
+        );
+        let page = s
+            .records
+            .deliveries_of_event(&e.id, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 1, "kv: {with_kv}");
+    }
+    assert_eq!(
+        s.queue.scheduled_per_target().await.unwrap(),
+        BTreeMap::from([("a".to_string(), 2)])
     );
 }
 

@@ -334,9 +334,11 @@ impl Router {
             let refused = match answer? {
                 Committed::Refused(r) => r,
                 Committed::Fenced => {
-                    // Another node took the event over while this one
-                    // routed it: its routing is the one on record.
-                    tracing::info!(event = %event.id, "routed by another node; this routing is dropped");
+                    // Routed by another node that took the event over, or
+                    // by a second routing of it here (a refill pass found
+                    // it before ingestion handed it over): the routing
+                    // that committed first is the one on record.
+                    tracing::info!(event = %event.id, "routed already; this routing is dropped");
                     return Ok(None);
                 }
                 Committed::Done => {

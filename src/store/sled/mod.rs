@@ -506,14 +506,11 @@ impl Sled {
             );
             batch.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
         }
-        batch.remove(key(TO_ROUTE, &[event_id.as_bytes()]));
+        let mark = key(TO_ROUTE, &[event_id.as_bytes()]);
+        batch.remove(mark.clone());
         // A plugin that never touched its KV costs nothing here.
         let kv: Vec<PluginTxn> = kv.into_iter().filter(|p| !p.txn.is_empty()).collect();
-        if kv.is_empty() {
-            self.writer.write(batch)
-        } else {
-            self.writer.write_txn(kv, batch)
-        }
+        self.writer.write_fenced(mark, kv, batch)
     }
 
     pub(crate) fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
@@ -925,6 +922,7 @@ impl SledStore {
 fn answered(a: Answer) -> Result<()> {
     match a {
         Answer::Refused(r) => Err(anyhow!("{r}")),
+        Answer::Fenced => Err(anyhow!("the record this write depends on is gone")),
         Answer::Done | Answer::Existing(_) => Ok(()),
     }
 }
@@ -994,6 +992,9 @@ impl super::RoutingLog for SledStore {
                 .await?
             {
                 Answer::Refused(r) => Committed::Refused(r),
+                // Routed already (by a second routing of the same event
+                // that committed first): this one is dropped.
+                Answer::Fenced => Committed::Fenced,
                 Answer::Done | Answer::Existing(_) => Committed::Done,
             },
         )

@@ -17,7 +17,7 @@
 //! bodies are written out before the sled batch that references them, and
 //! the live-reference count of each segment moves in that same batch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,8 @@ pub enum Answer {
     Existing(String),
     /// A KV transaction's checks failed: nothing of it was written.
     Refused(KvRefused),
+    /// The fence key was gone: nothing was written.
+    Fenced,
 }
 
 /// A write submitted to the writer thread.
@@ -122,6 +124,16 @@ enum Op {
     /// store and the KV writes earlier in this group, so the group is not
     /// split) and no plugin goes over its key limit.
     Txn {
+        kv: Vec<PluginTxn>,
+        writes: Writes,
+    },
+    /// Like `Txn`, only while `fence` is in the store (the writes remove
+    /// it): a routing outcome, fenced by its event's "to route" mark, so an
+    /// event routed twice at once is recorded once. (A refill pass can
+    /// find an event applied but not yet acknowledged, which ingestion then
+    /// queues again.)
+    Fenced {
+        fence: Vec<u8>,
         kv: Vec<PluginTxn>,
         writes: Writes,
     },
@@ -317,6 +329,12 @@ impl GroupWriter {
         self.submit(Op::Txn { kv, writes })
     }
 
+    /// `writes` with the KV parts', only while `fence` exists (see
+    /// [`Op::Fenced`]).
+    pub fn write_fenced(&self, fence: Vec<u8>, kv: Vec<PluginTxn>, writes: Writes) -> Written {
+        self.submit(Op::Fenced { fence, kv, writes })
+    }
+
     /// Runs `decide` on the writer thread against the store as it is after
     /// every earlier write, and applies the writes it returns.
     pub fn check<T: Send + 'static>(
@@ -393,24 +411,49 @@ impl Writer {
         // leave (applied to `kv_keys` only if the group is).
         let mut kv_pending: HashMap<Vec<u8>, Option<ValueDigestOwned>> = HashMap::new();
         let mut kv_counts: HashMap<String, usize> = HashMap::new();
+        // Fence keys removed earlier in this group (not yet from the tree).
+        // Marks are only put by accepts and replays, which are applied
+        // before any outcome for their event can be computed (routing reads
+        // the event from the tree), so their puts need no tracking here.
+        let mut fenced_out: HashSet<Vec<u8>> = HashSet::new();
         for (op, reply) in ops.drain(..) {
             let writes = match op {
                 Op::Writes(w) => w,
+                Op::Fenced { fence, kv, writes } => {
+                    let present = !fenced_out.contains(&fence)
+                        && match self.tree.contains_key(&fence) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                let _ = reply.send(Err(e.into()));
+                                continue;
+                            }
+                        };
+                    if !present {
+                        g.answers.push((reply, Answer::Fenced));
+                        continue;
+                    }
+                    if !kv.is_empty() {
+                        match self.check_txn(&kv, &kv_pending, &mut kv_counts) {
+                            Ok(None) => {
+                                fenced_out.insert(fence);
+                                g.add(with_kv(writes, kv, &mut kv_pending));
+                                g.answers.push((reply, Answer::Done));
+                            }
+                            // The mark stays: the event is routed again.
+                            Ok(Some(refused)) => g.answers.push((reply, Answer::Refused(refused))),
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                        continue;
+                    }
+                    fenced_out.insert(fence);
+                    writes
+                }
                 Op::Txn { kv, writes } => {
                     match self.check_txn(&kv, &kv_pending, &mut kv_counts) {
                         Ok(None) => {
-                            let mut writes = writes;
-                            for part in kv {
-                                for (k, v) in part.txn.writes {
-                                    let key = kv_key(&part.plugin, &k);
-                                    kv_pending.insert(key.clone(), digest(v.as_deref()));
-                                    match v {
-                                        Some(v) => writes.insert(key, v),
-                                        None => writes.remove(key),
-                                    }
-                                }
-                            }
-                            g.add(writes);
+                            g.add(with_kv(writes, kv, &mut kv_pending));
                             g.answers.push((reply, Answer::Done));
                         }
                         Ok(Some(refused)) => g.answers.push((reply, Answer::Refused(refused))),
@@ -677,4 +720,24 @@ mod tests {
             None
         );
     }
+}
+
+/// `writes` plus the KV parts' writes, noted in `kv_pending` for the
+/// checks of later ops in the group.
+fn with_kv(
+    mut writes: Writes,
+    kv: Vec<PluginTxn>,
+    kv_pending: &mut HashMap<Vec<u8>, Option<ValueDigestOwned>>,
+) -> Writes {
+    for part in kv {
+        for (k, v) in part.txn.writes {
+            let key = kv_key(&part.plugin, &k);
+            kv_pending.insert(key.clone(), digest(v.as_deref()));
+            match v {
+                Some(v) => writes.insert(key, v),
+                None => writes.remove(key),
+            }
+        }
+    }
+    writes
 }
