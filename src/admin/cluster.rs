@@ -31,12 +31,9 @@ const COMPONENT_PREAMBLE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0
 /// Longest plugin name: it is a file name and a label.
 const MAX_NAME: usize = 64;
 
-/// `PUT /admin/plugins/{name}`
-pub async fn push_plugin(
-    State(state): State<Arc<AdminState>>,
-    JsonPath(name): JsonPath<String>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// Refuses a plugin name that cannot be a file name or a label, and a
+/// body that is not a component, before anything compiles it.
+pub(super) fn check_upload(name: &str, body: &[u8]) -> Result<(), ApiError> {
     let name_ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && !name.starts_with('.')
@@ -60,6 +57,16 @@ pub async fn push_plugin(
             format!("the body is {what}"),
         ));
     }
+    Ok(())
+}
+
+/// `PUT /admin/plugins/{name}`
+pub async fn push_plugin(
+    State(state): State<Arc<AdminState>>,
+    JsonPath(name): JsonPath<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_upload(&name, &body)?;
     let sha256 = crate::plugin::instance::hex(&Sha256::digest(&body));
     match &state.cluster {
         Some(pg) => pg.push_plugin(&name, &sha256, &body).await?,

@@ -8,6 +8,7 @@ mod config;
 mod guard;
 mod kv;
 mod list;
+mod trial;
 
 use std::sync::Arc;
 
@@ -70,6 +71,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/admin/targets/{name}/enable"),
     ("GET", "/admin/plugins"),
     ("PUT", "/admin/plugins/{name}"),
+    ("POST", "/admin/plugins/{name}/trial"),
     ("GET", "/admin/plugins/{name}/kv"),
     ("GET", "/admin/plugins/{name}/kv/{key}"),
     ("DELETE", "/admin/plugins/{name}/kv/{key}"),
@@ -103,6 +105,12 @@ pub fn routes(state: Arc<AdminState>) -> Router {
         .route(
             "/admin/plugins/{name}",
             axum::routing::put(cluster::push_plugin).layer(axum::extract::DefaultBodyLimit::max(
+                cluster::MAX_PLUGIN_BYTES,
+            )),
+        )
+        .route(
+            "/admin/plugins/{name}/trial",
+            post(trial::trial).layer(axum::extract::DefaultBodyLimit::max(
                 cluster::MAX_PLUGIN_BYTES,
             )),
         )

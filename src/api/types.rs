@@ -340,3 +340,105 @@ pub struct ConfigReloaded {
     /// Keys that changed but keep their running value until a restart.
     pub needs_restart: Vec<String>,
 }
+
+/// `POST /admin/plugins/{name}/trial`: a candidate component run over a
+/// source's last stored events, compared with what the serving version
+/// decided. Nothing is delivered or written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialReport {
+    pub plugin: String,
+    pub source: String,
+    /// sha256 of the candidate component.
+    pub candidate: String,
+    /// The contract the candidate was built against (`0.2.0`, `0.1.0`).
+    pub contract: String,
+    /// Per event, newest first.
+    pub events: Vec<TrialEvent>,
+    pub summary: TrialSummary,
+}
+
+/// One stored event: what was decided, what the candidate decides, and how
+/// they differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialEvent {
+    pub event: EventId,
+    pub before: Decision,
+    pub after: Decision,
+    /// Empty when the candidate decides as the serving version did.
+    pub differences: Vec<Difference>,
+    /// Time of the candidate's call, µs.
+    pub call_us: u64,
+}
+
+/// A plugin's decision for one event, as comparable records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Decision {
+    /// Delivered to these targets (each with the headers and body it set).
+    Deliver {
+        deliveries: Vec<PlannedDelivery>,
+    },
+    Drop {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// The plugin did not run for this event (it was not in the source's
+    /// chain then, or the event has not been routed yet).
+    NotRun,
+}
+
+/// One delivery a decision asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedDelivery {
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    /// sha256 of the body it sends, hex; `None`: the event's body.
+    pub body_sha256: Option<String>,
+    pub body_size: Option<usize>,
+}
+
+/// How the candidate's decision differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Difference {
+    /// Deliver, drop or fail changed (`from` and `to` are the verdicts).
+    Verdict {
+        from: String,
+        to: String,
+    },
+    TargetAdded {
+        target: String,
+    },
+    TargetRemoved {
+        target: String,
+    },
+    HeadersChanged {
+        target: String,
+    },
+    BodyChanged {
+        target: String,
+    },
+    /// Same verdict, another drop reason or error.
+    ReasonChanged,
+}
+
+/// Counts over the events tried, and the candidate's call times.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrialSummary {
+    pub events: usize,
+    pub same: usize,
+    pub changed: usize,
+    /// The candidate fails events the serving version handled (delivered
+    /// or dropped): what should stop a deploy.
+    pub newly_failing: usize,
+    /// Failed before, handled by the candidate.
+    pub fixed: usize,
+    /// Events the serving version had not run on (nothing to compare).
+    pub not_run_before: usize,
+    pub call_ms_mean: f64,
+    pub call_ms_max: f64,
+    /// Stopped before the last event (the time budget ran out).
+    pub cut_short: bool,
+}

@@ -117,6 +117,17 @@ impl AdminClient {
             .await
     }
 
+    /// POST a component's bytes with query pairs (a plugin trial).
+    pub async fn post_wasm(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        wasm: Vec<u8>,
+    ) -> Result<Value, AdminError> {
+        self.call(Method::POST, segments, query, Some(Payload::Wasm(wasm)))
+            .await
+    }
+
     /// PUT a component's bytes (a plugin push).
     pub async fn put_wasm(&self, segments: &[&str], wasm: Vec<u8>) -> Result<Value, AdminError> {
         self.call(Method::PUT, segments, &[], Some(Payload::Wasm(wasm)))

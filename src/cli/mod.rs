@@ -4,6 +4,7 @@ mod admin_client;
 pub mod ops;
 pub mod plugin_new;
 pub mod plugin_test;
+mod plugin_trial;
 pub mod send;
 pub mod sink;
 mod table;

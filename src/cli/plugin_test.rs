@@ -28,9 +28,25 @@ pub struct TestRun {
     /// Treat --event as a raw body even if it looks like a description.
     #[arg(long)]
     pub raw: bool,
-    /// The source name the event pretends to come from.
-    #[arg(long, default_value = "test")]
-    pub source: String,
+    /// The source name the event pretends to come from (default "test");
+    /// with --last, the source whose stored events to try.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Try the plugin on the last N events a running hookyard stored for
+    /// --source and compare its decisions with what the serving version
+    /// decided; nothing is delivered or written. Exits 1 when it fails
+    /// events the serving version handled.
+    #[arg(long, value_name = "N", requires = "source")]
+    pub last: Option<usize>,
+    /// With --last: the plugin it would replace (default: the file name).
+    #[arg(long, requires = "last")]
+    pub name: Option<String>,
+    /// With --last: the running hookyard's admin API.
+    #[arg(long = "admin", env = "HOOKYARD_ADMIN", default_value = crate::cli::ops::DEFAULT_ADMIN, value_name = "URL")]
+    pub admin: String,
+    /// With --last: the admin token, if the API needs one.
+    #[arg(long, env = "HOOKYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Extra request header, 'name: value' (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
@@ -78,6 +94,7 @@ enum HeaderList {
 }
 
 fn load_event(run: &TestRun) -> Result<Event> {
+    let source = run.source.as_deref().unwrap_or("test");
     let bytes = match &run.event {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("--event: cannot read {}", path.display()))?,
@@ -85,10 +102,10 @@ fn load_event(run: &TestRun) -> Result<Event> {
     };
     let mut event = Event {
         id: EventId::generate(),
-        source: run.source.clone(),
+        source: source.to_string(),
         received_at: now_ms(),
         method: "POST".into(),
-        path: format!("/hooks/{}", run.source),
+        path: format!("/hooks/{source}"),
         query: String::new(),
         headers: vec![],
         body: bytes.clone(),
@@ -172,6 +189,9 @@ fn plugin_config_toml(run: &TestRun, name: &str) -> Result<String> {
 /// Runs the plugin once; the exit status says whether it produced an
 /// outcome (deliver or drop) or failed.
 pub fn run(run: TestRun) -> Result<bool> {
+    if run.last.is_some() {
+        return super::plugin_trial::run(&run);
+    }
     let name = plugin_name(&run.wasm)?;
     let config = Config::parse(&plugin_config_toml(&run, &name)?, Path::new("."))?;
     let store = SledStore::temporary()?.into_store();
@@ -289,7 +309,7 @@ fn cache_dir() -> Option<PathBuf> {
         .map(|d| d.join("plugin-cache"))
 }
 
-fn plugin_name(path: &Path) -> Result<String> {
+pub(super) fn plugin_name(path: &Path) -> Result<String> {
     let Some(name) = path
         .file_name()
         .and_then(|n| n.to_str())

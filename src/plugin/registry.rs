@@ -208,6 +208,13 @@ impl Plugins {
         self.link_with(bytes, name, &self.config.get())
     }
 
+    /// A component linked as plugin `name` with its current settings, not
+    /// installed: what `POST /admin/plugins/{name}/trial` runs. Compiling
+    /// is CPU work: call off the async workers.
+    pub fn candidate(&self, bytes: &[u8], name: &str) -> Result<LoadedPlugin> {
+        self.compile_bytes(bytes, name).map(|(p, _)| p)
+    }
+
     /// Compiles (or loads from the cache) and links with `config`'s
     /// settings for the plugin.
     fn link_with(

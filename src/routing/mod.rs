@@ -14,6 +14,7 @@
 
 mod backlog;
 mod outcome;
+pub mod trial;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -65,9 +65,7 @@ impl Router {
                             (PluginVerdict::Drop, Some(cap_text(reason)), vec![])
                         }
                         Ok(PluginOutcome::Deliver(list)) => {
-                            match self
-                                .deliveries_from_plugin(config, event, name, &limits, list, now)
-                            {
+                            match deliveries_from_plugin(config, event, name, &limits, list, now) {
                                 Ok(made) => (PluginVerdict::Deliver, None, made),
                                 Err(reason) => (PluginVerdict::Failed, Some(reason), vec![]),
                             }
@@ -99,71 +97,6 @@ impl Router {
             ran.deliveries.extend(made);
         }
         Some(ran)
-    }
-
-    /// Turns a plugin's requested deliveries into records. A request for a
-    /// target that is not configured, or an answer past the plugin's
-    /// bounds (how many deliveries, how many bytes), fails the plugin's
-    /// result as a whole: a typo or a runaway plugin is loud rather than a
-    /// silent partial delivery, and one event cannot make the host build
-    /// and store an unbounded outcome.
-    fn deliveries_from_plugin(
-        &self,
-        config: &Config,
-        event: &Event,
-        plugin: &str,
-        limits: &PluginLimits,
-        list: Vec<crate::plugin::PluginDelivery>,
-        now: u64,
-    ) -> Result<Vec<Delivery>, String> {
-        if list.len() > limits.max_deliveries {
-            return Err(format!(
-                "plugin asked for {} deliveries for one event; the limit is {} (plugins.{plugin}.max_deliveries)",
-                list.len(),
-                limits.max_deliveries
-            ));
-        }
-        let size: usize = list
-            .iter()
-            .map(|d| {
-                d.target.len()
-                    + d.headers
-                        .iter()
-                        .map(|(k, v)| k.len() + v.len())
-                        .sum::<usize>()
-                    + d.body.as_ref().map_or(0, Vec::len)
-            })
-            .sum();
-        if size > limits.max_outcome_bytes {
-            return Err(format!(
-                "plugin's deliveries for one event add up to {size} bytes; the limit is {} (plugins.{plugin}.max_outcome_size)",
-                limits.max_outcome_bytes
-            ));
-        }
-        let mut out = Vec::with_capacity(list.len());
-        for d in list {
-            if !config.targets.contains_key(&d.target) {
-                return Err(format!(
-                    "plugin asked for target {:?}, which is not configured",
-                    cap_text(d.target)
-                ));
-            }
-            let (headers, refused) = headers::screen(d.headers);
-            if !refused.is_empty() {
-                tracing::warn!(event = %event.id, plugin = %plugin, refused = ?refused, "plugin set headers hookyard does not send");
-            }
-            let mut delivery = new_delivery(
-                event,
-                &d.target,
-                Origin::Plugin(plugin.to_string()),
-                headers,
-                d.body,
-                now,
-            );
-            delivery.refused_headers = refused;
-            out.push(delivery);
-        }
-        Ok(out)
     }
 }
 
@@ -287,4 +220,68 @@ fn kept_logs(lines: Vec<(crate::plugin::Level, String)>) -> Vec<PluginLog> {
             }
         })
         .collect()
+}
+
+/// Turns a plugin's requested deliveries into records. A request for a
+/// target that is not configured, or an answer past the plugin's
+/// bounds (how many deliveries, how many bytes), fails the plugin's
+/// result as a whole: a typo or a runaway plugin is loud rather than a
+/// silent partial delivery, and one event cannot make the host build
+/// and store an unbounded outcome.
+pub(super) fn deliveries_from_plugin(
+    config: &Config,
+    event: &Event,
+    plugin: &str,
+    limits: &PluginLimits,
+    list: Vec<crate::plugin::PluginDelivery>,
+    now: u64,
+) -> Result<Vec<Delivery>, String> {
+    if list.len() > limits.max_deliveries {
+        return Err(format!(
+            "plugin asked for {} deliveries for one event; the limit is {} (plugins.{plugin}.max_deliveries)",
+            list.len(),
+            limits.max_deliveries
+        ));
+    }
+    let size: usize = list
+        .iter()
+        .map(|d| {
+            d.target.len()
+                + d.headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                + d.body.as_ref().map_or(0, Vec::len)
+        })
+        .sum();
+    if size > limits.max_outcome_bytes {
+        return Err(format!(
+            "plugin's deliveries for one event add up to {size} bytes; the limit is {} (plugins.{plugin}.max_outcome_size)",
+            limits.max_outcome_bytes
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for d in list {
+        if !config.targets.contains_key(&d.target) {
+            return Err(format!(
+                "plugin asked for target {:?}, which is not configured",
+                cap_text(d.target)
+            ));
+        }
+        let (headers, refused) = headers::screen(d.headers);
+        if !refused.is_empty() {
+            tracing::warn!(event = %event.id, plugin = %plugin, refused = ?refused, "plugin set headers hookyard does not send");
+        }
+        let mut delivery = new_delivery(
+            event,
+            &d.target,
+            Origin::Plugin(plugin.to_string()),
+            headers,
+            d.body,
+            now,
+        );
+        delivery.refused_headers = refused;
+        out.push(delivery);
+    }
+    Ok(out)
 }
