@@ -239,8 +239,18 @@ async fn kill_9_of_the_busiest_node_loses_nothing_and_the_count_stays_exact() {
                     counts.len()
                 ))
             } else {
+                // What the cluster says about events not delivered yet.
+                let h = c.node(owner);
+                let mut failed = h.admin_json("/admin/events?status=failed&limit=3").await;
+                if let Some(id) = failed["events"][0]["id"].as_str() {
+                    failed = h.admin_json(&format!("/admin/events/{id}")).await["outcome"].clone();
+                }
+                let pending = h.admin_json("/admin/events?status=pending&limit=3").await;
+                let waiting = h
+                    .admin_json("/admin/deliveries?status=scheduled&limit=3")
+                    .await;
                 Err(format!(
-                    "{} missing, e.g. {:?}",
+                    "{} missing, e.g. {:?}; failed events: {failed}; pending events: {pending}; scheduled deliveries: {waiting}",
                     missing.len(),
                     &missing[..missing.len().min(5)]
                 ))

@@ -119,6 +119,26 @@ pub async fn show(State(state): State<Arc<UiState>>) -> Page {
             });
         }
     }
+    let config = admin.config.status();
+    if let Some(r) = &config.last_refused {
+        problems.push(Problem {
+            what: format!(
+                "the last config reload was refused ({}); the running config stays: {}",
+                ago(r.at),
+                r.error
+            ),
+            href: "/admin/config".into(),
+        });
+    }
+    if !config.needs_restart.is_empty() {
+        problems.push(Problem {
+            what: format!(
+                "config changes wait for a restart: {}",
+                config.needs_restart.join(", ")
+            ),
+            href: "/admin/config".into(),
+        });
+    }
     if last.rejected >= REJECTION_SPIKE && last.rejected > last.accepted {
         problems.push(Problem {
             what: format!(
@@ -167,6 +187,12 @@ pub async fn show(State(state): State<Arc<UiState>>) -> Page {
                         }
                     }
                 }
+            }
+            p.muted #config {
+                "Config "
+                code { (config.sha256.as_deref().map_or("(not from a file)", |h| &h[..h.len().min(12)])) }
+                " loaded " span title=(super::layout::time(config.loaded_at)) { (ago(config.loaded_at)) }
+                ", " (config.reloads) " reloads since start"
             }
             h2 { "Problems" }
             @if problems.is_empty() {
