@@ -172,6 +172,8 @@ fn event(source: &str, body: &str) -> Event {
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.as_bytes().to_vec(),
         version: None,
+        content_encoding: None,
+        received_body: None,
     }
 }
 
