@@ -660,6 +660,26 @@ fn live_rest(v: &[u8], now: u64) -> Option<String> {
     (expires > now).then(|| String::from_utf8_lossy(&v[8..]).into_owned())
 }
 
+/// `writes` plus the KV parts' writes, noted in `kv_pending` for the
+/// checks of later ops in the group.
+fn with_kv(
+    mut writes: Writes,
+    kv: Vec<PluginTxn>,
+    kv_pending: &mut HashMap<Vec<u8>, Option<ValueDigestOwned>>,
+) -> Writes {
+    for part in kv {
+        for (k, v) in part.txn.writes {
+            let key = kv_key(&part.plugin, &k);
+            kv_pending.insert(key.clone(), digest(v.as_deref()));
+            match v {
+                Some(v) => writes.insert(key, v),
+                None => writes.remove(key),
+            }
+        }
+    }
+    writes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -720,24 +740,4 @@ mod tests {
             None
         );
     }
-}
-
-/// `writes` plus the KV parts' writes, noted in `kv_pending` for the
-/// checks of later ops in the group.
-fn with_kv(
-    mut writes: Writes,
-    kv: Vec<PluginTxn>,
-    kv_pending: &mut HashMap<Vec<u8>, Option<ValueDigestOwned>>,
-) -> Writes {
-    for part in kv {
-        for (k, v) in part.txn.writes {
-            let key = kv_key(&part.plugin, &k);
-            kv_pending.insert(key.clone(), digest(v.as_deref()));
-            match v {
-                Some(v) => writes.insert(key, v),
-                None => writes.remove(key),
-            }
-        }
-    }
-    writes
 }
