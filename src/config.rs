@@ -23,6 +23,11 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 /// handed to every plugin), so this bounds one request's memory.
 pub const MAX_MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// `max_decoded_body` by default: this many times `max_body` (at most
+/// [`MAX_MAX_BODY`]). JSON compresses 5-10 times, so an honest compressed
+/// body within `max_body` decodes within this; a bomb is cut off early.
+pub const DECODED_BODY_FACTOR: usize = 8;
+
 /// The longest duration any key accepts ("100y"). Durations become unix
 /// milliseconds in u64 arithmetic (due times, expiries, cut-offs); this
 /// keeps every such sum far from overflowing, and nothing sensible needs
@@ -277,7 +282,13 @@ pub struct SourceConfig {
     pub verifier: Option<crate::source::verify::Verifier>,
     /// The provider's endpoint challenge this source answers, if any.
     pub handshake: Option<crate::source::handshake::Handshake>,
+    /// Bounds the received bytes, before any decoding.
     pub max_body: usize,
+    /// Bounds a `Content-Encoding` body once decoded (what is stored for
+    /// plugins and deliveries, held in memory whole like the received one).
+    pub max_decoded_body: usize,
+    /// Which sender headers this source's passthrough deliveries carry on.
+    pub forward: crate::delivery::forward::HeaderRules,
     pub plugins: Vec<String>,
     pub targets: Vec<String>,
     pub idempotency: Option<crate::source::idempotency::Idempotency>,
@@ -307,6 +318,11 @@ pub struct TargetConfig {
     /// The header (lower-case) that carries the event's version on this
     /// target's deliveries, when the event has one.
     pub version_header: Option<String>,
+    /// Which sender headers passthrough deliveries to it carry on (with
+    /// the source's rules: both apply).
+    pub forward: crate::delivery::forward::HeaderRules,
+    /// Deliveries go compressed under this `Content-Encoding`; `None`: as is.
+    pub compress: Option<crate::delivery::compress::Compression>,
     pub policy: TargetPolicy,
 }
 
@@ -465,6 +481,10 @@ struct RawSource {
     /// A table or `false`; see `source::handshake::RawHandshakeSetting`.
     handshake: Option<toml::Value>,
     max_body: Option<toml::Value>,
+    max_decoded_body: Option<toml::Value>,
+    forward_headers: Option<Vec<String>>,
+    #[serde(default)]
+    drop_headers: Vec<String>,
     idempotency: Option<toml::Value>,
     rate_limit: Option<RawRateLimit>,
     #[serde(default)]
@@ -493,6 +513,10 @@ struct RawTarget {
     #[serde(default)]
     headers: BTreeMap<String, String>,
     version_header: Option<String>,
+    compress: Option<String>,
+    forward_headers: Option<Vec<String>>,
+    #[serde(default)]
+    drop_headers: Vec<String>,
     max_in_flight: Option<usize>,
     #[serde(flatten)]
     policy: RawPolicy,
@@ -753,6 +777,19 @@ impl Config {
                     Some(name)
                 }
             };
+            let forward = crate::delivery::forward::HeaderRules::from_config(
+                &key,
+                t.forward_headers.as_deref(),
+                &t.drop_headers,
+            )?;
+            let compress = match t.compress.as_deref() {
+                None | Some("none") => None,
+                Some(text) => Some(
+                    crate::delivery::compress::Compression::parse(text).ok_or_else(|| {
+                        anyhow!("{key}.compress: {text:?} is not supported (\"gzip\" or \"none\")")
+                    })?,
+                ),
+            };
             let mut policy = TargetPolicy::from_raw(&key, &t.policy, Some(&delivery.policy))?;
             if let Some(n) = t.max_in_flight {
                 if n == 0 {
@@ -769,6 +806,8 @@ impl Config {
                     previous_secret_until,
                     headers,
                     version_header,
+                    forward,
+                    compress,
                     policy,
                 },
             );
@@ -778,18 +817,22 @@ impl Config {
         for (name, s) in raw.sources {
             let key = format!("sources.{name}");
             check_name(&key, &name)?;
-            let max_body = match s.max_body {
-                None => DEFAULT_MAX_BODY,
-                Some(toml::Value::Integer(n)) if n > 0 => n as usize,
-                Some(toml::Value::String(text)) => parse_size(&format!("{key}.max_body"), &text)?,
-                Some(other) => bail!("{key}.max_body: expected a size like \"1MiB\", got {other}"),
-            };
-            if max_body > MAX_MAX_BODY {
-                bail!(
-                    "{key}.max_body: {max_body} bytes is more than the most hookyard accepts ({} MiB)",
-                    MAX_MAX_BODY >> 20
-                );
-            }
+            let max_body = body_size(&format!("{key}.max_body"), s.max_body.as_ref())?
+                .unwrap_or(DEFAULT_MAX_BODY);
+            let max_decoded_body = body_size(
+                &format!("{key}.max_decoded_body"),
+                s.max_decoded_body.as_ref(),
+            )?
+            .unwrap_or_else(|| {
+                max_body
+                    .saturating_mul(DECODED_BODY_FACTOR)
+                    .min(MAX_MAX_BODY)
+            });
+            let forward = crate::delivery::forward::HeaderRules::from_config(
+                &key,
+                s.forward_headers.as_deref(),
+                &s.drop_headers,
+            )?;
             for (i, t) in s.targets.iter().enumerate() {
                 if !targets.contains_key(t) {
                     bail!("{key}.targets[{i}]: unknown target {t:?} (no [targets.{t}] table)");
@@ -866,6 +909,8 @@ impl Config {
                     verifier,
                     handshake,
                     max_body,
+                    max_decoded_body,
+                    forward,
                     plugins: s.plugins,
                     targets: s.targets,
                     idempotency,
@@ -1237,6 +1282,24 @@ fn max_kv_keys(key: &str, n: Option<usize>) -> Result<Option<usize>> {
     }
 }
 
+/// A body limit (`max_body`, `max_decoded_body`): a size, at most
+/// [`MAX_MAX_BODY`] (a body is held in memory whole).
+fn body_size(key: &str, value: Option<&toml::Value>) -> Result<Option<usize>> {
+    let n = match value {
+        None => return Ok(None),
+        Some(toml::Value::Integer(n)) if *n > 0 => *n as usize,
+        Some(toml::Value::String(text)) => parse_size(key, text)?,
+        Some(other) => bail!("{key}: expected a size like \"1MiB\", got {other}"),
+    };
+    if n > MAX_MAX_BODY {
+        bail!(
+            "{key}: {n} bytes is more than the most hookyard accepts ({} MiB)",
+            MAX_MAX_BODY >> 20
+        );
+    }
+    Ok(Some(n))
+}
+
 fn opt_size(key: &str, text: Option<&str>) -> Result<Option<usize>> {
     text.map(|t| parse_size(key, t)).transpose()
 }
@@ -1476,6 +1539,57 @@ mod tests {
         assert_eq!(c.sources["s"].max_body, MAX_MAX_BODY);
         let err = parse("[sources.s]\nmax_body = \"65MiB\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("sources.s.max_body"), "{err:#}");
+    }
+
+    #[test]
+    fn encodings_forwarding_and_compression_are_configured_and_checked() {
+        let c = parse(
+            "[sources.s]\nmax_body = \"100KiB\"\nforward_headers = [\"X-GitHub-*\", \"user-agent\"]\n\
+             drop_headers = [\"x-github-hook-id\"]\n\
+             [sources.big]\nmax_body = \"60MiB\"\n\
+             [sources.own]\nmax_decoded_body = \"2MiB\"\n\
+             [targets.t]\nurl = \"https://e.com/\"\ncompress = \"gzip\"\ndrop_headers = [\"user-agent\"]\n",
+        )
+        .unwrap();
+        let s = &c.sources["s"];
+        assert_eq!(s.max_decoded_body, 800 * 1024, "8 x max_body by default");
+        assert_eq!(c.sources["big"].max_decoded_body, MAX_MAX_BODY);
+        assert_eq!(c.sources["own"].max_decoded_body, 2 << 20);
+        use crate::delivery::forward::Pattern;
+        assert_eq!(
+            s.forward.forward,
+            Some(vec![
+                Pattern::Prefix("x-github-".into()),
+                Pattern::Name("user-agent".into())
+            ])
+        );
+        let t = &c.targets["t"];
+        assert_eq!(
+            t.compress,
+            Some(crate::delivery::compress::Compression::Gzip)
+        );
+        assert_eq!(t.forward.drop, vec![Pattern::Name("user-agent".into())]);
+        for (text, key) in [
+            (
+                "[sources.s]\nmax_decoded_body = \"65MiB\"\n",
+                "sources.s.max_decoded_body",
+            ),
+            (
+                "[sources.s]\nforward_headers = [\"a b\"]\n",
+                "sources.s.forward_headers[0]",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\ndrop_headers = [\"x-*-y\"]\n",
+                "targets.t.drop_headers[0]",
+            ),
+            (
+                "[targets.t]\nurl = \"https://e.com/\"\ncompress = \"br\"\n",
+                "targets.t.compress",
+            ),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

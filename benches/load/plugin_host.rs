@@ -88,6 +88,8 @@ pub fn stored_event() -> hookyard::model::records::Event {
         headers: headers(),
         body: sample_body(),
         version: None,
+        content_encoding: None,
+        received_body: None,
     }
 }
 

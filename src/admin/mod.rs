@@ -178,6 +178,7 @@ async fn list_sources(State(state): State<Arc<AdminState>>) -> Json<Value> {
                 "plugins": s.plugins,
                 "targets": s.targets,
                 "max_body": s.max_body,
+                "max_decoded_body": s.max_decoded_body,
                 "idempotency": s.idempotency.as_ref().map(|i| format!("{:?}", i.key)),
                 "rate_limit": s.rate_limit.map(|(r, b)| json!({ "per_second": r, "burst": b })),
                 "allow_ips": s.allow_ips.len(),

@@ -56,18 +56,27 @@ pub struct EventView {
     pub deliveries_next_cursor: Option<String>,
 }
 
-/// A stored event with its body.
+/// A stored event with its body: decoded (what plugins got and deliveries
+/// send), and as received when that differs (it came with a
+/// `Content-Encoding`; `content_encoding` says which).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     #[serde(flatten)]
     pub event: Event,
     pub body: Body,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_body: Option<Body>,
 }
 
 impl EventRecord {
     pub fn of(event: Event) -> EventRecord {
         let body = Body::of(&event.body);
-        EventRecord { event, body }
+        let received_body = event.received_body.as_deref().map(Body::of);
+        EventRecord {
+            event,
+            body,
+            received_body,
+        }
     }
 }
 

@@ -110,6 +110,8 @@ fn load_event(run: &TestRun) -> Result<Event> {
         headers: vec![],
         body: bytes.clone(),
         version: None,
+        content_encoding: None,
+        received_body: None,
     };
     let description = if run.raw {
         None

@@ -25,7 +25,10 @@ const RESERVED: &[(&str, &str)] = &[
         "framing: hookyard sets it from the body",
     ),
     ("host", "framing: it comes from the target's URL"),
-    ("content-encoding", "hookyard sends bodies unencoded"),
+    (
+        "content-encoding",
+        "hookyard sends bodies decoded, or compressed itself (a target's compress)",
+    ),
     ("connection", "hop-by-hop"),
     ("keep-alive", "hop-by-hop"),
     ("proxy-connection", "hop-by-hop"),
@@ -37,7 +40,15 @@ const RESERVED: &[(&str, &str)] = &[
     (standard::ID, "hookyard signs deliveries and sets it"),
     (standard::TIMESTAMP, "hookyard signs deliveries and sets it"),
     (standard::SIGNATURE, "hookyard signs deliveries and sets it"),
+    (EVENT_ID, "hookyard names the event on every delivery"),
+    (SOURCE, "hookyard names the source on every delivery"),
 ];
+
+/// The event a delivery came from, on every delivery, so a receiver (or
+/// its operator) can find it in hookyard.
+pub const EVENT_ID: &str = "x-hookyard-event-id";
+/// The source the event came in on, on every delivery.
+pub const SOURCE: &str = "x-hookyard-source";
 
 /// Why hookyard keeps `name` (lower-case) for itself, if it does.
 pub fn reserved(name: &str) -> Option<&'static str> {

@@ -8,6 +8,8 @@
 //! and a target at its limit simply leaves its deliveries waiting there —
 //! they never burn attempts while they wait.
 
+pub mod compress;
+pub mod forward;
 pub mod headers;
 pub mod ops;
 mod ownership;

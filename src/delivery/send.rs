@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::retry;
 use crate::config::{TargetConfig, TargetPolicy};
 use crate::model::id::now_ms;
-use crate::model::records::{Attempt, Delivery, DeliveryStatus};
+use crate::model::records::{Attempt, Delivery, DeliveryStatus, Origin};
 use crate::model::trace;
 use crate::store::{DeliveryQueue, Recorded};
 use crate::telemetry::{AttemptResult, DeliveryEnd};
@@ -109,6 +109,14 @@ pub async fn attempt(
     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(reqwest::header::CONTENT_TYPE, ct);
     }
+    // A passthrough delivery's headers are the sender's (forward.rs): they
+    // go first, so everything the operator and hookyard set wins over them.
+    // The sender's User-Agent replaces the client's own (reqwest adds its
+    // default only when none is set): receivers check it as the provider's.
+    let passthrough = delivery.origin == Origin::Passthrough;
+    if passthrough {
+        put_all(&mut headers, &delivery.headers);
+    }
     // The event's version goes first, so a plugin that rewrote the body
     // into another version can say so under the same header.
     let version = event.as_ref().and_then(|e| e.version.as_deref());
@@ -120,7 +128,8 @@ pub async fn attempt(
     {
         headers.insert(k, v);
     }
-    for (k, v) in target.headers.iter().chain(delivery.headers.iter()) {
+    let plugin_headers: &[(String, String)] = if passthrough { &[] } else { &delivery.headers };
+    for (k, v) in target.headers.iter().chain(plugin_headers) {
         if let (Ok(k), Ok(v)) = (
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(v),
@@ -141,6 +150,17 @@ pub async fn attempt(
         }
     }
     let trace_id = trace.as_ref().map(|t| t.trace_id());
+    // Reserved (headers.rs): no sender, target or plugin can set these.
+    headers.insert(
+        super::headers::EVENT_ID,
+        HeaderValue::from_str(&delivery.event_id)?,
+    );
+    if let Some(source) = event
+        .as_ref()
+        .and_then(|e| HeaderValue::from_str(&e.source).ok())
+    {
+        headers.insert(super::headers::SOURCE, source);
+    }
     headers.insert(standard::ID, HeaderValue::from_str(&delivery.id)?);
     headers.insert(standard::TIMESTAMP, HeaderValue::from(timestamp));
     let keys = target.signing_keys(started_at);
@@ -154,6 +174,19 @@ pub async fn attempt(
             .join(" ");
         headers.insert(standard::SIGNATURE, HeaderValue::from_str(&sig)?);
     }
+    // Compressed after signing: the signature is over the payload, which is
+    // what the receiver's verifier sees once its HTTP layer decoded it
+    // (compress.rs).
+    let body = match target.compress {
+        None => body,
+        Some(how) => {
+            headers.insert(
+                reqwest::header::CONTENT_ENCODING,
+                HeaderValue::from_static(how.content_encoding()),
+            );
+            super::compress::compress(how, body).await?
+        }
+    };
 
     let clock = Instant::now();
     let refused = if policy.allow_private {
@@ -242,6 +275,26 @@ pub async fn attempt(
         status: delivery.status,
         result,
     }))
+}
+
+/// Puts the sender's headers on, in order; a name given on several lines
+/// keeps all of them, as the sender sent it.
+fn put_all(headers: &mut HeaderMap, list: &[(String, String)]) {
+    let mut seen: Vec<HeaderName> = Vec::new();
+    for (k, v) in list {
+        let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) else {
+            continue;
+        };
+        if seen.contains(&k) {
+            headers.append(k, v);
+        } else {
+            seen.push(k.clone());
+            headers.insert(k, v);
+        }
+    }
 }
 
 /// Ends a delivery that can never be attempted (its target or its event is

@@ -9,7 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::id::{DeliveryId, EventId};
 use super::word::Word;
 
-/// A received webhook, exactly as it arrived.
+/// A received webhook, as it arrived (its body also decoded, when it came
+/// with a `Content-Encoding`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub id: EventId,
@@ -19,8 +20,19 @@ pub struct Event {
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
+    /// The body decoded from its content codings: what plugins get and
+    /// deliveries send. The bytes as received when it had none.
     #[serde(skip)]
     pub body: Vec<u8>,
+    /// The content codings the body arrived in, as applied (`gzip`,
+    /// `gzip, br`); absent when it arrived as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// The bytes as received, kept for audit (what the signature was
+    /// checked over), only when they differ from `body`: an unencoded
+    /// event, the common case, stores its body once.
+    #[serde(skip)]
+    pub received_body: Option<Vec<u8>>,
     /// The event's version, where the source's `version` setting says it
     /// is (see `source/version.rs`). Optional and left out when absent, so
     /// events stored before it existed load unchanged.
@@ -35,6 +47,11 @@ impl Event {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as it arrived on the wire.
+    pub fn received(&self) -> &[u8] {
+        self.received_body.as_deref().unwrap_or(&self.body)
     }
 
     /// The W3C trace context it arrived with, if valid: what its

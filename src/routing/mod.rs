@@ -303,14 +303,13 @@ impl Router {
                 return Ok(None);
             };
             for target in &source.targets {
-                ran.deliveries.push(new_delivery(
-                    &event,
-                    target,
-                    Origin::Passthrough,
-                    vec![],
-                    None,
-                    now,
-                ));
+                // Decided here and stored with the delivery, so every
+                // attempt sends the same headers and the delivery shows them.
+                let (headers, refused) =
+                    passthrough_headers(source, config.targets.get(target), &event);
+                let mut d = new_delivery(&event, target, Origin::Passthrough, headers, None, now);
+                d.refused_headers = refused;
+                ran.deliveries.push(d);
             }
             let outcome = ran.outcome();
             let tokens: Vec<(String, Option<u64>)> = ran
@@ -419,4 +418,28 @@ impl Router {
             });
         }
     }
+}
+
+/// The sender's headers a passthrough delivery to `target` carries on
+/// (see `delivery/forward.rs`): the source's and the target's rules both
+/// apply; the headers the source's verifier checked are private.
+fn passthrough_headers(
+    source: &crate::config::SourceConfig,
+    target: Option<&crate::config::TargetConfig>,
+    event: &Event,
+) -> (
+    Vec<(String, String)>,
+    Vec<crate::model::records::RefusedHeader>,
+) {
+    let (secret, redacted) = source.verifier.as_ref().map_or_else(Default::default, |v| {
+        (v.sensitive_headers(), v.credentials().0)
+    });
+    let none = crate::delivery::forward::HeaderRules::default();
+    crate::delivery::forward::forwarded(
+        &event.headers,
+        &secret,
+        &redacted,
+        &source.forward,
+        target.map_or(&none, |t| &t.forward),
+    )
 }

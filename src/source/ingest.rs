@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 
 use super::IngestState;
 use super::allowlist::client_ip;
+use super::encoding::DecodeError;
 use super::handshake::{Answer, Handshake, Refusal};
 use super::rejections::Rejected;
 use super::verify::Request;
@@ -245,6 +246,18 @@ pub async fn receive(
         // Too big to be worth draining: answer now (the connection closes).
         return too_large(declared);
     }
+    // A header-only check: refused before the body is read.
+    let codings = match super::encoding::codings(&headers) {
+        Ok(c) => c,
+        Err(what) => {
+            return reject(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                RejectReason::UnsupportedEncoding,
+                format!("{what} is not supported; send gzip, deflate, br, zstd or no encoding"),
+                declared,
+            );
+        }
+    };
     let body_timeout = config.server.limits.body_timeout;
     let deadline = tokio::time::Instant::now() + body_timeout;
     let body = match read_body(body, limit, deadline).await {
@@ -299,10 +312,54 @@ pub async fn receive(
         }
     }
 
+    // Decoded only now: the signature covers the bytes as received, and a
+    // forged request costs no decompression.
+    let received = body;
+    let body = if codings.is_empty() || received.is_empty() {
+        received.clone() // shares the bytes
+    } else {
+        let limit = source.max_decoded_body;
+        let input = received.clone();
+        let list = codings.clone();
+        // Decoding up to the limit is CPU work that can take a while
+        // (tens of MB for a bomb): off the async workers.
+        let decoded =
+            tokio::task::spawn_blocking(move || super::encoding::decode(&input, &list, limit))
+                .await
+                .unwrap_or_else(|e| Err(DecodeError::Invalid(format!("the decoder failed: {e}"))));
+        match decoded {
+            Ok(d) => axum::body::Bytes::from(d),
+            Err(DecodeError::TooLarge) => {
+                return reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    RejectReason::DecodedTooLarge,
+                    format!(
+                        "the body decoded ({}) exceeds this source's max_decoded_body of {limit} bytes",
+                        super::encoding::label(&codings)
+                    ),
+                    Some(received.len() as u64),
+                );
+            }
+            Err(DecodeError::Invalid(why)) => {
+                return reject(
+                    StatusCode::BAD_REQUEST,
+                    RejectReason::BodyUndecodable,
+                    format!(
+                        "the body could not be decoded as {}: {why}",
+                        super::encoding::label(&codings)
+                    ),
+                    Some(received.len() as u64),
+                );
+            }
+        }
+    };
+    // An event keeps its received bytes apart only when they differ.
+    let encoded = !codings.is_empty() && !received.is_empty();
+
     if let Some(h) = &source.handshake
         && let Some(outcome) = h.after_verify(&body)
     {
-        return answer_handshake(h, outcome, Some(body.len() as u64));
+        return answer_handshake(h, outcome, Some(received.len() as u64));
     }
 
     let (credential_headers, credential_param) = source
@@ -329,6 +386,8 @@ pub async fn receive(
             })
             .collect(),
         body: body.to_vec(),
+        content_encoding: encoded.then(|| super::encoding::label(&codings)),
+        received_body: encoded.then(|| received.to_vec()),
         // From the request as it arrived (a header is found even when it
         // is a credential the stored headers redact: a version is not one).
         version: source

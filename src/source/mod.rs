@@ -3,6 +3,7 @@
 //! after that (routing, delivery) happens asynchronously.
 
 pub mod allowlist;
+pub mod encoding;
 pub mod handshake;
 pub mod idempotency;
 pub mod ingest;

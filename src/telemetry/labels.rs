@@ -57,6 +57,12 @@ closed_set! {
         BodyTooLarge => "body_too_large",
         BodyUnreadable => "body_unreadable",
         BodyTimeout => "body_timeout",
+        /// A `Content-Encoding` hookyard does not decode (415).
+        UnsupportedEncoding => "unsupported_encoding",
+        /// A body that decodes to more than the source's `max_decoded_body`.
+        DecodedTooLarge => "decoded_too_large",
+        /// A body that is not what its `Content-Encoding` says.
+        BodyUndecodable => "body_undecodable",
         MissingHeader => "missing_header",
         BadFormat => "bad_format",
         StaleTimestamp => "stale_timestamp",

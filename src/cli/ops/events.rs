@@ -34,6 +34,10 @@ enum EventsAction {
     Show {
         /// The event id (evt_…).
         id: String,
+        /// Show the body as it was received (still in its
+        /// Content-Encoding) instead of decoded.
+        #[arg(long)]
+        received: bool,
     },
     /// Print events as they arrive, oldest first, until Ctrl-C.
     Tail(EventTail),
@@ -61,7 +65,7 @@ pub(super) async fn run(Events { conn, action }: Events) -> Result<()> {
     let client = connect(&conn)?;
     match action {
         EventsAction::List(args) => events_list(&client, &conn, &args).await,
-        EventsAction::Show { id } => events_show(&client, &conn, &id).await,
+        EventsAction::Show { id, received } => events_show(&client, &conn, &id, received).await,
         EventsAction::Tail(args) => tokio::select! {
             r = events_tail(&client, &conn, &args) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),

@@ -14,17 +14,23 @@ use crate::cli::table::{self, Table};
 use crate::model::records::DeliveryStatus;
 use crate::model::word::Word;
 
-pub(super) async fn events_show(client: &AdminClient, conn: &Conn, id: &str) -> Result<()> {
+pub(super) async fn events_show(
+    client: &AdminClient,
+    conn: &Conn,
+    id: &str,
+    received: bool,
+) -> Result<()> {
     let v = client.get(&["admin", "events", id], &[]).await?;
     if conn.json {
         return print_json(&v);
     }
-    emit(&render_event(&decode(v)?))
+    emit(&render_event(&decode(v)?, received))
 }
 
-/// A readable event: request, body, routing, then each delivery with its
-/// attempts, so "why did this not arrive" is answered on one screen.
-fn render_event(v: &EventView) -> String {
+/// A readable event: request, body (decoded, or as `received`), routing,
+/// then each delivery with its attempts, so "why did this not arrive" is
+/// answered on one screen.
+fn render_event(v: &EventView, received: bool) -> String {
     let e = &v.event.event;
     let mut out = String::new();
     let mut request = format!("{} {}", e.method, e.path);
@@ -50,8 +56,28 @@ fn render_event(v: &EventView) -> String {
         }
     }
 
-    let body = &v.event.body;
-    let _ = writeln!(out, "\nbody ({})", table::size(body.size as u64));
+    let as_received = v.event.received_body.as_ref().filter(|_| received);
+    let body = as_received.unwrap_or(&v.event.body);
+    match (&e.content_encoding, &v.event.received_body) {
+        (Some(coding), Some(r)) if as_received.is_some() => {
+            let _ = writeln!(
+                out,
+                "\nbody as received ({coding}, {})",
+                table::size(r.size as u64)
+            );
+        }
+        (Some(coding), Some(r)) => {
+            let _ = writeln!(
+                out,
+                "\nbody ({}; received as {coding}, {}: --received shows it)",
+                table::size(body.size as u64),
+                table::size(r.size as u64)
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "\nbody ({})", table::size(body.size as u64));
+        }
+    }
     match body.text.as_deref() {
         Some("") => out.push_str("  (empty)\n"),
         Some(text) => {
@@ -204,7 +230,7 @@ mod tests {
 
     #[test]
     fn an_event_reads_top_to_bottom() {
-        let text = render_event(&sample_event());
+        let text = render_event(&sample_event(), false);
         for want in [
             "event     evt_1",
             "received  2025-11-23T10:00:00Z",
@@ -234,12 +260,38 @@ mod tests {
             "outcome": null, "deliveries": [], "deliveries_next_cursor": null
         }))
         .unwrap();
-        let text = render_event(&v);
+        let text = render_event(&v, false);
         assert!(
             text.contains("waiting   plugin router is not loaded"),
             "{text}"
         );
         assert!(text.contains("not UTF-8"), "{text}");
         assert!(text.contains("no deliveries"), "{text}");
+    }
+
+    #[test]
+    fn an_encoded_event_shows_its_decoded_body_or_the_received_one() {
+        let v: EventView = serde_json::from_value(json!({
+            "event": {"id": "evt_3", "source": "gh", "received_at": 1_763_892_000_000u64,
+                      "method": "POST", "path": "/hooks/gh", "query": "", "headers": [],
+                      "content_encoding": "gzip",
+                      "body": {"size": 7, "text": "{\"n\":1}", "base64": "eyJuIjoxfQ=="},
+                      "received_body": {"size": 3, "text": null, "base64": "H4sI"}},
+            "status": "pending", "pending_reason": null,
+            "outcome": null, "deliveries": [], "deliveries_next_cursor": null
+        }))
+        .unwrap();
+        let decoded = render_event(&v, false);
+        assert!(
+            decoded.contains("body (7 B; received as gzip, 3 B: --received shows it)"),
+            "{decoded}"
+        );
+        assert!(decoded.contains("\"n\": 1"), "{decoded}");
+        let received = render_event(&v, true);
+        assert!(
+            received.contains("body as received (gzip, 3 B)"),
+            "{received}"
+        );
+        assert!(received.contains("not UTF-8"), "{received}");
     }
 }

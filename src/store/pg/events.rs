@@ -24,16 +24,19 @@ pub(super) fn secs(d: std::time::Duration) -> f64 {
 }
 
 /// An event row's parts back into the record.
-pub(super) fn event_of(meta: Json<Event>, body: Vec<u8>) -> Event {
+pub(super) fn event_of(meta: Json<Event>, body: Vec<u8>, received: Option<Vec<u8>>) -> Event {
     let mut e = meta.0;
     e.body = body;
+    e.received_body = received;
     e
 }
 
 #[async_trait]
 impl EventLog for PgStore {
     async fn accept(&self, event: &Event, dedup: Option<Dedup>) -> Result<Accepted> {
-        if dedup.is_none() && event.body.len() <= GROUPED_BODY {
+        if dedup.is_none()
+            && event.body.len() + event.received_body.as_ref().map_or(0, Vec::len) <= GROUPED_BODY
+        {
             self.inner
                 .accepts
                 .submit(event.clone())
@@ -348,12 +351,16 @@ impl Batched for Accepts {
         let received: Vec<i64> = events.iter().map(|e| big(e.received_at)).collect();
         let metas: Vec<Json<&Event>> = events.iter().map(Json).collect();
         let bodies: Vec<&[u8]> = events.iter().map(|e| e.body.as_slice()).collect();
+        let as_received: Vec<Option<&[u8]>> =
+            events.iter().map(|e| e.received_body.as_deref()).collect();
         tx.execute(
             &tx.prepare_cached(
-                "INSERT INTO events (id, source, received_at, meta, body, route_owner, route_until)
-                 SELECT id, s, r, m, b, $6, now() + make_interval(secs => $7)
-                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::bytea[])
-                      AS x(id, s, r, m, b)",
+                "INSERT INTO events (id, source, received_at, meta, body, received_body,
+                                     route_owner, route_until)
+                 SELECT id, s, r, m, b, rb, $7, now() + make_interval(secs => $8)
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::jsonb[], $5::bytea[],
+                             $6::bytea[])
+                      AS x(id, s, r, m, b, rb)",
             )
             .await?,
             &[
@@ -362,6 +369,7 @@ impl Batched for Accepts {
                 &received,
                 &metas,
                 &bodies,
+                &as_received,
                 &self.node,
                 &secs(ROUTE_LEASE),
             ],

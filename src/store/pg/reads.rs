@@ -14,7 +14,7 @@ use super::queue::delivery_of;
 use crate::model::records::{Delivery, Event};
 
 /// Records of one table by id: `select` reads `id` and what `of_row`
-/// makes the record from (columns 1 and 2) for the ids in `$1`.
+/// makes the record from (columns 1 and on) for the ids in `$1`.
 pub(super) struct ById<T> {
     select: &'static str,
     of_row: fn(&Row) -> T,
@@ -23,8 +23,8 @@ pub(super) struct ById<T> {
 /// Events by id, bodies included.
 pub(super) fn events() -> ById<Event> {
     ById {
-        select: "SELECT id, meta, body FROM events WHERE id = ANY($1)",
-        of_row: |r| event_of(r.get(1), r.get(2)),
+        select: "SELECT id, meta, body, received_body FROM events WHERE id = ANY($1)",
+        of_row: |r| event_of(r.get(1), r.get(2), r.get(3)),
     }
 }
 

@@ -104,6 +104,12 @@ const MIGRATIONS: &[&str] = &[
         info       jsonb NOT NULL DEFAULT '{}'
     );
     "#,
+    // 2: the body as received, for events that arrived with a
+    // Content-Encoding (`body` holds the decoded one); NULL otherwise, so
+    // the common case stores its body once.
+    r#"
+    ALTER TABLE events ADD COLUMN received_body bytea;
+    "#,
 ];
 
 /// An arbitrary constant: the advisory lock migrations take.

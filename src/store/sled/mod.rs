@@ -86,6 +86,12 @@ const PROBE: u8 = b'p';
 /// written before start with a u32 BE header length, whose first byte is
 /// 0 for any header under 16 MiB.)
 const EVENT_IN_LOG: u8 = 0xB1;
+/// First byte of an event value whose body log record holds the body as
+/// received followed by the decoded body (a `Content-Encoding` event);
+/// a u32 BE length of the received part follows the tag. One record keeps
+/// the two under one reference, so retention and the segment counts treat
+/// it like any other event.
+const EVENT_IN_LOG_ENCODED: u8 = 0xB2;
 
 /// A delivery value's last byte says where its body is.
 const BODY_OF_EVENT: u8 = 0;
@@ -216,11 +222,24 @@ impl Sled {
                 }
                 b.len()
             }
-            StoredBody::Log(r) => {
+            StoredBody::Log(r, received) => {
+                let received = received.unwrap_or(0);
                 if with_body {
-                    event.body = self.bodies.read(&r, id)?;
+                    let mut both = self.bodies.read(&r, id)?;
+                    if received > 0 {
+                        if received > both.len() {
+                            return Err(anyhow!(
+                                "corrupt event {id}: received body past its record"
+                            ));
+                        }
+                        let decoded = both.split_off(received);
+                        event.received_body = Some(both);
+                        event.body = decoded;
+                    } else {
+                        event.body = both;
+                    }
                 }
-                r.len as usize
+                (r.len as usize).saturating_sub(received)
             }
         };
         Ok(Some((event, size)))
@@ -263,14 +282,24 @@ fn unframe<T: DeserializeOwned>(v: &[u8]) -> Result<(T, &[u8])> {
 /// Where an event's body is.
 enum StoredBody<'a> {
     Inline(&'a [u8]),
-    Log(BodyRef),
+    /// In the body log; with the length of the received bytes in front of
+    /// the decoded ones, for an event that arrived encoded.
+    Log(BodyRef, Option<usize>),
 }
 
 fn decode_event_value(v: &[u8]) -> Result<(Event, StoredBody<'_>)> {
     match v.split_first() {
         Some((&EVENT_IN_LOG, rest)) => {
             let (e, r): (Event, &[u8]) = unframe(rest)?;
-            Ok((e, StoredBody::Log(BodyRef::decode(r)?)))
+            Ok((e, StoredBody::Log(BodyRef::decode(r)?, None)))
+        }
+        Some((&EVENT_IN_LOG_ENCODED, rest)) => {
+            let received = rest
+                .get(..4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+                .ok_or_else(|| anyhow!("corrupt record: too short"))?;
+            let (e, r): (Event, &[u8]) = unframe(&rest[4..])?;
+            Ok((e, StoredBody::Log(BodyRef::decode(r)?, Some(received))))
         }
         _ => {
             let (e, body): (Event, &[u8]) = unframe(v)?;
@@ -328,14 +357,20 @@ fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
 /// A new event (its body to the body log) and its "to route" mark.
 fn event_writes(event: &Event) -> Result<Writes> {
     let mut w = Writes::default();
-    let mut head = vec![EVENT_IN_LOG];
+    let (head, body) = match &event.received_body {
+        None => (vec![EVENT_IN_LOG], event.body.clone()),
+        Some(received) => {
+            let mut head = vec![EVENT_IN_LOG_ENCODED];
+            head.extend_from_slice(&(received.len() as u32).to_be_bytes());
+            let mut both = Vec::with_capacity(received.len() + event.body.len());
+            both.extend_from_slice(received);
+            both.extend_from_slice(&event.body);
+            (head, both)
+        }
+    };
+    let mut head = head;
     head.extend_from_slice(&frame(event, None)?);
-    w.insert_body(
-        key(EVENT, &[event.id.as_bytes()]),
-        head,
-        &event.id,
-        event.body.clone(),
-    );
+    w.insert_body(key(EVENT, &[event.id.as_bytes()]), head, &event.id, body);
     w.insert(key(TO_ROUTE, &[event.id.as_bytes()]), Vec::new());
     Ok(w)
 }
@@ -1249,6 +1284,8 @@ mod tests {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: b"\x00binary\xffbody".to_vec(),
             version: None,
+            content_encoding: None,
+            received_body: None,
         }
     }
 

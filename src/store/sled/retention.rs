@@ -118,7 +118,7 @@ fn sweep_one(
     }
     let event = key(EVENT, &[id.as_bytes()]);
     if let Some(v) = tree.get(&event)?
-        && let (_, StoredBody::Log(r)) = decode_event_value(&v)?
+        && let (_, StoredBody::Log(r, _)) = decode_event_value(&v)?
     {
         w.release(r);
     }
