@@ -34,7 +34,7 @@ use crate::store::{Committed, Mark, RoutingLog};
 use crate::telemetry::{EventRouted, KvConflict, PluginDecided, RouteResult, Telemetry};
 use backlog::{Backlog, QUEUE_CAP};
 pub use outcome::cap_text;
-use outcome::{MAX_KV_TRIES, new_delivery};
+use outcome::{KV_RETRY_FOR, MAX_KV_TRIES, new_delivery};
 
 /// A store that is down fails every outcome the same way: logged once per
 /// period, with the count held back.
@@ -249,7 +249,7 @@ impl Router {
     ///
     /// The KV writes commit only if nothing the calls read changed in the
     /// meantime; if something did, the plugins run again on fresh state (at
-    /// most [`MAX_KV_TRIES`] times), so concurrent events see each other's
+    /// most [`KV_RETRY_FOR`]), so concurrent events see each other's
     /// effects as if routed one at a time.
     pub async fn route(&self, event: Arc<Event>) -> Result<Option<Outcome>> {
         let now = now_ms();
@@ -294,6 +294,7 @@ impl Router {
         }
 
         let mut tries = 0;
+        let first_try = std::time::Instant::now();
         let (outcome, deliveries) = loop {
             tries += 1;
             let Some(mut ran) = self
@@ -348,7 +349,7 @@ impl Router {
             };
             if let KvRefused::Conflict { plugin, key } = &refused {
                 self.telemetry.emit(KvConflict { plugin });
-                if tries < MAX_KV_TRIES {
+                if tries < MAX_KV_TRIES && first_try.elapsed() < KV_RETRY_FOR {
                     tracing::debug!(event = %event.id, plugin = %plugin, key = %key, tries, "KV read changed before commit; routing again");
                     // Within a process the plugin's KV lock orders calls;
                     // across cluster nodes, calls that lost a race back off
