@@ -332,6 +332,9 @@ async fn a_decompression_bomb_is_refused_with_bounded_memory() {
         rss_after - rss_before < 50.0 && peak_after - peak_before < 50.0,
         "rss {rss_before:.1} -> {rss_after:.1} MiB, peak {peak_before:.1} -> {peak_after:.1} MiB"
     );
+    println!(
+        "decompression bombs refused: rss {rss_before:.1} -> {rss_after:.1} MiB, peak {peak_before:.1} -> {peak_after:.1} MiB"
+    );
 
     let (status, v) = post(
         &hy,
