@@ -82,7 +82,7 @@ impl Reloader {
     /// Reads the file again and applies it, or reports why not.
     pub async fn reload(&self, trigger: ReloadTrigger) -> Result<Reloaded, ReloadError> {
         let _one = self.one_at_a_time.lock().await;
-        let result = self.apply(trigger).await;
+        let result = self.apply().await;
         match &result {
             Ok(done) => self.telemetry.emit(ConfigReloaded {
                 trigger,
@@ -102,7 +102,7 @@ impl Reloader {
         result
     }
 
-    async fn apply(&self, _trigger: ReloadTrigger) -> Result<Reloaded, ReloadError> {
+    async fn apply(&self) -> Result<Reloaded, ReloadError> {
         let running = self.live.get();
         let path = running
             .file

@@ -17,6 +17,16 @@ const META_APP_SECRET: &str = "meta-app-secret";
 const ZOOM_SECRET: &str = "zoom-secret-token";
 const X_SECRET: &str = "z3ZX4v7mAAUGykl3EcmkqbartmuW8VFOOzCloLx9Q45P0hLrFu";
 
+/// Each test source and the provider label its handshakes are counted under.
+const SOURCE_PROVIDERS: [(&str, &str); 6] = [
+    ("slack", "slack"),
+    ("meta", "meta"),
+    ("graph", "graph"),
+    ("zoom", "zoom"),
+    ("x", "twitter"),
+    ("dropbox", "dropbox"),
+];
+
 fn config(dir: &std::path::Path, sink: &Sink) -> String {
     format!(
         "{}\n\
@@ -214,14 +224,7 @@ async fn every_handshake_is_answered_and_nothing_is_stored_or_delivered() {
     );
     assert!(a.nosniff);
 
-    for (source, provider) in [
-        ("slack", "slack"),
-        ("meta", "meta"),
-        ("graph", "graph"),
-        ("zoom", "zoom"),
-        ("x", "twitter"),
-        ("dropbox", "dropbox"),
-    ] {
+    for (source, provider) in SOURCE_PROVIDERS {
         assert_eq!(
             handshakes_counted(&hy, source, provider).await,
             1.0,
@@ -372,14 +375,7 @@ async fn wrong_tokens_bad_signatures_and_oversized_challenges_are_refused() {
     .await;
     assert_eq!(a.status, 202, "{}", a.text);
 
-    for (source, provider) in [
-        ("slack", "slack"),
-        ("meta", "meta"),
-        ("graph", "graph"),
-        ("zoom", "zoom"),
-        ("x", "twitter"),
-        ("dropbox", "dropbox"),
-    ] {
+    for (source, provider) in SOURCE_PROVIDERS {
         assert_eq!(
             handshakes_counted(&hy, source, provider).await,
             0.0,

@@ -22,7 +22,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::source::verify::{RawVerify, first_secret};
+use crate::source::verify::{RawVerify, first_secret, shown_secret};
 use crate::telemetry::{HandshakeProvider, RejectReason};
 
 /// The longest challenge, token or CRC answered; longer ones are refused
@@ -71,17 +71,13 @@ pub struct RawHandshake {
 
 impl fmt::Debug for RawHandshake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = |s: &String| {
-            if s.starts_with("env:") {
-                s.clone()
-            } else {
-                "<redacted>".to_string()
-            }
-        };
         f.debug_struct("RawHandshake")
             .field("provider", &self.provider)
-            .field("verify_token", &self.verify_token.as_ref().map(shown))
-            .field("secret", &self.secret.as_ref().map(shown))
+            .field(
+                "verify_token",
+                &self.verify_token.as_deref().map(shown_secret),
+            )
+            .field("secret", &self.secret.as_deref().map(shown_secret))
             .finish()
     }
 }

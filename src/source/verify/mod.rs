@@ -82,24 +82,27 @@ pub struct RawVerify {
     pub username: Option<String>,
 }
 
+/// A secret as written in the config, as `Debug` may show it: an
+/// `env:NAME` reference as it is, a literal never.
+pub(crate) fn shown_secret(s: &str) -> String {
+    if s.starts_with("env:") {
+        s.to_string()
+    } else {
+        "<redacted>".to_string()
+    }
+}
+
 impl fmt::Debug for RawVerify {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = |s: &String| {
-            if s.starts_with("env:") {
-                s.clone()
-            } else {
-                "<redacted>".to_string()
-            }
-        };
         f.debug_struct("RawVerify")
             .field("scheme", &self.scheme)
-            .field("secret", &self.secret.as_ref().map(shown))
+            .field("secret", &self.secret.as_deref().map(shown_secret))
             .field(
                 "secrets",
                 &self
                     .secrets
                     .as_ref()
-                    .map(|l| l.iter().map(shown).collect::<Vec<_>>()),
+                    .map(|l| l.iter().map(|s| shown_secret(s)).collect::<Vec<_>>()),
             )
             .field("tolerance", &self.tolerance)
             .field("header", &self.header)
