@@ -117,6 +117,15 @@ async fn versions_are_stored_shown_filtered_and_sent_on() {
     assert!(listed_ids(&v).is_empty(), "{v}");
     let v = hy.admin_json("/admin/events?source=stripe").await;
     assert_eq!(listed_ids(&v).len(), 2);
+    // The dashboard's event list filters the same way (and keeps the
+    // filter in its form).
+    let page = hy.admin_text("/ui/events?version=2024-06-20").await;
+    assert!(page.contains(by_header.as_str()), "{page}");
+    assert!(!page.contains(by_pointer.as_str()));
+    assert!(
+        page.contains(r#"name="version" value="2024-06-20""#),
+        "{page}"
+    );
 
     // Carried out under the target's version_header; not by other targets.
     let got = sink.wait_for(5 + 3, Duration::from_secs(20)).await;

@@ -45,7 +45,7 @@ pub fn row(e: &EventSummary) -> Markup {
 }
 
 fn filters_of(q: &HashMap<String, String>) -> HashMap<String, String> {
-    pick(q, &["source", "status", "since", "until"])
+    pick(q, &["source", "status", "version", "since", "until"])
 }
 
 pub async fn list(
@@ -76,6 +76,7 @@ pub async fn list(
         ("status", v("status")),
         ("since", v("since")),
         ("until", v("until")),
+        ("version", v("version")),
         ("q", v("q")),
     ]);
     Ok(page(
@@ -95,6 +96,7 @@ pub async fn list(
                 } }
                 label { "since" input type="text" name="since" placeholder="2026-12-01T10:00:00Z" value=[v("since")]; }
                 label { "until" input type="text" name="until" value=[v("until")]; }
+                label { "version" input type="text" name="version" value=[v("version")]; }
                 label { "body contains" input type="search" name="q" value=[v("q")]; }
                 button type="submit" { "Filter" }
                 a href="/ui/events" { "clear" }
@@ -115,11 +117,12 @@ pub async fn list(
             div.pager {
                 @if v("cursor").is_some() { a href={ "/ui/events" (here) } { "« newest" } }
                 @if let Some(c) = &next {
-                    a #next href={ "/ui/events" (query(&[("source", v("source")), ("status", v("status")), ("since", v("since")), ("until", v("until")), ("q", v("q")), ("cursor", Some(c.as_str()))])) } { "older »" }
+                    a #next href={ "/ui/events" (query(&[("source", v("source")), ("status", v("status")), ("since", v("since")), ("until", v("until")),
+        ("version", v("version")), ("q", v("q")), ("cursor", Some(c.as_str()))])) } { "older »" }
                 }
             }
             @if !filters_of(&q).is_empty() {
-                form method="post" action={ "/ui/events/replay" (query(&[("source", v("source")), ("status", v("status")), ("since", v("since")), ("until", v("until"))])) } {
+                form method="post" action={ "/ui/events/replay" (query(&[("source", v("source")), ("status", v("status")), ("since", v("since")), ("until", v("until")), ("version", v("version"))])) } {
                     button type="submit" { "Replay every event this filter matches…" }
                 }
             }
@@ -372,6 +375,7 @@ pub async fn bulk_replay(
         ("status", v("status")),
         ("since", v("since")),
         ("until", v("until")),
+        ("version", v("version")),
     ]);
     if v("confirm") != Some("yes") {
         let described: Vec<String> = filters_of(&q)
