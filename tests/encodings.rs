@@ -185,6 +185,15 @@ async fn encoded_bodies_are_verified_as_received_and_decoded_for_plugins_and_del
         assert_eq!(e["body"]["text"], body.as_str());
         let received = base64_decode(e["received_body"]["base64"].as_str().unwrap());
         assert_eq!(received, packed, "{coding}: received bytes kept");
+        // The dashboard's event page says how it arrived.
+        let page = hy.admin_text(&format!("/ui/events/{id}")).await;
+        assert!(
+            page.contains(&format!(
+                "Content-Encoding <code>{coding}</code>, {} B on the wire",
+                packed.len()
+            )),
+            "{page}"
+        );
         let d = v["deliveries"]
             .as_array()
             .unwrap()

@@ -213,6 +213,9 @@ pub async fn detail(
                 dt { "received" } dd { (time(e.received_at)) " (" (ago(e.received_at)) ")" }
                 dt { "request" } dd.mono { (e.method) " " (e.path) @if !e.query.is_empty() { "?" (e.query) } }
                 dt { "body" } dd { (bytes(body.size)) " · " a href={ "/ui/events/" (id) "/body" } download { "download raw" } }
+                @if let (Some(enc), Some(received)) = (&e.content_encoding, &view.event.received_body) {
+                    dt { "received as" } dd #received { "Content-Encoding " code { (enc) } ", " (bytes(received.size)) " on the wire; the body below is decoded (what plugins got and deliveries send)" }
+                }
             }
             form method="post" action={ "/ui/events/" (id) "/replay" } {
                 button.primary #replay type="submit" { "Replay" }
