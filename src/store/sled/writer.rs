@@ -432,35 +432,15 @@ impl Writer {
                         g.answers.push((reply, Answer::Fenced));
                         continue;
                     }
-                    if !kv.is_empty() {
-                        match self.check_txn(&kv, &kv_pending, &mut kv_counts) {
-                            Ok(None) => {
-                                fenced_out.insert(fence);
-                                g.add(with_kv(writes, kv, &mut kv_pending));
-                                g.answers.push((reply, Answer::Done));
-                            }
-                            // The mark stays: the event is routed again.
-                            Ok(Some(refused)) => g.answers.push((reply, Answer::Refused(refused))),
-                            Err(e) => {
-                                let _ = reply.send(Err(e));
-                            }
-                        }
-                        continue;
+                    // A refused KV check leaves the mark: the event is
+                    // routed again.
+                    if self.apply_txn(&mut g, kv, writes, reply, &mut kv_pending, &mut kv_counts) {
+                        fenced_out.insert(fence);
                     }
-                    fenced_out.insert(fence);
-                    writes
+                    continue;
                 }
                 Op::Txn { kv, writes } => {
-                    match self.check_txn(&kv, &kv_pending, &mut kv_counts) {
-                        Ok(None) => {
-                            g.add(with_kv(writes, kv, &mut kv_pending));
-                            g.answers.push((reply, Answer::Done));
-                        }
-                        Ok(Some(refused)) => g.answers.push((reply, Answer::Refused(refused))),
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
+                    self.apply_txn(&mut g, kv, writes, reply, &mut kv_pending, &mut kv_counts);
                     continue;
                 }
                 Op::Check(check) => {
@@ -506,6 +486,35 @@ impl Writer {
             g.answers.push((reply, Answer::Done));
         }
         self.commit(g, kv_counts);
+    }
+
+    /// Adds `writes` and the KV parts' writes to the group if the parts'
+    /// checks pass (answering `Done`), else answers why not; whether they
+    /// were added.
+    fn apply_txn(
+        &self,
+        g: &mut Group<'_>,
+        kv: Vec<PluginTxn>,
+        writes: Writes,
+        reply: Reply,
+        kv_pending: &mut HashMap<Vec<u8>, Option<ValueDigestOwned>>,
+        kv_counts: &mut HashMap<String, usize>,
+    ) -> bool {
+        match self.check_txn(&kv, kv_pending, kv_counts) {
+            Ok(None) => {
+                g.add(with_kv(writes, kv, kv_pending));
+                g.answers.push((reply, Answer::Done));
+                true
+            }
+            Ok(Some(refused)) => {
+                g.answers.push((reply, Answer::Refused(refused)));
+                false
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                false
+            }
+        }
     }
 
     /// Checks a KV transaction against the store and the KV writes earlier
