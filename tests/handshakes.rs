@@ -132,15 +132,21 @@ async fn stored_events(hy: &Hookyard) -> Vec<Value> {
     v["events"].as_array().unwrap().clone()
 }
 
+/// A router with every handshake source, Meta's verify token from the
+/// environment as its docs' example has it.
+fn start(dir: &std::path::Path, sink: &Sink) -> Hookyard {
+    Hookyard::start_env(
+        dir,
+        &config(dir, sink),
+        &[("TEST_META_VERIFY_TOKEN", "meatyhamhock")],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_handshake_is_answered_and_nothing_is_stored_or_delivered() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let hy = Hookyard::start_env(
-        tmp.path(),
-        &config(tmp.path(), &sink),
-        &[("TEST_META_VERIFY_TOKEN", "meatyhamhock")],
-    );
+    let hy = start(tmp.path(), &sink);
 
     // Slack: the docs' url_verification event, signed, answered after
     // verification (on by default for a slack-verified source).
@@ -276,11 +282,7 @@ async fn every_handshake_is_answered_and_nothing_is_stored_or_delivered() {
 async fn wrong_tokens_bad_signatures_and_oversized_challenges_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let hy = Hookyard::start_env(
-        tmp.path(),
-        &config(tmp.path(), &sink),
-        &[("TEST_META_VERIFY_TOKEN", "meatyhamhock")],
-    );
+    let hy = start(tmp.path(), &sink);
     let code = |a: &Answer| a.json()["code"].as_str().unwrap_or("").to_string();
 
     // Meta: a wrong verify token is 403 and its value is not echoed.
