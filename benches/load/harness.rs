@@ -226,7 +226,16 @@ impl Ctx {
                 n += 1;
             }
             let child = std::process::Command::new("perf")
-                .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-p"])
+                .args([
+                    "record",
+                    "-e",
+                    "cpu-clock",
+                    "-F",
+                    "499",
+                    "--call-graph",
+                    "dwarf,32768",
+                    "-p",
+                ])
                 .arg(router.pid().to_string())
                 .arg("-o")
                 .arg(self.perf_dir.join(format!("{name}-{n}.data")))

@@ -15,7 +15,7 @@ use super::bindings::{Event, Level, Outcome};
 use super::contract::{Contract, ContractPlugin, ContractPre};
 use super::engine::deadline_ticks;
 use super::host::{PluginIdentity, PluginState};
-use super::kv::{KvGuard, KvTxn};
+use super::kv::{KvGuard, KvTurn, KvTxn};
 use crate::config::PluginLimits;
 
 /// Why a plugin call produced no outcome.
@@ -77,9 +77,9 @@ pub struct CallReport {
     pub log_cut: (u64, u64),
     /// What the call read and wrote in its KV state.
     pub txn: KvTxn,
-    /// The plugin's KV lock when the call wrote: let go once the event's
-    /// commit is submitted (see `kv.rs`).
-    pub kv_guard: Option<KvGuard>,
+    /// The call's place in its plugin's commit order, when it used KV
+    /// (see `kv.rs`).
+    pub kv_turn: Option<KvTurn>,
 }
 
 impl CallReport {
@@ -91,7 +91,7 @@ impl CallReport {
             fresh_instance: true,
             log_cut: (0, 0),
             txn: KvTxn::default(),
-            kv_guard: None,
+            kv_turn: None,
         }
     }
 }
@@ -216,15 +216,13 @@ impl LoadedPlugin {
         let violation = state.violation.take();
         let mut txn = std::mem::take(&mut state.txn);
         // A call that succeeded makes its writes visible to the next calls
-        // before it lets go of the plugin's KV lock.
-        let kv_guard = if matches!(raw, Ok(Ok(_))) && violation.is_none() && !txn.writes.is_empty()
-        {
+        // before it lets go of the plugin's KV lock; any call that took the
+        // lock keeps its place in the commit order (its reads are checked
+        // even when it failed).
+        if matches!(raw, Ok(Ok(_))) && violation.is_none() && !txn.writes.is_empty() {
             txn.token = Some(self.identity.kv.publish(&txn.writes));
-            state.kv_guard.take()
-        } else {
-            state.kv_guard = None;
-            None
-        };
+        }
+        let kv_turn = state.kv_guard.take().and_then(KvGuard::into_turn);
         let result = match (raw, violation) {
             (Ok(_), Some(broken)) => Err(CallError::Limit(broken)),
             (Ok(Ok(outcome)), None) => Ok(outcome),
@@ -240,7 +238,7 @@ impl LoadedPlugin {
                     fresh_instance,
                     log_cut,
                     txn,
-                    kv_guard,
+                    kv_turn,
                 };
             }
         };
@@ -254,7 +252,7 @@ impl LoadedPlugin {
             fresh_instance,
             log_cut,
             txn,
-            kv_guard,
+            kv_turn,
         }
     }
 

@@ -313,6 +313,13 @@ impl Router {
                 ran.deliveries.push(d);
             }
             let outcome = ran.outcome();
+            // Commits reach the store in the order the plugins' calls ran,
+            // so none arrives before a pending write it read.
+            for part in &ran.txns {
+                if let Some(turn) = &part.turn {
+                    turn.ready().await;
+                }
+            }
             let tokens: Vec<(String, Option<u64>)> = ran
                 .txns
                 .iter()

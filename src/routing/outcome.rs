@@ -45,7 +45,7 @@ impl Router {
                     ran.txns.push(PluginTxn {
                         plugin: name.clone(),
                         max_keys: limits.max_kv_keys,
-                        turn: report.kv_guard.take(),
+                        turn: report.kv_turn.take(),
                         // A failed call commits no writes, but what it read
                         // is still checked: its failure may have come from
                         // a value another event was changing.

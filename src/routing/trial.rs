@@ -150,8 +150,12 @@ async fn try_candidate(
             );
         }
     };
-    // Its KV writes are discarded: the plugin's lock goes at once.
-    drop(report.kv_guard.take());
+    // Its KV writes are discarded: its turn goes at once, and the serving
+    // calls stop seeing its writes as pending.
+    drop(report.kv_turn.take());
+    if let Some(token) = report.txn.token {
+        candidate.identity.kv.settle(token);
+    }
     let decision = match report.result {
         Err(e) => Decision::Failed {
             error: e.to_string(),

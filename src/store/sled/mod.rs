@@ -544,8 +544,13 @@ impl Sled {
         let mark = key(TO_ROUTE, &[event_id.as_bytes()]);
         batch.remove(mark.clone());
         // A plugin that never touched its KV costs nothing here.
-        let kv: Vec<PluginTxn> = kv.into_iter().filter(|p| !p.txn.is_empty()).collect();
-        self.writer.write_fenced(mark, kv, batch)
+        let mut kv: Vec<PluginTxn> = kv.into_iter().filter(|p| !p.txn.is_empty()).collect();
+        // The writer applies ops in the order queued: once this one is
+        // queued, the plugins' next commits may be.
+        let turns: Vec<_> = kv.iter_mut().filter_map(|p| p.turn.take()).collect();
+        let written = self.writer.write_fenced(mark, kv, batch);
+        drop(turns);
+        written
     }
 
     pub(crate) fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
