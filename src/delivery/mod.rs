@@ -13,6 +13,7 @@ pub mod forward;
 pub mod headers;
 pub mod ops;
 mod ownership;
+pub mod recent;
 mod reconfigure;
 pub mod retry;
 pub mod send;
@@ -86,6 +87,8 @@ pub struct Dispatcher {
     drained: Notify,
     /// Wakes the ownership loop: targets were added or removed.
     ownership_changed: Notify,
+    /// Events routing just had in hand, for their first attempts.
+    pub recent: recent::RecentEvents,
 }
 
 /// One configured target and its live state.
@@ -307,6 +310,7 @@ impl Dispatcher {
             active: AtomicUsize::new(0),
             drained: Notify::new(),
             ownership_changed: Notify::new(),
+            recent: Default::default(),
         }))
     }
 
@@ -575,7 +579,16 @@ impl Dispatcher {
         } else {
             &self.guarded
         };
-        let result = send::attempt(&*self.store, client, &t.name, Some(&config), due_ms, id).await;
+        let result = send::attempt(
+            &*self.store,
+            &self.recent,
+            client,
+            &t.name,
+            Some(&config),
+            due_ms,
+            id,
+        )
+        .await;
         let now = now_ms();
         let persist = {
             let mut s = t.state();
@@ -699,7 +712,16 @@ impl Dispatcher {
                     break;
                 }
                 for (due_ms, id) in due {
-                    match send::attempt(&*self.store, &self.guarded, name, None, due_ms, &id).await
+                    match send::attempt(
+                        &*self.store,
+                        &self.recent,
+                        &self.guarded,
+                        name,
+                        None,
+                        due_ms,
+                        &id,
+                    )
+                    .await
                     {
                         Ok(send::Attempted::Ran(r)) => {
                             if let Some(result) = r.ended() {

@@ -59,6 +59,7 @@ impl Report {
 /// entry was stale (nothing attempted).
 pub async fn attempt(
     store: &dyn DeliveryQueue,
+    recent: &super::recent::RecentEvents,
     client: &reqwest::Client,
     target_name: &str,
     target: Option<&TargetConfig>,
@@ -90,7 +91,13 @@ pub async fn attempt(
     };
     let policy = &target.policy;
 
-    let event = store.event(&delivery.event_id).await?;
+    let event = match recent.take(&delivery.event_id) {
+        Some(e) => Some(e),
+        None => store
+            .event(&delivery.event_id)
+            .await?
+            .map(std::sync::Arc::new),
+    };
     let (body, content_type) = match (&delivery.body, &event) {
         (Some(b), e) => (
             b.clone(),

@@ -2,13 +2,14 @@
 //! and the refill task that reads "to route" marks back from the store a
 //! page at a time when the queue could not hold them.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Result;
 
 use super::Router;
+use crate::model::records::Event;
 
 static BACKLOG_ERRORS: crate::telemetry::throttle::Throttle =
     crate::telemetry::throttle::Throttle::new(Duration::from_secs(10));
@@ -50,6 +51,21 @@ pub(super) struct Backlog {
     pub(super) reading: bool,
     pub(super) done_meanwhile: HashSet<String>,
     pub(super) stopping: bool,
+    /// Events handed over by ingestion with their id, so routing need not
+    /// read back what it was just given; [`FRESH_BYTES`] at most, past
+    /// which routing reads from the store as for any mark.
+    pub(super) fresh: HashMap<String, Arc<Event>>,
+    pub(super) fresh_bytes: usize,
+}
+
+/// Most bytes of events kept in memory for routing (a burst of large
+/// bodies falls back to reading them from the store).
+pub(super) const FRESH_BYTES: usize = 32 * 1024 * 1024;
+
+/// What an event kept for routing counts against [`FRESH_BYTES`].
+pub(super) fn fresh_size(event: &Event) -> usize {
+    let headers: usize = event.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    event.body.len() + event.received_body.as_ref().map_or(0, Vec::len) + headers + 256
 }
 
 impl Router {

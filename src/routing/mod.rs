@@ -107,11 +107,29 @@ impl Router {
     /// When the queue is full the id is not kept: the mark is, and a
     /// refill pass reads it back when there is room.
     pub fn enqueue(&self, id: String) {
+        self.enqueue_with(id, None)
+    }
+
+    /// [`enqueue`](Self::enqueue) with the event itself, as ingestion
+    /// stored it: routing then starts without reading it back (within
+    /// [`backlog::FRESH_BYTES`]).
+    pub fn enqueue_event(&self, event: Event) {
+        self.enqueue_with(event.id.to_string(), Some(event))
+    }
+
+    fn enqueue_with(&self, id: String, event: Option<Event>) {
         let mut b = self.backlog();
         if b.known.contains(&id) {
             return;
         }
         if b.queue.len() < QUEUE_CAP && !b.missed {
+            if let Some(event) = event {
+                let size = backlog::fresh_size(&event);
+                if b.fresh_bytes + size <= backlog::FRESH_BYTES {
+                    b.fresh_bytes += size;
+                    b.fresh.insert(id.clone(), Arc::new(event));
+                }
+            }
             b.known.insert(id.clone());
             b.queue.push_back(id);
             drop(b);
@@ -217,9 +235,22 @@ impl Router {
         }
     }
 
-    /// Loads a queued event from the store and routes it.
+    /// Routes a queued event: the one ingestion handed over, else read
+    /// from the store.
     async fn route_id(&self, id: &str) -> Result<()> {
-        match self.store.event(id).await? {
+        let fresh = {
+            let mut b = self.backlog();
+            let event = b.fresh.remove(id);
+            if let Some(e) = &event {
+                b.fresh_bytes -= backlog::fresh_size(e);
+            }
+            event
+        };
+        let event = match fresh {
+            Some(event) => Some(event),
+            None => self.store.event(id).await?.map(Arc::new),
+        };
+        match event {
             Some(event) => {
                 // Every line logged while it is routed (each plugin's
                 // decision, a conflict, a wait) names its trace.
@@ -229,10 +260,7 @@ impl Router {
                     event = %event.id,
                     trace_id = trace.as_ref().map(|t| t.trace_id())
                 );
-                self.route(Arc::new(event))
-                    .instrument(span)
-                    .await
-                    .map(|_| ())
+                self.route(event).instrument(span).await.map(|_| ())
             }
             None => {
                 // Swept while it waited (a replay of an expired event).
@@ -405,6 +433,7 @@ impl Router {
             trace_id: trace.as_ref().map(|t| t.trace_id()),
             deliveries: deliveries.len(),
         });
+        self.dispatcher.recent.remember(&event, deliveries.len());
         for d in &deliveries {
             self.dispatcher.note_scheduled(&d.target, 1);
             self.dispatcher.wake(&d.target);

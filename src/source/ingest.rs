@@ -453,8 +453,8 @@ pub async fn receive(
         bytes: event.body.len(),
         trace_id: trace.as_ref().map(|t| t.trace_id()),
     });
-    let id = event.id;
-    state.router.enqueue(id.to_string());
+    let id = event.id.clone();
+    state.router.enqueue_event(event);
     (
         StatusCode::ACCEPTED,
         Json(Received {
