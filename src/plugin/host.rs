@@ -10,7 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::Level;
 use super::bindings::v0_2::hookyard;
-use super::kv::{self, KvGuard, KvTxn, MAX_KEYS_PER_CALL, SharedKv};
+use super::kv::{self, KvTurn, KvTxn, MAX_KEYS_PER_CALL, SharedKv};
 use super::limiter::Limiter;
 use super::stderr::StderrTail;
 use crate::store::PluginKv;
@@ -37,7 +37,7 @@ pub struct PluginState {
     /// The plugin's KV lock, from the call's first KV operation (see
     /// `kv.rs`); `kv_locked` says it was tried, so a call that waited in
     /// vain does not wait again.
-    pub(crate) kv_guard: Option<KvGuard>,
+    pub(crate) kv_guard: Option<KvTurn>,
     pub(crate) kv_locked: bool,
 }
 

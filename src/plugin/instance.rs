@@ -15,7 +15,7 @@ use super::bindings::{Event, Level, Outcome};
 use super::contract::{Contract, ContractPlugin, ContractPre};
 use super::engine::deadline_ticks;
 use super::host::{PluginIdentity, PluginState};
-use super::kv::{KvGuard, KvTurn, KvTxn};
+use super::kv::{KvTurn, KvTxn};
 use crate::config::PluginLimits;
 
 /// Why a plugin call produced no outcome.
@@ -219,10 +219,23 @@ impl LoadedPlugin {
         // before it lets go of the plugin's KV lock; any call that took the
         // lock keeps its place in the commit order (its reads are checked
         // even when it failed).
-        if matches!(raw, Ok(Ok(_))) && violation.is_none() && !txn.writes.is_empty() {
+        let wrote = matches!(raw, Ok(Ok(_))) && violation.is_none() && !txn.writes.is_empty();
+        if wrote {
             txn.token = Some(self.identity.kv.publish(&txn.writes));
         }
-        let kv_turn = state.kv_guard.take().and_then(KvGuard::into_turn);
+        let mut kv_turn = state.kv_guard.take();
+        if let Some(turn) = &mut kv_turn {
+            let sole_writer = self
+                .identity
+                .store
+                .as_ref()
+                .is_some_and(|s| s.sole_writer());
+            // Where other processes commit to the same keys, a call that
+            // wrote keeps the lock until its commit is ordered (see kv.rs).
+            if sole_writer || !wrote {
+                turn.release_lock();
+            }
+        }
         let result = match (raw, violation) {
             (Ok(_), Some(broken)) => Err(CallError::Limit(broken)),
             (Ok(Ok(outcome)), None) => Ok(outcome),

@@ -115,7 +115,11 @@ impl std::fmt::Display for KvRefused {
 /// - A call takes the plugin's KV lock at its first KV operation, and with
 ///   it a [`KvTurn`]: its place in the order of the plugin's calls. The lock
 ///   is let go at the end of the call; the turn goes with the call's reads
-///   and writes into the event's commit.
+///   and writes into the event's commit. (In a cluster, where other nodes
+///   commit to the same keys, a call that wrote keeps the lock until its
+///   commit is ordered, as all calls did before: a conflict with another
+///   node then makes one event run again, not every call that read its
+///   pending writes, which livelocked three nodes bumping one counter.)
 /// - A finished call's writes are *pending* until its commit answers:
 ///   later calls read them as if committed. The commit still checks every
 ///   read against the store, so if a pending write is refused (or lost in
@@ -163,41 +167,26 @@ type PendingWrites = std::collections::HashMap<String, (u64, Option<Vec<u8>>)>;
 /// Longest a call waits for its plugin's KV lock.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// A plugin's KV lock, held; let go on drop.
-pub struct KvGuard {
-    kv: std::sync::Arc<SharedKv>,
-    turn: Option<KvTurn>,
-}
-
-impl KvGuard {
-    /// Lets go of the lock, keeping the call's place in the commit order.
-    pub fn into_turn(mut self) -> Option<KvTurn> {
-        self.turn.take()
-    }
-}
-
-impl Drop for KvGuard {
-    fn drop(&mut self) {
-        *self.kv.held.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        self.kv.freed.notify_one();
-    }
-}
-
-impl std::fmt::Debug for KvGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KvGuard")
-    }
-}
-
 /// A call's place in the order its plugin's commits are handed to the
-/// store; let go (on drop) once its commit was handed over, or never will
-/// be.
+/// store, taken with the plugin's KV lock. The lock is let go at the end of
+/// the call ([`release_lock`](Self::release_lock)) or, where commits must
+/// be ordered before the next call runs, on drop; the turn on drop, once
+/// the commit was handed over (or never will be).
 pub struct KvTurn {
     kv: std::sync::Arc<SharedKv>,
     seq: u64,
+    holds_lock: bool,
 }
 
 impl KvTurn {
+    /// Lets go of the plugin's KV lock, keeping the place in the order.
+    pub fn release_lock(&mut self) {
+        if std::mem::take(&mut self.holds_lock) {
+            *self.kv.held.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            self.kv.freed.notify_one();
+        }
+    }
+
     /// Waits until every earlier call of the plugin has let go of its
     /// turn, at most [`LOCK_WAIT`].
     pub async fn ready(&self) {
@@ -209,6 +198,7 @@ impl KvTurn {
 
 impl Drop for KvTurn {
     fn drop(&mut self) {
+        self.release_lock();
         let mut finished = self.kv.finished.lock().unwrap_or_else(|e| e.into_inner());
         finished.insert(self.seq);
         self.kv.turned.send_if_modified(|oldest| {
@@ -231,7 +221,7 @@ impl SharedKv {
     /// Takes the plugin's KV lock, waiting at most [`LOCK_WAIT`]; `None`
     /// when it stayed taken. Blocking: plugin calls run on blocking
     /// threads.
-    pub fn lock(self: &std::sync::Arc<Self>) -> Option<KvGuard> {
+    pub fn lock(self: &std::sync::Arc<Self>) -> Option<KvTurn> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let (mut held, _) = self
             .freed
@@ -244,12 +234,10 @@ impl SharedKv {
         let seq = self
             .tickets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(KvGuard {
+        Some(KvTurn {
             kv: self.clone(),
-            turn: Some(KvTurn {
-                kv: self.clone(),
-                seq,
-            }),
+            seq,
+            holds_lock: true,
         })
     }
 
@@ -294,8 +282,9 @@ mod tests {
         let kv = Arc::new(SharedKv::default());
         let mut turns = Vec::new();
         for _ in 0..3 {
-            let guard = kv.lock().expect("the lock is free between calls");
-            turns.push(guard.into_turn().expect("a turn"));
+            let mut turn = kv.lock().expect("the lock is free between calls");
+            turn.release_lock();
+            turns.push(turn);
         }
         let third = turns.pop().unwrap();
         let second = turns.pop().unwrap();
@@ -326,8 +315,9 @@ mod tests {
     #[tokio::test]
     async fn a_turn_stuck_behind_another_goes_on_after_the_bound() {
         let kv = Arc::new(SharedKv::default());
-        let _stuck = kv.lock().unwrap().into_turn().unwrap();
-        let next = kv.lock().unwrap().into_turn().unwrap();
+        let mut stuck = kv.lock().unwrap();
+        stuck.release_lock();
+        let next = kv.lock().expect("the lock was let go");
         let started = Instant::now();
         next.ready().await;
         let waited = started.elapsed();

@@ -132,6 +132,17 @@ pub trait PluginKv: Send + Sync {
     /// A plugin's committed KV value. Blocking: plugins call it from their
     /// blocking threads.
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Whether this process is the only writer of KV state, so a plugin's
+    /// commits handed over in call order are applied in call order (the
+    /// sled backend): calls may then run ahead of earlier calls' commits.
+    /// Elsewhere (a cluster, where other nodes commit to the same keys) a
+    /// call that wrote keeps the plugin's lock until its commit is ordered:
+    /// a conflict then costs one event a rerun, not every call that read
+    /// its pending writes.
+    fn sole_writer(&self) -> bool {
+        false
+    }
 }
 
 /// The operator's side of plugin KV.

@@ -1045,6 +1045,10 @@ impl super::PluginKv for SledStore {
     fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
         self.inner()?.kv_get(plugin, key)
     }
+
+    fn sole_writer(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
