@@ -32,20 +32,10 @@ struct Inner {
     bytes: usize,
 }
 
-fn size(event: &Event) -> usize {
-    event.body.len()
-        + event
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum::<usize>()
-        + 256
-}
-
 impl RecentEvents {
     /// Keeps `event` for `uses` first attempts.
     pub fn remember(&self, event: &Arc<Event>, uses: usize) {
-        let bytes = size(event);
+        let bytes = event.memory_size();
         if uses == 0 || bytes > MAX_BYTES / 4 {
             return;
         }
@@ -65,7 +55,7 @@ impl RecentEvents {
                 break;
             };
             if let Some((e, _)) = inner.events.remove(&oldest) {
-                inner.bytes -= size(&e);
+                inner.bytes -= e.memory_size();
             }
         }
         // Taken ids at the front cost nothing to drop now.
@@ -85,7 +75,7 @@ impl RecentEvents {
         *left -= 1;
         if *left == 0 {
             inner.events.remove(event_id);
-            inner.bytes -= size(&event);
+            inner.bytes -= event.memory_size();
         }
         Some(event)
     }

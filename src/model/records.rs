@@ -41,6 +41,13 @@ pub struct Event {
 }
 
 impl Event {
+    /// About what the event holds in memory: what in-memory hand-offs
+    /// (routing's queue, first attempts) count against their bounds.
+    pub fn memory_size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.body.len() + self.received_body.as_ref().map_or(0, Vec::len) + headers + 256
+    }
+
     /// First header with this (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -34,10 +34,10 @@ pub struct PluginState {
     /// What the current call read and wrote in its KV state; committed with
     /// the event's outcome (see `kv.rs`).
     pub(crate) txn: KvTxn,
-    /// The plugin's KV lock, from the call's first KV operation (see
-    /// `kv.rs`); `kv_locked` says it was tried, so a call that waited in
-    /// vain does not wait again.
-    pub(crate) kv_guard: Option<KvTurn>,
+    /// The call's KV turn, with the plugin's KV lock, from the call's first
+    /// KV operation (see `kv.rs`); `kv_locked` says it was tried, so a call
+    /// that waited in vain does not wait again.
+    pub(crate) kv_turn: Option<KvTurn>,
     pub(crate) kv_locked: bool,
 }
 
@@ -108,7 +108,7 @@ impl PluginState {
             violation: None,
             log: LogBudget::full(),
             txn: KvTxn::default(),
-            kv_guard: None,
+            kv_turn: None,
             kv_locked: false,
         }
     }
@@ -157,7 +157,7 @@ impl PluginState {
         }
         if !self.kv_locked {
             self.kv_locked = true;
-            self.kv_guard = self.plugin.kv.lock();
+            self.kv_turn = self.plugin.kv.lock();
         }
         true
     }

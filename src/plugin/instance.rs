@@ -191,7 +191,7 @@ impl LoadedPlugin {
             state.violation = None;
             state.log = super::host::LogBudget::full();
             state.txn = KvTxn::default();
-            state.kv_guard = None;
+            state.kv_turn = None;
             state.kv_locked = false;
             state.stderr.take();
             state.limits.reset();
@@ -223,7 +223,7 @@ impl LoadedPlugin {
         if wrote {
             txn.token = Some(self.identity.kv.publish(&txn.writes));
         }
-        let mut kv_turn = state.kv_guard.take();
+        let mut kv_turn = state.kv_turn.take();
         if let Some(turn) = &mut kv_turn {
             let sole_writer = self
                 .identity

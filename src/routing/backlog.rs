@@ -62,12 +62,6 @@ pub(super) struct Backlog {
 /// bodies falls back to reading them from the store).
 pub(super) const FRESH_BYTES: usize = 32 * 1024 * 1024;
 
-/// What an event kept for routing counts against [`FRESH_BYTES`].
-pub(super) fn fresh_size(event: &Event) -> usize {
-    let headers: usize = event.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
-    event.body.len() + event.received_body.as_ref().map_or(0, Vec::len) + headers + 256
-}
-
 impl Router {
     pub(super) fn backlog(&self) -> MutexGuard<'_, Backlog> {
         self.backlog.lock().unwrap_or_else(|e| e.into_inner())

@@ -124,7 +124,7 @@ impl Router {
         }
         if b.queue.len() < QUEUE_CAP && !b.missed {
             if let Some(event) = event {
-                let size = backlog::fresh_size(&event);
+                let size = event.memory_size();
                 if b.fresh_bytes + size <= backlog::FRESH_BYTES {
                     b.fresh_bytes += size;
                     b.fresh.insert(id.clone(), Arc::new(event));
@@ -242,7 +242,7 @@ impl Router {
             let mut b = self.backlog();
             let event = b.fresh.remove(id);
             if let Some(e) = &event {
-                b.fresh_bytes -= backlog::fresh_size(e);
+                b.fresh_bytes -= e.memory_size();
             }
             event
         };
