@@ -231,9 +231,10 @@ impl LoadedPlugin {
                 .as_ref()
                 .is_some_and(|s| s.sole_writer());
             // Where other processes commit to the same keys, a call that
-            // wrote keeps the lock until its commit is ordered (see kv.rs).
-            if sole_writer || !wrote {
-                turn.release_lock();
+            // wrote keeps the lock until its commit is ordered (see kv.rs);
+            // otherwise routing lets go once the event's plugins ran.
+            if wrote && !sole_writer {
+                turn.keep_lock_until_ordered();
             }
         }
         let result = match (raw, violation) {

@@ -114,8 +114,9 @@ impl std::fmt::Display for KvRefused {
 ///
 /// - A call takes the plugin's KV lock at its first KV operation, and with
 ///   it a [`KvTurn`]: its place in the order of the plugin's calls. The lock
-///   is let go at the end of the call; the turn goes with the call's reads
-///   and writes into the event's commit. (In a cluster, where other nodes
+///   is let go once the event's plugins have all run (so several KV plugins
+///   of one source take turns in one order); the turn goes with the call's
+///   reads and writes into the event's commit. (In a cluster, where other nodes
 ///   commit to the same keys, a call that wrote keeps the lock until its
 ///   commit is ordered, as all calls did before: a conflict with another
 ///   node then makes one event run again, not every call that read its
@@ -176,9 +177,28 @@ pub struct KvTurn {
     kv: std::sync::Arc<SharedKv>,
     seq: u64,
     holds_lock: bool,
+    /// Keep the lock until the commit is ordered (see [`SharedKv`]).
+    until_ordered: bool,
 }
 
 impl KvTurn {
+    /// Where other processes commit to the same keys: the lock stays
+    /// until the turn is let go.
+    pub fn keep_lock_until_ordered(&mut self) {
+        self.until_ordered = true;
+    }
+
+    /// The event's plugins have all run: lets go of the lock unless it is
+    /// kept until the commit is ordered. Held until then, so the plugins
+    /// of one event take their turns in the same order as every other
+    /// event's (an event that took a plugin's lock first takes the next
+    /// plugin's turns first too), and no two events wait on each other.
+    pub fn plugins_ran(&mut self) {
+        if !self.until_ordered {
+            self.release_lock();
+        }
+    }
+
     /// Lets go of the plugin's KV lock, keeping the place in the order.
     pub fn release_lock(&mut self) {
         if std::mem::take(&mut self.holds_lock) {
@@ -238,6 +258,7 @@ impl SharedKv {
             kv: self.clone(),
             seq,
             holds_lock: true,
+            until_ordered: false,
         })
     }
 

@@ -341,6 +341,11 @@ impl Router {
                 ran.deliveries.push(d);
             }
             let outcome = ran.outcome();
+            for part in &mut ran.txns {
+                if let Some(turn) = &mut part.turn {
+                    turn.plugins_ran();
+                }
+            }
             // Commits reach the store in the order the plugins' calls ran,
             // so none arrives before a pending write it read.
             for part in &ran.txns {
