@@ -216,9 +216,9 @@ impl LoadedPlugin {
         let violation = state.violation.take();
         let mut txn = std::mem::take(&mut state.txn);
         // A call that succeeded makes its writes visible to the next calls
-        // before it lets go of the plugin's KV lock; any call that took the
-        // lock keeps its place in the commit order (its reads are checked
-        // even when it failed).
+        // (which wait for the plugin's KV lock it still holds); any call
+        // that took the lock keeps its place in the commit order (its reads
+        // are checked even when it failed).
         let wrote = matches!(raw, Ok(Ok(_))) && violation.is_none() && !txn.writes.is_empty();
         if wrote {
             txn.token = Some(self.identity.kv.publish(&txn.writes));

@@ -169,10 +169,10 @@ type PendingWrites = std::collections::HashMap<String, (u64, Option<Vec<u8>>)>;
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A call's place in the order its plugin's commits are handed to the
-/// store, taken with the plugin's KV lock. The lock is let go at the end of
-/// the call ([`release_lock`](Self::release_lock)) or, where commits must
-/// be ordered before the next call runs, on drop; the turn on drop, once
-/// the commit was handed over (or never will be).
+/// store, taken with the plugin's KV lock. The lock is let go once the
+/// event's plugins have run ([`plugins_ran`](Self::plugins_ran)) or, where
+/// commits must be ordered before the next call runs, on drop; the turn on
+/// drop, once the commit was handed over (or never will be).
 pub struct KvTurn {
     kv: std::sync::Arc<SharedKv>,
     seq: u64,
@@ -200,7 +200,7 @@ impl KvTurn {
     }
 
     /// Lets go of the plugin's KV lock, keeping the place in the order.
-    pub fn release_lock(&mut self) {
+    fn release_lock(&mut self) {
         if std::mem::take(&mut self.holds_lock) {
             *self.kv.held.lock().unwrap_or_else(|e| e.into_inner()) = false;
             self.kv.freed.notify_one();
