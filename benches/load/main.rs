@@ -114,7 +114,7 @@ fn run(cli: Cli) -> Result<()> {
     std::fs::create_dir_all(&cache)?;
     // A partial run (--only) or an experiment must not overwrite a full
     // run's results.
-    let partial = !opts.only.is_empty() || !opts.router_env.is_empty();
+    let partial = !opts.only.is_empty() || !opts.router_env.is_empty() || cli.router.is_some();
     let out = cli.out.clone().unwrap_or_else(|| {
         bench_dir.join(match (mode, partial) {
             (_, true) => "results-partial.json",
@@ -132,7 +132,10 @@ fn run(cli: Cli) -> Result<()> {
         machine["memory_gib"].as_f64().unwrap_or(0.0),
         machine["loadavg_start"].as_str().unwrap_or("?"),
     );
-    println!("router: {}", env!("CARGO_BIN_EXE_hookyard"));
+    if let Some(router) = &cli.router {
+        procs::use_router(router.clone());
+    }
+    println!("router: {}", procs::router_binary().display());
 
     let sink = procs::start_sink()?;
     let sink_url = sink.url().context("sink address")?;

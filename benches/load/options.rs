@@ -70,6 +70,11 @@ pub struct Cli {
     /// experiments such as MALLOC_ARENA_MAX=2.
     #[arg(long, value_parser = parse_env)]
     pub router_env: Vec<(String, String)>,
+    /// Another hookyard binary to measure instead of this build's (a copy
+    /// built from another commit), so two builds are compared on one
+    /// machine within minutes of each other.
+    #[arg(long)]
+    pub router: Option<PathBuf>,
     /// Record the router with `perf record -e cpu-clock -g` during each
     /// scenario into target/bench/perf/<scenario>.data (needs perf).
     #[arg(long)]

@@ -179,7 +179,7 @@ pub fn start_router(
         n += 1;
     }
     let log = dir.join(format!("hookyard-{n}.log"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookyard"));
+    let mut cmd = Command::new(router_binary());
     cmd.arg("serve").arg("--config").arg(&config_path);
     for var in [
         "HOOKYARD_LISTEN",
@@ -240,4 +240,19 @@ pub fn run_load(spec: &LoadSpec) -> Result<LoadResult> {
     }
     let line = text.lines().last().unwrap_or("");
     serde_json::from_str(line).with_context(|| format!("load generator output {line:?}"))
+}
+
+static ROUTER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Measures `path` instead of this build's router (`--router`).
+pub fn use_router(path: std::path::PathBuf) {
+    let _ = ROUTER.set(path);
+}
+
+/// The hookyard binary the scenarios start.
+pub fn router_binary() -> &'static std::path::Path {
+    ROUTER
+        .get()
+        .map(|p| p.as_path())
+        .unwrap_or(std::path::Path::new(env!("CARGO_BIN_EXE_hookyard")))
 }

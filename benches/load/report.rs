@@ -260,7 +260,7 @@ impl Ctx {
         json!({
             "mode": self.opts.mode,
             "command": std::env::args().collect::<Vec<_>>(),
-            "router_binary": env!("CARGO_BIN_EXE_hookyard"),
+            "router_binary": crate::procs::router_binary(),
             "git_commit": git_commit(root),
             "started_unix_ms": unix_ns() / 1_000_000 - (wall * 1000.0) as u64,
             "wall_secs": wall,
