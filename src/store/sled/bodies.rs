@@ -99,6 +99,10 @@ pub struct BodyLog {
     /// Sealed segments whose last reference is gone: deleted after the next
     /// flush, once the batch that dropped the references is durable.
     doomed: Mutex<Vec<u64>>,
+    /// The active segment and length the last [`sync`](Self::sync) made
+    /// durable: most flushes cover only sled writes (routing outcomes,
+    /// attempts) and need no fsync of the log.
+    synced: Mutex<(u64, u64)>,
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -224,6 +228,9 @@ impl BodyLog {
             active: Mutex::new(Active { segment, file, len }),
             readers: Mutex::new(readers),
             doomed: Mutex::new(Vec::new()),
+            // What a killed process appended may still be only in the
+            // page cache: the first sync always goes to disk.
+            synced: Mutex::new((segment, u64::MAX)),
         })
     }
 
@@ -279,8 +286,16 @@ impl BodyLog {
 
     /// Makes every appended record durable.
     pub fn sync(&self) -> Result<()> {
-        let file = self.active().file.clone();
+        let (at, file) = {
+            let a = self.active();
+            ((a.segment, a.len), a.file.clone())
+        };
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced == at {
+            return Ok(());
+        }
         file.sync_data().context("syncing the body log")?;
+        *synced = at;
         Ok(())
     }
 
@@ -332,6 +347,22 @@ impl BodyLog {
         }
         buf.drain(..HEADER + key_len);
         Ok(buf)
+    }
+
+    /// Whether the log has the whole record `r` points at: past the end of
+    /// the active segment (a power cut lost the tail) or in a segment that
+    /// is gone, it has not. Sealed segments were synced when sealed.
+    pub fn holds(&self, r: &BodyRef, key: &str) -> bool {
+        let end = r.offset + (HEADER + key.len()) as u64 + u64::from(r.len);
+        let a = self.active();
+        match r.segment.cmp(&a.segment) {
+            std::cmp::Ordering::Equal => end <= a.len,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Less => {
+                drop(a);
+                self.reader(r.segment).is_ok()
+            }
+        }
     }
 
     /// Notes segments whose live count reached zero; the active segment is

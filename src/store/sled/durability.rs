@@ -1,11 +1,14 @@
 //! Group commit: the 202 for an event waits for the fsync that covers it, but
 //! concurrent requests share one fsync instead of queueing for one each.
 //!
-//! A write takes a ticket (a sequence number) once applied and waits until
-//! the flusher reports a flushed sequence at or past it. The flusher thread
-//! loops: read the latest ticket, flush once, publish it. Whoever arrives
-//! during a flush rides the next one, so throughput grows with concurrency.
-//! It is a thread, not a task: an fsync blocks.
+//! The store's writer numbers the groups it applies. A caller that needs
+//! what was applied so far to be durable waits until the flusher reports a
+//! flush that covered that group number. The flusher thread loops: note the
+//! last applied group, flush once, publish it. Whoever arrives during a
+//! flush rides the next one, so throughput grows with concurrency; and a
+//! caller with nothing new to cover (the delivery side asks before every
+//! schedule read) costs no fsync at all. It is a thread, not a task: an
+//! fsync blocks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -34,7 +37,8 @@ use crate::config::Durability;
 /// Makes accepted events as durable as the config asks.
 pub struct Flusher {
     mode: Durability,
-    written: AtomicU64,
+    /// The highest applied-group number a waiter needs covered.
+    wanted: AtomicU64,
     wake: Arc<(Mutex<bool>, Condvar)>,
     flushed: watch::Sender<Progress>,
 }
@@ -46,7 +50,7 @@ impl Flusher {
         let (flushed, _) = watch::channel(Progress::default());
         let f = Arc::new(Flusher {
             mode,
-            written: AtomicU64::new(0),
+            wanted: AtomicU64::new(0),
             wake: Arc::new((Mutex::new(false), Condvar::new())),
             flushed,
         });
@@ -59,13 +63,17 @@ impl Flusher {
         Ok(f)
     }
 
-    /// Returns once every write applied before the call is durable.
-    pub async fn wait(&self) -> Result<()> {
+    /// Returns once every group the writer applied up to `applied` (its
+    /// count when the caller asks) is durable.
+    pub async fn wait(&self, applied: u64) -> Result<()> {
         if self.mode == Durability::Buffered {
             return Ok(());
         }
-        let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         let mut rx = self.flushed.subscribe();
+        if rx.borrow().done >= applied {
+            return Ok(());
+        }
+        self.wanted.fetch_max(applied, Ordering::SeqCst);
         {
             let (lock, cv) = &*self.wake;
             *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
@@ -73,7 +81,7 @@ impl Flusher {
         }
         let waited = tokio::time::timeout(
             FLUSH_WAIT,
-            rx.wait_for(|p| p.done >= ticket || p.failed.is_some()),
+            rx.wait_for(|p| p.done >= applied || p.failed.is_some()),
         )
         .await;
         let progress = match waited {
@@ -85,7 +93,7 @@ impl Flusher {
             Ok(Err(_)) => return Err(anyhow!("the store's flusher stopped")),
             Ok(Ok(p)) => p.clone(),
         };
-        if progress.done >= ticket {
+        if progress.done >= applied {
             return Ok(());
         }
         Err(anyhow!(
@@ -114,14 +122,16 @@ fn run(me: std::sync::Weak<Flusher>, store: std::sync::Weak<Sled>) {
             *woken = false;
         }
         loop {
-            let target = f.written.load(Ordering::SeqCst);
-            if target <= done {
+            if f.wanted.load(Ordering::SeqCst) <= done {
                 break;
             }
             let Some(s) = store.upgrade() else { return };
+            // Everything applied up to here is in this flush; that is at
+            // least what anyone wanted (they read the count before asking).
+            let covered = s.applied();
             match s.flush() {
                 Ok(()) => {
-                    done = target;
+                    done = covered;
                     f.flushed.send_modify(|p| p.done = done);
                 }
                 Err(e) => {

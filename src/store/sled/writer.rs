@@ -18,6 +18,7 @@
 //! the live-reference count of each segment moves in that same batch.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -251,6 +252,8 @@ fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Result<T> {
 /// opened again right after.
 pub struct GroupWriter {
     tx: Option<mpsc::Sender<(Op, Reply)>>,
+    /// Groups applied so far, counted before their callers are answered.
+    applied: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -276,6 +279,8 @@ struct Writer {
     kv_keys: HashMap<String, usize>,
     /// Told when a group cannot be written (a full disk, an I/O error).
     fault: Arc<Fault>,
+    /// Shared with [`GroupWriter::applied`].
+    applied: Arc<AtomicU64>,
 }
 
 impl GroupWriter {
@@ -300,20 +305,29 @@ impl GroupWriter {
             }
         }
         let (tx, rx) = mpsc::channel();
+        let applied = Arc::new(AtomicU64::new(0));
         let mut w = Writer {
             tree,
             bodies,
             live,
             kv_keys,
             fault,
+            applied: applied.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("hookyard-store-writer".into())
             .spawn(move || run(&mut w, rx))?;
         Ok(GroupWriter {
             tx: Some(tx),
+            applied,
             thread: Some(thread),
         })
+    }
+
+    /// How many groups were applied; a caller answered for a write reads
+    /// a count that includes the write's group.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::SeqCst)
     }
 
     pub fn write(&self, writes: Writes) -> Written {
@@ -604,6 +618,7 @@ impl Writer {
             self.fault.trip(e);
         }
         if applied.is_ok() {
+            self.applied.fetch_add(1, Ordering::SeqCst);
             self.kv_keys.extend(kv_counts);
             for (segment, n) in counts {
                 if n <= 0 {
