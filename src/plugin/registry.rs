@@ -236,9 +236,19 @@ impl Plugins {
                 let c = Component::new(&self.engine, bytes)
                     .map_err(anyhow::Error::from)
                     .context("not a valid WebAssembly component")?;
-                if let Some(cache) = &self.cache {
-                    cache.store(&sha256, &c);
-                }
+                let c = match &self.cache {
+                    // Served from the file just written, as a warm start
+                    // would: the code is then mapped from the page cache
+                    // rather than held in anonymous memory (after compiling
+                    // the Python and JavaScript examples, idle RSS was
+                    // 374 MB on a cold start against 109 MB on a warm one).
+                    Some(cache) => {
+                        cache.store(&sha256, &c);
+                        cache.load(&self.engine, &sha256).unwrap_or(c)
+                    }
+                    None => c,
+                };
+                release_compile_memory();
                 c
             }
         };
@@ -542,4 +552,16 @@ fn plugin_name(path: &Path) -> Option<&str> {
         return None;
     }
     file.strip_suffix(".wasm").filter(|n| !n.is_empty())
+}
+
+/// Hands back to the OS what compiling freed. The binary's allocator
+/// (mimalloc) returns a thread's free pages only when that thread next
+/// allocates, and the compiler's threads (rayon's pool, the blocking
+/// thread) then sit idle: after compiling the Python and JavaScript
+/// examples, the process kept ~200 MB it no longer used.
+fn release_compile_memory() {
+    // SAFETY: `mi_collect` only frees memory mimalloc holds and no longer
+    // hands out; it is safe on any thread at any time.
+    rayon::broadcast(|_| unsafe { libmimalloc_sys::mi_collect(true) });
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
