@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::model::records::Event;
 
 /// Most bytes of events kept.
-const MAX_BYTES: usize = 16 * 1024 * 1024;
+const MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Most events kept (and ids remembered in arrival order).
 const MAX_ENTRIES: usize = 16 * 1024;
 
