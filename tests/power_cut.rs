@@ -255,12 +255,12 @@ async fn a_power_cut_anywhere_in_the_body_log_tail_loses_no_acknowledged_event()
         copy_dir(&origin.join("plugins"), &dir.join("plugins"));
         let seg = dir.join("data/bodies").join(segment.file_name().unwrap());
         std::fs::write(&seg, &bytes).unwrap();
-        let kept: HashSet<&str> = records(&bytes).iter().fold(HashSet::new(), |mut s, r| {
-            if let Some(k) = recs.iter().find(|x| x.start == r.start && x.key == r.key) {
-                s.insert(k.key.as_str());
-            }
-            s
-        });
+        let whole: HashSet<u64> = records(&bytes).iter().map(|r| r.start).collect();
+        let kept: HashSet<&str> = recs
+            .iter()
+            .filter(|r| whole.contains(&r.start))
+            .map(|r| r.key.as_str())
+            .collect();
 
         // Only the last trial lets the sink answer (the others keep their
         // events pending, so the listing shows them all).
