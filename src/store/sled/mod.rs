@@ -57,7 +57,7 @@ use super::{
 };
 use crate::config::Durability;
 use crate::plugin::kv::{KvTxn, PluginTxn};
-use bodies::{BodyLog, BodyRef};
+use bodies::{BodyLog, BodyRef, LiveDelta};
 use recovery::{Fault, Open, Shared};
 pub use writer::{Answer, Checked, Written};
 use writer::{GroupWriter, Writes};
@@ -423,13 +423,13 @@ fn drop_unrouted_with_lost_bodies(tree: &sled::Tree, bodies: &BodyLog) -> Result
             batch.remove(k);
         }
     }
-    let mut released: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut released = LiveDelta::default();
     for (id, r) in &lost {
         batch.remove(key(EVENT, &[id.as_bytes()]));
         batch.remove(key(TO_ROUTE, &[id.as_bytes()]));
-        *released.entry(r.segment).or_insert(0) += 1;
+        released.add(r.segment, 1);
     }
-    for (segment, n) in released {
+    for (segment, n) in released.0 {
         let k = key(LIVE, &[&segment.to_be_bytes()]);
         let live = tree
             .get(&k)?
