@@ -108,7 +108,7 @@ fn ids_in(v: &Value, key: &str) -> BTreeSet<String> {
 async fn events_list_show_and_pages() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, free_port()));
+    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, CLOSED_PORT));
     let mut ids = BTreeSet::new();
     for n in 1..=3 {
         ids.insert(delivered_event(&hy, "shop", &format!("{{\"order\":{n}}}")).await);
@@ -199,7 +199,7 @@ async fn events_list_show_and_pages() {
 async fn targets_list_pause_resume_enable() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, free_port()));
+    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, CLOSED_PORT));
     delivered_event(&hy, "shop", "{\"n\":1}").await;
 
     let out = cli(&hy, &["targets", "list"]).await;
@@ -262,7 +262,7 @@ async fn targets_list_pause_resume_enable() {
 async fn replay_one_event_and_by_filter() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, free_port()));
+    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, CLOSED_PORT));
     let body = "{\"replay\":\"me\"}";
     let id = delivered_event(&hy, "shop", body).await;
     sink.wait_for(1, Duration::from_secs(10)).await;
@@ -390,7 +390,7 @@ async fn dead_letters_list_and_retry() {
 async fn tail_prints_only_new_events_oldest_first() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, free_port()));
+    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink, CLOSED_PORT));
     let old = hy.send("shop", "{\"old\":true}").await;
 
     let mut child = cli_command(&[
@@ -481,7 +481,7 @@ async fn admin_token_is_sent_from_flag_or_env() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_admin_names_the_url() {
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("http://127.0.0.1:{CLOSED_PORT}");
     let out = cli_env(&url, &["events", "list"], &[]).await;
     let err = out.failed(1);
     assert!(err.contains(&url) && err.contains("--admin"), "{err}");

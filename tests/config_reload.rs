@@ -229,7 +229,7 @@ async fn reloads_under_steady_traffic_lose_nothing_and_apply_at_once() {
 async fn a_removed_target_keeps_its_deliveries_visible_and_retryable() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let down = format!("http://127.0.0.1:{}/", free_port());
+    let down = format!("http://127.0.0.1:{CLOSED_PORT}/");
     let base = server_section(dir.path());
     let with = |url: &str| {
         format!(

@@ -264,7 +264,7 @@ async fn a_power_cut_anywhere_in_the_body_log_tail_loses_no_acknowledged_event()
 
         // Only the last trial lets the sink answer (the others keep their
         // events pending, so the listing shows them all).
-        let sink_for_this = if i == last { sink_port } else { free_port() };
+        let sink_for_this = if i == last { sink_port } else { CLOSED_PORT };
         let hy = Hookyard::start(&dir, &config(&dir, sink_for_this));
         let listed = stored(&hy).await;
         let missing: Vec<_> = acked

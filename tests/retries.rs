@@ -93,10 +93,7 @@ async fn exhausted_deliveries_are_dead_with_every_attempt_recorded() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![answer(500); 10]).await;
     // A second target that nobody listens on: connection errors count too.
-    // Port 1 (tcpmux), not a free ephemeral port: one of those can be
-    // taken meanwhile by a sink or router of a test running alongside, and
-    // then answers (this test failed so once in a full run).
-    let closed = "http://127.0.0.1:1/".to_string();
+    let closed = format!("http://127.0.0.1:{CLOSED_PORT}/");
     let config = format!(
         "{}\n[sources.s]\ntargets = [\"t\", \"down\"]\n\n\
          [targets.t]\nurl = \"{}\"\nretry_schedule = [\"50ms\", \"50ms\"]\n\n\

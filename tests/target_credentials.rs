@@ -15,7 +15,7 @@ const PASSWORD: &str = "hunter2-pw";
 async fn target_url_credentials_are_never_shown() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = Sink::start(vec![]).await;
-    let dead_port = free_port();
+    let dead_port = CLOSED_PORT;
     let config = format!(
         "{}\n[sources.s]\ntargets = [\"t\", \"down\"]\n\n\
          [targets.t]\nurl = \"http://alice:{PASSWORD}@{}/in\"\n\n\

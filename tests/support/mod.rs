@@ -532,6 +532,12 @@ pub fn verify_signature(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool 
         .any(|s| s == expected)
 }
 
+/// A port on 127.0.0.1 where nothing listens, for a target or an admin URL
+/// that must stay unreachable: tcpmux, not a `free_port()`, which a sink or
+/// router of a test running alongside can take meanwhile and answer on
+/// (tests/retries.rs failed so once in a full run).
+pub const CLOSED_PORT: u16 = 1;
+
 /// A free port on 127.0.0.1 (bound then released) for a sink that must come
 /// up later at an address hookyard already knows.
 pub fn free_port() -> u16 {
