@@ -139,6 +139,7 @@ macro_rules! conformance {
                 retention_removes_only_what_is_finished,
                 target_state_round_trips,
                 a_second_process_is_fenced_out,
+                the_owners_new_deliveries_are_its_own_until_it_lets_go,
                 concurrent_writes_each_get_their_own_answer,
                 an_event_routed_twice_at_once_is_recorded_once,
             );
@@ -1060,6 +1061,87 @@ async fn target_state_round_trips(h: &dyn Harness) {
         s.targets.target_control("t").await.unwrap(),
         Some(br#"{"paused":true}"#.to_vec())
     );
+}
+
+/// Accepts an event and routes it to one delivery on target `t`, due at 1.
+async fn route_one(s: &Store) -> Delivery {
+    let e = event("gh", "{}");
+    accept(s, &e).await;
+    let d = delivery(&e, "t", None, 1_000);
+    let o = outcome(EventStatus::Routed, std::slice::from_ref(&d));
+    assert_eq!(
+        s.routing
+            .record_outcome(&e.id, &o, std::slice::from_ref(&d), 1_000, vec![])
+            .await
+            .unwrap(),
+        Committed::Done
+    );
+    d
+}
+
+/// The process that owns a target gets the deliveries it routes for it
+/// straight away (a shared backend inserts them claimed by it): another
+/// process cannot take them while that holds, gets them at once when the
+/// owner lets the target go, and the owner claims again one it left
+/// unstarted past its lease.
+async fn the_owners_new_deliveries_are_its_own_until_it_lets_go(h: &dyn Harness) {
+    let a = h.open().await;
+    let short = std::time::Duration::from_millis(400);
+    let t = ["t".to_string()];
+    assert_eq!(a.targets.own_targets(&t, &[], short).await.unwrap().mine, t);
+    let first = route_one(&a).await;
+    let ids = |v: Vec<(u64, String)>| v.into_iter().map(|(_, id)| id).collect::<Vec<_>>();
+    let mine = ids(a.queue.claim_due("t", now_ms(), 10, LEASE).await.unwrap());
+    assert_eq!(mine, [first.id.to_string()]);
+
+    // Unstarted past the ownership lease it was handed over under: claimed
+    // again (and now under the claim's own lease).
+    let late = route_one(&a).await;
+    tokio::time::sleep(short + std::time::Duration::from_millis(200)).await;
+    assert_eq!(a.targets.own_targets(&t, &[], LEASE).await.unwrap().mine, t);
+    let mine = ids(a.queue.claim_due("t", now_ms(), 10, LEASE).await.unwrap());
+    assert_eq!(mine, [first.id.to_string(), late.id.to_string()]);
+
+    let Some(b) = h.other_process().await else {
+        return;
+    };
+    // While A owns the target, B takes nothing of it, even with A's claims
+    // given back.
+    let third = route_one(&a).await;
+    assert!(
+        b.targets
+            .own_targets(&t, &[], LEASE)
+            .await
+            .unwrap()
+            .mine
+            .is_empty()
+    );
+    assert!(
+        b.queue
+            .claim_due("t", now_ms(), 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for d in [&first, &late] {
+        a.queue.unschedule("t", &d.id, 1_000).await.unwrap();
+    }
+    // A lets the target go: its unstarted deliveries are B's at once, not
+    // after A's leases (60 s here) run out.
+    assert!(
+        a.targets
+            .own_targets(&t, &t, LEASE)
+            .await
+            .unwrap()
+            .mine
+            .is_empty()
+    );
+    assert_eq!(b.targets.own_targets(&t, &[], LEASE).await.unwrap().mine, t);
+    let mut theirs = ids(b.queue.claim_due("t", now_ms(), 10, LEASE).await.unwrap());
+    theirs.sort();
+    let mut all = [&first, &late, &third].map(|d| d.id.to_string());
+    all.sort();
+    assert_eq!(theirs, all);
 }
 
 /// Shared backends: another process can neither take what one holds nor

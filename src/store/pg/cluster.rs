@@ -133,6 +133,18 @@ impl PgStore {
                 &[node, &release],
             )
             .await?;
+            // Deliveries handed to this node as they were routed and not
+            // started (none is in flight: a target is let go only then)
+            // are the new owner's at once, not after their lease.
+            tx.execute(
+                &tx.prepare_cached(
+                    "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+                 WHERE target = ANY($2) AND status = 'scheduled' AND lease_owner = $1",
+                )
+                .await?,
+                &[node, &release],
+            )
+            .await?;
         }
         let live: i64 = tx
             .query_one(
@@ -177,8 +189,10 @@ impl PgStore {
         }
         tx.commit().await.context("renewing target ownership")?;
         mine.sort();
-        *self.inner.owned.lock().unwrap_or_else(|e| e.into_inner()) =
-            mine.iter().cloned().collect::<HashSet<_>>();
+        *self.inner.owned.lock().unwrap_or_else(|e| e.into_inner()) = super::OwnedTargets {
+            names: mine.iter().cloned().collect::<HashSet<_>>(),
+            lease,
+        };
         let surplus = mine.len().saturating_sub(share);
         Ok(Owned { mine, surplus })
     }

@@ -75,8 +75,19 @@ struct Inner {
     delivery_reads: batch::Batcher<reads::ById<crate::model::records::Delivery>>,
 }
 
-/// The targets a node owns, shared with the writers that notify the others.
-type OwnedSet = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// The targets a node owns, shared with the writers that notify the others
+/// and that hand new deliveries of those targets straight to this node.
+type OwnedSet = Arc<std::sync::Mutex<OwnedTargets>>;
+
+/// The targets a node owns and the lease it holds them under, as of its
+/// last renewal.
+#[derive(Default)]
+struct OwnedTargets {
+    names: std::collections::HashSet<String>,
+    /// A delivery routed for one of `names` is claimed for this node for
+    /// this long as it is inserted (see `events::insert_deliveries`).
+    lease: Duration,
+}
 
 impl PgStore {
     /// Connects, applies the schema's migrations (once, whatever the number

@@ -35,31 +35,36 @@ impl DeliveryQueue for PgStore {
         let c = self.client().await?;
         // Only the node that owns the target claims its deliveries, so the
         // target's concurrency, rate and circuit are one node's to keep.
-        // Entries this node already holds come back as they are (the
-        // dispatcher skips those in flight and starts the others): taking
-        // them again would rewrite every held row on every wake-up. They
-        // are looked for only in the first `limit` of the schedule, where
-        // claims are taken (oldest first): looking further would read the
-        // whole backlog on every wake-up; one held further back (a claim
-        // of a previous run under the same node id) waits out its lease.
+        // Only the first `limit` of the schedule (oldest first) are looked
+        // at: entries this node already holds come back as they are (the
+        // dispatcher skips those in flight and starts the others; taking
+        // them again would rewrite every held row on every wake-up), and
+        // those free or past their lease are claimed. Looking further
+        // would read the whole backlog on every wake-up when it is held:
+        // deliveries routed here are inserted held (`insert_deliveries`),
+        // and a dead node's claims stay until their lease ends, after
+        // which they are claimed from the head like the rest.
         // `= ANY(ARRAY(...))` keeps the update on the primary key: as a
         // join, the cached generic plan hashes the whole table.
         let statement = c
             .prepare_cached(
-                "WITH held AS (
-                     SELECT due_at, id FROM (
-                         SELECT due_at, id, lease_owner, lease_until FROM deliveries
-                         WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
-                         ORDER BY due_at, id LIMIT $5) head
+                "WITH head AS (
+                     SELECT due_at, id, lease_owner, lease_until FROM deliveries
+                     WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
+                     ORDER BY due_at, id LIMIT $5
+                 ), held AS (
+                     SELECT due_at, id FROM head
                      WHERE lease_owner = $1 AND lease_until >= now()
                  ), taken AS (
                      UPDATE deliveries d
                      SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
                      WHERE d.id = ANY(ARRAY(
                            SELECT id FROM deliveries
-                           WHERE target = $3 AND status = 'scheduled' AND due_at <= $4
+                           WHERE id = ANY(ARRAY(
+                                 SELECT id FROM head
+                                 WHERE lease_until IS NULL OR lease_until < now()))
+                             AND status = 'scheduled'
                              AND (lease_until IS NULL OR lease_until < now())
-                           ORDER BY due_at, id LIMIT $5
                            FOR UPDATE SKIP LOCKED))
                        AND EXISTS (SELECT 1 FROM targets t
                                    WHERE t.name = $3 AND t.owner = $1 AND t.lease_until > now())
