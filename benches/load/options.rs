@@ -54,7 +54,8 @@ pub struct Cli {
     /// Mutated requests in the fuzz scenario [100000; quick 20000].
     #[arg(long)]
     pub fuzz_requests: Option<u64>,
-    /// Run only scenarios whose name contains one of these (comma list).
+    /// Run only scenarios whose name contains one of these (comma list);
+    /// one ending in `$` names a scenario exactly (`pg-1$`, not `pg-1-kv`).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Where to write the JSON results.

@@ -58,7 +58,11 @@ pub enum Drive {
 
 impl Ctx {
     fn selected(&self, name: &str) -> bool {
-        self.opts.only.is_empty() || self.opts.only.iter().any(|f| name.contains(f.as_str()))
+        self.opts.only.is_empty()
+            || self.opts.only.iter().any(|f| match f.strip_suffix('$') {
+                Some(exact) => name == exact,
+                None => name.contains(f.as_str()),
+            })
     }
 
     pub fn run_all(&mut self) -> Result<()> {
