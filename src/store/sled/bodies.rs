@@ -285,6 +285,17 @@ impl BodyLog {
     }
 
     /// Makes every appended record durable.
+    /// Whether everything appended so far has been synced, so a flush can
+    /// skip the body log (and the thread it would sync it on): routing
+    /// outcomes and attempts append nothing.
+    pub fn is_synced(&self) -> bool {
+        let at = {
+            let a = self.active();
+            (a.segment, a.len)
+        };
+        *self.synced.lock().unwrap_or_else(|e| e.into_inner()) == at
+    }
+
     pub fn sync(&self) -> Result<()> {
         let (at, file) = {
             let a = self.active();

@@ -534,18 +534,24 @@ impl Sled {
     /// in `buffered` mode, where sled flushes on its own), and no write is
     /// acknowledged before both are done.
     pub(crate) fn flush(&self) -> Result<()> {
+        if self.bodies.is_synced() {
+            return self.flush_sled();
+        }
         std::thread::scope(|s| {
             let bodies = s.spawn(|| self.bodies.sync());
-            let sled = self
-                .db
-                .flush()
-                .map_err(anyhow::Error::from)
-                .and_then(|_| self.log_file.sync_data().context("syncing sled's log"));
+            let sled = self.flush_sled();
             let bodies = bodies
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("syncing the body log panicked")));
             sled.and(bodies)
         })
+    }
+
+    fn flush_sled(&self) -> Result<()> {
+        self.db
+            .flush()
+            .map_err(anyhow::Error::from)
+            .and_then(|_| self.log_file.sync_data().context("syncing sled's log"))
     }
 
     pub(crate) fn event(&self, id: &str) -> Result<Option<Event>> {
