@@ -1063,7 +1063,8 @@ async fn target_state_round_trips(h: &dyn Harness) {
     );
 }
 
-/// Accepts an event and routes it to one delivery on target `t`, due at 1.
+/// Accepts an event and routes it to one delivery on target `t`, due at
+/// 1 000 ms (long past).
 async fn route_one(s: &Store) -> Delivery {
     let e = event("gh", "{}");
     accept(s, &e).await;

@@ -284,7 +284,6 @@ impl BodyLog {
         Ok(())
     }
 
-    /// Makes every appended record durable.
     /// Whether everything appended so far has been synced, so a flush can
     /// skip the body log (and the thread it would sync it on): routing
     /// outcomes and attempts append nothing.
@@ -296,6 +295,7 @@ impl BodyLog {
         *self.synced.lock().unwrap_or_else(|e| e.into_inner()) == at
     }
 
+    /// Makes every appended record durable.
     pub fn sync(&self) -> Result<()> {
         let (at, file) = {
             let a = self.active();
