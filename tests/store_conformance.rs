@@ -269,6 +269,23 @@ async fn marks(s: &Store) -> Vec<ToRoute> {
     s.routing.to_route_after(None, 10_000).await.unwrap()
 }
 
+/// Accepts an event and routes it to one delivery on target `t`, due at
+/// 1 000 ms (long past).
+async fn route_one(s: &Store) -> Delivery {
+    let e = event("gh", "{}");
+    accept(s, &e).await;
+    let d = delivery(&e, "t", None, 1_000);
+    let o = outcome(EventStatus::Routed, std::slice::from_ref(&d));
+    assert_eq!(
+        s.routing
+            .record_outcome(&e.id, &o, std::slice::from_ref(&d), 1_000, vec![])
+            .await
+            .unwrap(),
+        Committed::Done
+    );
+    d
+}
+
 // ---------------------------------------------------------------------------
 // Cases.
 
@@ -1061,23 +1078,6 @@ async fn target_state_round_trips(h: &dyn Harness) {
         s.targets.target_control("t").await.unwrap(),
         Some(br#"{"paused":true}"#.to_vec())
     );
-}
-
-/// Accepts an event and routes it to one delivery on target `t`, due at
-/// 1 000 ms (long past).
-async fn route_one(s: &Store) -> Delivery {
-    let e = event("gh", "{}");
-    accept(s, &e).await;
-    let d = delivery(&e, "t", None, 1_000);
-    let o = outcome(EventStatus::Routed, std::slice::from_ref(&d));
-    assert_eq!(
-        s.routing
-            .record_outcome(&e.id, &o, std::slice::from_ref(&d), 1_000, vec![])
-            .await
-            .unwrap(),
-        Committed::Done
-    );
-    d
 }
 
 /// The process that owns a target gets the deliveries it routes for it
