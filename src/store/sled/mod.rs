@@ -46,6 +46,7 @@ use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 pub mod bodies;
 mod durability;
 mod listing;
+mod readers;
 mod recovery;
 mod retention;
 mod space;
@@ -978,6 +979,7 @@ impl Sled {
 #[derive(Clone)]
 pub struct SledStore {
     shared: Arc<Shared>,
+    readers: Arc<readers::Readers>,
 }
 
 impl SledStore {
@@ -996,19 +998,14 @@ impl SledStore {
         min_free: u64,
     ) -> Result<SledStore> {
         let open = Open::new(Sled::open(dir)?, durability)?;
-        Ok(SledStore::from_open(
-            open,
-            Some(dir.to_path_buf()),
-            durability,
-            min_free,
-        ))
+        SledStore::from_open(open, Some(dir.to_path_buf()), durability, min_free)
     }
 
     /// A throwaway store (deleted on drop), for running a plugin outside the
     /// server (`hookyard plugin test`) with working KV.
     pub fn temporary() -> Result<SledStore> {
         let open = Open::new(Sled::temporary()?, Durability::Buffered)?;
-        Ok(SledStore::from_open(open, None, Durability::Buffered, 0))
+        SledStore::from_open(open, None, Durability::Buffered, 0)
     }
 
     fn from_open(
@@ -1016,7 +1013,8 @@ impl SledStore {
         dir: Option<std::path::PathBuf>,
         durability: Durability,
         min_free: u64,
-    ) -> SledStore {
+    ) -> Result<SledStore> {
+        let readers = Arc::new(readers::Readers::start()?);
         let shared = Arc::new(Shared {
             dir,
             durability,
@@ -1028,7 +1026,7 @@ impl SledStore {
             shared.space.check(dir);
         }
         Shared::watch(&shared);
-        SledStore { shared }
+        Ok(SledStore { shared, readers })
     }
 
     /// Every concern of the seam, served by this store.
@@ -1051,8 +1049,18 @@ impl SledStore {
         open.flusher.wait(open.sled.applied()).await
     }
 
-    /// Runs blocking sled work off the async workers.
+    /// Runs a read off the async workers, on the store's read threads.
     async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sled) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner()?;
+        self.readers.run(move || f(&inner)).await?
+    }
+
+    /// Runs long work (a retention sweep, a flush) on a thread of its own,
+    /// so it does not hold up the reads behind it.
+    async fn upkeep<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Sled) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -1345,21 +1353,21 @@ impl super::Upkeep for SledStore {
         after: Option<&str>,
     ) -> Result<Swept> {
         let after = after.map(str::to_string);
-        self.blocking(move |s| s.sweep_before(cutoff_ms, max_events, after.as_deref()))
+        self.upkeep(move |s| s.sweep_before(cutoff_ms, max_events, after.as_deref()))
             .await
     }
 
     async fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize> {
-        self.blocking(move |s| s.sweep_idempotency(now_ms, limit))
+        self.upkeep(move |s| s.sweep_idempotency(now_ms, limit))
             .await
     }
 
     async fn collect_garbage(&self) -> Result<usize> {
-        self.blocking(|s| s.collect_garbage()).await
+        self.upkeep(|s| s.collect_garbage()).await
     }
 
     async fn flush(&self) -> Result<()> {
-        self.blocking(|s| s.flush()).await
+        self.upkeep(|s| s.flush()).await
     }
 
     fn size_on_disk(&self) -> u64 {
