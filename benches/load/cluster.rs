@@ -74,22 +74,14 @@ impl Pg {
         let Some(master) = pidfile.lines().next().map(str::trim) else {
             return 0.0;
         };
-        let ticks = 100.0; // USER_HZ on Linux
         let mut total = 0.0;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // Fields after the command (which may hold spaces) in parens.
-            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-                continue;
-            };
-            let f: Vec<&str> = rest.split_whitespace().collect();
             let pid = entry.file_name().to_string_lossy().to_string();
+            let Some(f) = procs::stat_fields(&pid) else {
+                continue;
+            };
             if f.len() > 12 && (f[1] == master || pid == master) {
-                let utime: f64 = f[11].parse().unwrap_or(0.0);
-                let stime: f64 = f[12].parse().unwrap_or(0.0);
-                total += (utime + stime) / ticks;
+                total += procs::cpu_of(&f);
             }
         }
         total
@@ -182,6 +174,12 @@ impl Ctx {
         spec.count = Some(burst);
         spec.duration_secs = 600.0;
         let pg = self.pg.take().unwrap();
+        let pids: Vec<u32> = routers.iter().map(|r| r.pid()).collect();
+        let others = |pids: &[u32]| -> (f64, f64) {
+            let nodes = pids.iter().map(|&p| procs::cpu_secs(p)).sum();
+            (nodes, procs::cpu_secs(self.sink_pid))
+        };
+        let (nodes_before, sink_before) = others(&pids);
         let before = self.usage(&pg, &db_url)?;
         let started = Instant::now();
         let measured = (|| -> Result<_> {
@@ -192,6 +190,7 @@ impl Ctx {
             Ok((load, light, full))
         })();
         let after = self.usage(&pg, &db_url);
+        let (nodes_after, sink_after) = others(&pids);
         let wall = started.elapsed().as_secs_f64();
         self.pg = Some(pg);
         let mut rss: Option<f64> = None;
@@ -247,6 +246,28 @@ impl Ctx {
             delivered_per_sec.unwrap_or(0.0),
             load.accepted
         );
+        // Where the machine's cores went, per delivered event: the database,
+        // the nodes, and the bench's own sink and load generator, which
+        // share the cores with what they measure.
+        let ms = |secs: f64| 1000.0 * per(secs);
+        let split = [
+            ("PostgreSQL", cpu),
+            ("node(s)", nodes_after - nodes_before),
+            ("sink", sink_after - sink_before),
+            ("load generator", load.cpu_secs),
+        ];
+        let total: f64 = split.iter().map(|(_, s)| s).sum();
+        let cpu_note = format!(
+            "CPU per delivered event: {}; {:.2} ms in all",
+            split
+                .iter()
+                .map(|(who, s)| format!("{who} {:.2} ms", ms(*s)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            ms(total),
+        );
+        println!("   {cpu_note}");
+        notes.insert(0, cpu_note);
         notes.insert(0, db_note);
         if unique < load.accepted {
             notes.push(format!(

@@ -38,6 +38,7 @@ pub struct Ctx {
     pub cache: PathBuf,
     pub dist: PathBuf,
     pub sink_url: String,
+    pub sink_pid: u32,
     pub rows: Vec<Row>,
     pub baseline: Option<f64>,
     pub recovery: Option<Recovery>,

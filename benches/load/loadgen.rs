@@ -74,6 +74,10 @@ pub struct LoadResult {
     pub per_second: Vec<u64>,
     /// No fixed rate: as fast as answers come.
     pub closed_loop: bool,
+    /// The load generator's own CPU time: on a two-core machine it shares
+    /// the cores with what it measures.
+    #[serde(default)]
+    pub cpu_secs: f64,
     pub start_unix_ns: u64,
     /// Requests started at or after this count (the warm-up is over).
     pub measure_start_unix_ns: u64,
@@ -195,6 +199,7 @@ async fn run_async(spec: LoadSpec) -> Result<LoadResult> {
         max_late_ms: total.max_late.as_secs_f64() * 1000.0,
         per_second: total.per_second,
         closed_loop: shared.spec.rate.is_none(),
+        cpu_secs: crate::procs::cpu_secs(std::process::id()),
         start_unix_ns,
         measure_start_unix_ns: to_unix(measure_from),
         measure_end_unix_ns: to_unix(end),

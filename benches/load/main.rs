@@ -149,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
         cache,
         dist: root.join("plugins/dist"),
         sink_url,
+        sink_pid: sink.pid(),
         rows: Vec::new(),
         baseline: None,
         recovery: None,

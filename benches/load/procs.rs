@@ -131,6 +131,27 @@ impl Drop for Proc {
     }
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold
+/// spaces, so it is skipped by its closing parenthesis): index 1 is the
+/// parent's pid, 11 and 12 user and system time in ticks.
+pub fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// User plus system CPU time of a process's `stat` fields, in seconds.
+pub fn cpu_of(fields: &[String]) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let at = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    (at(11).unwrap_or(0.0) + at(12).unwrap_or(0.0)) / ticks
+}
+
+/// CPU seconds a live process has used so far (0 once it is gone).
+pub fn cpu_secs(pid: u32) -> f64 {
+    stat_fields(&pid.to_string()).map_or(0.0, |f| cpu_of(&f))
+}
+
 /// A numeric field (kB) of `/proc/<pid>/status`.
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
