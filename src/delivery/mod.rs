@@ -226,6 +226,20 @@ impl Drop for Unstarted<'_> {
     }
 }
 
+/// What a finished attempt means for its target's dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    /// Recorded, the delivery ended, and the target's state is as it was:
+    /// nothing the dispatcher waits for changed (what else was due, it has
+    /// claimed already; what comes later wakes it).
+    Ended,
+    /// Recorded, and the dispatcher has to look again: a retry is due
+    /// later, a probe ended, the circuit moved, or the entry had moved.
+    Changed,
+    /// Not recorded (the store is in trouble).
+    Unrecorded,
+}
+
 /// Keeps a task running: each time the task from `spawn` panics, `died`
 /// gets the panic message and, after `pause`, the task is spawned again.
 /// Returns (with the number of restarts) when the task ends without
@@ -462,6 +476,11 @@ impl Dispatcher {
             .store
             .claim_due(&t.name, now, want + in_flight, t.claim_lease())
             .await?;
+        // Fewer than asked for: nothing else is due now that this node may
+        // claim. What becomes due later wakes the dispatcher (routing, an
+        // operator, a finished attempt, which also reads when a retry is
+        // due) or is found by the rescan.
+        let drained = scanned.len() < want + in_flight;
         let due: Vec<(u64, String)> = {
             let mut claimed = t.claimed();
             let mut due = Vec::with_capacity(want);
@@ -500,7 +519,15 @@ impl Dispatcher {
             t,
             due: due.into_iter().peekable(),
         };
-        self.start_due(t, &mut unstarted.due, probe).await
+        self.start_due(t, &mut unstarted.due, probe).await?;
+        if drained && unstarted.due.peek().is_none() {
+            // Claiming again at once would find only what just started: at
+            // low rates that was a claim per event for nothing (a statement
+            // of its own on PostgreSQL). A wake-up that came meanwhile
+            // ends this wait at once.
+            self.idle(t, IDLE_RESCAN).await;
+        }
+        Ok(())
     }
 
     /// Starts the claimed due entries one by one as slots, the global limit
@@ -550,7 +577,8 @@ impl Dispatcher {
             let me = self.clone();
             let t2 = t.clone();
             tokio::spawn(async move {
-                if !me.run_attempt(&t2, due_ms, &id, probe).await {
+                let finished = me.run_attempt(&t2, due_ms, &id, probe).await;
+                if finished == Finished::Unrecorded {
                     // Recording failed (the store is in trouble): hold the
                     // claim a moment so the entry is not re-sent in a loop.
                     tokio::time::sleep(IDLE_RESCAN).await;
@@ -561,7 +589,9 @@ impl Dispatcher {
                 if me.active.fetch_sub(1, Ordering::SeqCst) == 1 {
                     me.drained.notify_waiters();
                 }
-                t2.wake.notify_one();
+                if finished != Finished::Ended {
+                    t2.wake.notify_one();
+                }
             });
             if probe {
                 break;
@@ -570,9 +600,8 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Runs one attempt and applies its result; false when it could not be
-    /// recorded.
-    async fn run_attempt(&self, t: &Target, due_ms: u64, id: &str, probe: bool) -> bool {
+    /// Runs one attempt and applies its result.
+    async fn run_attempt(&self, t: &Target, due_ms: u64, id: &str, probe: bool) -> Finished {
         let config = t.config();
         let client = if config.policy.allow_private {
             &self.open
@@ -607,7 +636,13 @@ impl Dispatcher {
                 _ => None,
             }
         };
-        let recorded = result.is_ok();
+        let finished = match &result {
+            Ok(send::Attempted::Ran(r)) if r.ended().is_some() && !probe && persist.is_none() => {
+                Finished::Ended
+            }
+            Ok(_) => Finished::Changed,
+            Err(_) => Finished::Unrecorded,
+        };
         match result {
             Ok(send::Attempted::Ran(r)) => {
                 self.telemetry.emit(AttemptFinished {
@@ -640,7 +675,7 @@ impl Dispatcher {
             self.log_transition(t, &control, now);
             self.save_control(&t.name, &control);
         }
-        recorded
+        finished
     }
 
     fn log_transition(&self, t: &Target, c: &Control, now: u64) {
