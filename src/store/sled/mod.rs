@@ -1050,7 +1050,7 @@ impl SledStore {
     }
 
     /// Runs a read off the async workers, on the store's read threads.
-    async fn blocking<T: Send + 'static>(
+    async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Sled) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -1105,12 +1105,12 @@ impl super::EventLog for SledStore {
 impl super::RoutingLog for SledStore {
     async fn event(&self, id: &str) -> Result<Option<Event>> {
         let id = id.to_string();
-        self.blocking(move |s| s.event(&id)).await
+        self.read(move |s| s.event(&id)).await
     }
 
     async fn to_route_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ToRoute>> {
         let after = after.map(str::to_string);
-        self.blocking(move |s| s.to_route_after(after.as_deref(), limit))
+        self.read(move |s| s.to_route_after(after.as_deref(), limit))
             .await
     }
 
@@ -1175,13 +1175,13 @@ impl super::PluginKvAdmin for SledStore {
             prefix.to_string(),
             after.map(str::to_string),
         );
-        self.blocking(move |s| s.kv_list(&plugin, &prefix, after.as_deref(), limit))
+        self.read(move |s| s.kv_list(&plugin, &prefix, after.as_deref(), limit))
             .await
     }
 
     async fn kv_value(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let (plugin, key) = (plugin.to_string(), key.to_string());
-        self.blocking(move |s| s.kv_get(&plugin, &key)).await
+        self.read(move |s| s.kv_get(&plugin, &key)).await
     }
 
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool> {
@@ -1205,23 +1205,22 @@ impl super::DeliveryQueue for SledStore {
         // write applied so far (shared with the ingest path's fsyncs).
         self.durable().await?;
         let name = target.to_string();
-        self.blocking(move |s| s.due(&name, now_ms, limit)).await
+        self.read(move |s| s.due(&name, now_ms, limit)).await
     }
 
     async fn upcoming(&self, target: &str, limit: usize) -> Result<Vec<(u64, String)>> {
         let target = target.to_string();
-        self.blocking(move |s| s.due(&target, u64::MAX, limit))
-            .await
+        self.read(move |s| s.due(&target, u64::MAX, limit)).await
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
         let id = id.to_string();
-        self.blocking(move |s| s.delivery(&id)).await
+        self.read(move |s| s.delivery(&id)).await
     }
 
     async fn event(&self, id: &str) -> Result<Option<Event>> {
         let id = id.to_string();
-        self.blocking(move |s| s.event(&id)).await
+        self.read(move |s| s.event(&id)).await
     }
 
     async fn record_attempt(
@@ -1262,11 +1261,11 @@ impl super::DeliveryQueue for SledStore {
     }
 
     async fn scheduled_per_target(&self) -> Result<BTreeMap<String, usize>> {
-        self.blocking(|s| s.scheduled_per_target()).await
+        self.read(|s| s.scheduled_per_target()).await
     }
 
     async fn dead_per_target(&self) -> Result<BTreeMap<String, usize>> {
-        self.blocking(|s| s.dead_per_target()).await
+        self.read(|s| s.dead_per_target()).await
     }
 }
 
@@ -1274,7 +1273,7 @@ impl super::DeliveryQueue for SledStore {
 impl super::TargetStates for SledStore {
     async fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>> {
         let target = target.to_string();
-        self.blocking(move |s| s.target_control(&target)).await
+        self.read(move |s| s.target_control(&target)).await
     }
 
     async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
@@ -1299,27 +1298,27 @@ impl super::TargetStates for SledStore {
 impl super::Records for SledStore {
     async fn event(&self, id: &str) -> Result<Option<Event>> {
         let id = id.to_string();
-        self.blocking(move |s| s.event(&id)).await
+        self.read(move |s| s.event(&id)).await
     }
 
     async fn outcome(&self, event_id: &str) -> Result<Option<Outcome>> {
         let id = event_id.to_string();
-        self.blocking(move |s| s.outcome(&id)).await
+        self.read(move |s| s.outcome(&id)).await
     }
 
     async fn route_note(&self, event_id: &str) -> Result<Option<String>> {
         let id = event_id.to_string();
-        self.blocking(move |s| s.route_note(&id)).await
+        self.read(move |s| s.route_note(&id)).await
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>> {
         let id = id.to_string();
-        self.blocking(move |s| s.delivery(&id)).await
+        self.read(move |s| s.delivery(&id)).await
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
         let id = delivery_id.to_string();
-        self.blocking(move |s| s.attempts(&id)).await
+        self.read(move |s| s.attempts(&id)).await
     }
 
     async fn deliveries_of_event(
@@ -1329,18 +1328,18 @@ impl super::Records for SledStore {
         limit: usize,
     ) -> Result<Page<Delivery>> {
         let (id, after) = (event_id.to_string(), after.map(str::to_string));
-        self.blocking(move |s| s.deliveries_of_event(&id, after.as_deref(), limit))
+        self.read(move |s| s.deliveries_of_event(&id, after.as_deref(), limit))
             .await
     }
 
     async fn list_events(&self, q: &EventQuery) -> Result<Page<EventSummary>> {
         let q = q.clone();
-        self.blocking(move |s| s.list_events(&q)).await
+        self.read(move |s| s.list_events(&q)).await
     }
 
     async fn list_deliveries(&self, q: &DeliveryQuery) -> Result<Page<Delivery>> {
         let q = q.clone();
-        self.blocking(move |s| s.list_deliveries(&q)).await
+        self.read(move |s| s.list_deliveries(&q)).await
     }
 }
 
