@@ -25,6 +25,9 @@ pub const MAX_CODINGS: usize = 3;
 /// declare a 128 MiB window and have the decoder allocate it.
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
+/// The most a decoder writes before its output is counted against the cap.
+const DECODE_CHUNK: usize = 64 * 1024;
+
 /// A content coding hookyard decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -122,17 +125,36 @@ pub fn decode(received: &[u8], codings: &[Coding], limit: usize) -> Result<Vec<u
     for coding in codings.iter().rev() {
         reader = wrap(*coding, reader).map_err(invalid)?;
     }
-    // Start near the usual ratio of text, within the cap; the buffer grows
-    // as needed and `take` stops the decoders one byte past the limit.
-    let mut out = Vec::with_capacity(received.len().saturating_mul(4).min(limit));
-    reader
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(invalid)?;
-    if out.len() > limit {
-        return Err(DecodeError::TooLarge);
+    // Read in fixed chunks rather than one growing buffer: a buffer that
+    // doubles copies itself at each step and leaves the allocator holding
+    // every size it went through, so a bomb would cost several times the
+    // cap. Chunks cost the cap at most, then one copy for a body that fits.
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0usize;
+    let mut next = received.len().saturating_mul(4).clamp(4096, DECODE_CHUNK);
+    loop {
+        let mut chunk = Vec::with_capacity(next);
+        let n = (&mut reader)
+            .take(next as u64)
+            .read_to_end(&mut chunk)
+            .map_err(invalid)?;
+        total += n;
+        if total > limit {
+            return Err(DecodeError::TooLarge);
+        }
+        if n > 0 {
+            chunks.push(chunk);
+        }
+        if n < next {
+            break;
+        }
+        next = DECODE_CHUNK.min(limit + 1 - total);
     }
-    Ok(out)
+    Ok(match chunks.len() {
+        0 => Vec::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => chunks.concat(),
+    })
 }
 
 fn invalid(e: std::io::Error) -> DecodeError {
@@ -273,6 +295,19 @@ mod tests {
             decode(&at, &[Coding::Gzip], 999),
             Err(DecodeError::TooLarge)
         );
+    }
+
+    #[test]
+    fn bodies_of_several_chunks_come_back_whole_up_to_the_limit() {
+        for len in [DECODE_CHUNK * 3 + 17, DECODE_CHUNK * 2] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let packed = gzip(&body);
+            assert_eq!(decode(&packed, &[Coding::Gzip], len).unwrap(), body);
+            assert_eq!(
+                decode(&packed, &[Coding::Gzip], len - 1),
+                Err(DecodeError::TooLarge)
+            );
+        }
     }
 
     #[test]

@@ -323,10 +323,20 @@ pub async fn receive(
         let list = codings.clone();
         // Decoding up to the limit is CPU work that can take a while
         // (tens of MB for a bomb): off the async workers.
-        let decoded =
-            tokio::task::spawn_blocking(move || super::encoding::decode(&input, &list, limit))
-                .await
-                .unwrap_or_else(|e| Err(DecodeError::Invalid(format!("the decoder failed: {e}"))));
+        let decoded = tokio::task::spawn_blocking(move || {
+            let d = super::encoding::decode(&input, &list, limit);
+            if d.is_err() {
+                // A refused bomb filled this thread's heap up to the
+                // cap; the thread may idle for a while after it, and
+                // an idle heap keeps what it freed.
+                // SAFETY: `mi_collect` only returns memory mimalloc
+                // holds and no longer hands out.
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
+            d
+        })
+        .await
+        .unwrap_or_else(|e| Err(DecodeError::Invalid(format!("the decoder failed: {e}"))));
         match decoded {
             Ok(d) => axum::body::Bytes::from(d),
             Err(DecodeError::TooLarge) => {
