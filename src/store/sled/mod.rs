@@ -44,6 +44,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 
 pub mod bodies;
+mod body_sync;
 mod durability;
 mod listing;
 mod readers;
@@ -110,6 +111,7 @@ pub struct Sled {
     db: sled::Db,
     tree: sled::Tree,
     bodies: Arc<BodyLog>,
+    body_sync: body_sync::BodySync,
     /// sled's log file, for [`flush`](Sled::flush): sled's own flush ends
     /// with `sync_file_range`, which neither persists a grown file's size
     /// nor flushes the disk's write cache (only its 500 ms background
@@ -150,6 +152,7 @@ impl Sled {
         let store = Sled {
             db,
             tree,
+            body_sync: body_sync::BodySync::start(bodies.clone())?,
             bodies,
             log_file,
             writer,
@@ -538,14 +541,9 @@ impl Sled {
         if self.bodies.is_synced() {
             return self.flush_sled();
         }
-        std::thread::scope(|s| {
-            let bodies = s.spawn(|| self.bodies.sync());
-            let sled = self.flush_sled();
-            let bodies = bodies
-                .join()
-                .unwrap_or_else(|_| Err(anyhow!("syncing the body log panicked")));
-            sled.and(bodies)
-        })
+        let bodies = self.body_sync.begin();
+        let sled = self.flush_sled();
+        sled.and(bodies.wait())
     }
 
     fn flush_sled(&self) -> Result<()> {
