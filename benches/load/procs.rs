@@ -152,6 +152,32 @@ pub fn cpu_secs(pid: u32) -> f64 {
     stat_fields(&pid.to_string()).map_or(0.0, |f| cpu_of(&f))
 }
 
+/// The machine's CPU ticks so far: (steal, all). Steal is time a virtual
+/// CPU was ready to run and its host ran something else. On the 2-core VM
+/// the benchmarks were written on it came as stalls of ~10 ms about every
+/// 100 ms under load, which every process sees; a paced run's p99 is the
+/// figure most sensitive to it (docs/benchmarks.md).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already in user).
+    let all = ticks.iter().take(8).sum();
+    Some((*ticks.get(7)?, all))
+}
+
+/// Percent of the machine's CPU time stolen by its host between two
+/// [`machine_ticks`] readings.
+pub fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((s0, a0), (s1, a1)) = (before?, after?);
+    let all = a1.checked_sub(a0).filter(|&d| d > 0)?;
+    Some(s1.saturating_sub(s0) as f64 * 100.0 / all as f64)
+}
+
 /// A numeric field (kB) of `/proc/<pid>/status`.
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

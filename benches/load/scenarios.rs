@@ -367,6 +367,7 @@ impl Ctx {
                 format!("closed, {} conns, {n} events", self.opts.connections)
             }
         };
+        let ticks_before = procs::machine_ticks();
         let measured = (|| -> Result<(LoadResult, Value, Value)> {
             let load = procs::run_load(&spec)?;
             check_load(&load)?;
@@ -379,10 +380,16 @@ impl Ctx {
             let full = self.sink_stats(&format!("since={since}&until={until}"))?;
             Ok((load, light, full))
         })();
+        let steal = procs::steal_percent(ticks_before, procs::machine_ticks());
         let failed = self.failed_attempts(&admin);
         let (rss, mut notes) = self.finish(&dir, router)?;
         let (load, light, full) = measured?;
         let expected = load.accepted * per_event;
+        if let Some(steal) = steal.filter(|&s| s >= 0.5) {
+            notes.push(format!(
+                "the VM's host took {steal:.1} % of the CPU time during the run (steal)"
+            ));
+        }
         let unique = light["unique"].as_u64().unwrap_or(0);
         let received = full["received"].as_u64().unwrap_or(0);
         let last_recv = full["last_recv_ns"].as_u64().unwrap_or(0);
