@@ -325,10 +325,11 @@ pub async fn receive(
         // (tens of MB for a bomb): off the async workers.
         let decoded = tokio::task::spawn_blocking(move || {
             let d = super::encoding::decode(&input, &list, limit);
-            if d.is_err() {
+            if matches!(d, Err(DecodeError::TooLarge)) {
                 // A refused bomb filled this thread's heap up to the
                 // cap; the thread may idle for a while after it, and
-                // an idle heap keeps what it freed.
+                // an idle heap keeps what it freed. (Only then: a bomb
+                // costs the decoding of the whole cap anyway.)
                 // SAFETY: `mi_collect` only returns memory mimalloc
                 // holds and no longer hands out.
                 unsafe { libmimalloc_sys::mi_collect(true) };
