@@ -46,6 +46,7 @@ pub mod config;
 pub mod delivery;
 pub mod edge;
 pub mod jobs;
+pub mod memory;
 pub mod model;
 pub mod plugin;
 pub mod readiness;

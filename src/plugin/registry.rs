@@ -554,14 +554,9 @@ fn plugin_name(path: &Path) -> Option<&str> {
     file.strip_suffix(".wasm").filter(|n| !n.is_empty())
 }
 
-/// Hands back to the OS what compiling freed. The binary's allocator
-/// (mimalloc) returns a thread's free pages only when that thread next
-/// allocates, and the compiler's threads (rayon's pool, the blocking
-/// thread) then sit idle: after compiling the Python and JavaScript
-/// examples, the process kept ~200 MB it no longer used.
+/// Hands back to the OS what compiling freed, on every thread that
+/// compiled (rayon's pool and this one): they sit idle afterwards.
 fn release_compile_memory() {
-    // SAFETY: `mi_collect` only frees memory mimalloc holds and no longer
-    // hands out; it is safe on any thread at any time.
-    rayon::broadcast(|_| unsafe { libmimalloc_sys::mi_collect(true) });
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    rayon::broadcast(|_| crate::memory::release_thread_memory());
+    crate::memory::release_thread_memory();
 }

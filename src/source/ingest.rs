@@ -327,12 +327,10 @@ pub async fn receive(
             let d = super::encoding::decode(&input, &list, limit);
             if matches!(d, Err(DecodeError::TooLarge)) {
                 // A refused bomb filled this thread's heap up to the
-                // cap; the thread may idle for a while after it, and
-                // an idle heap keeps what it freed. (Only then: a bomb
-                // costs the decoding of the whole cap anyway.)
-                // SAFETY: `mi_collect` only returns memory mimalloc
-                // holds and no longer hands out.
-                unsafe { libmimalloc_sys::mi_collect(true) };
+                // cap, and the thread may idle for a while after it.
+                // (Only then: a bomb costs the decoding of the whole cap
+                // anyway.)
+                crate::memory::release_thread_memory();
             }
             d
         })
