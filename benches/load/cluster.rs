@@ -290,6 +290,7 @@ impl Ctx {
             expected_deliveries: Some(load.accepted),
             ingest_to_sink: serde_json::from_value(full["latency"].clone()).ok(),
             peak_rss_mib: rss,
+            idle_rss_mib: None,
             router_start_secs: None,
             notes,
             load_result: Some(load),

@@ -91,6 +91,11 @@ impl Proc {
         proc_status_kib(self.pid(), "VmHWM:").map(|kib| kib as f64 / 1024.0)
     }
 
+    /// Resident set size now (`VmRSS`), in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        proc_status_kib(self.pid(), "VmRSS:").map(|kib| kib as f64 / 1024.0)
+    }
+
     /// SIGTERM, then wait up to `grace` (SIGKILL after that).
     pub fn stop(mut self, grace: Duration) -> Result<ExitStatus> {
         let _ = Command::new("kill")

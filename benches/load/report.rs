@@ -91,6 +91,20 @@ impl Ctx {
             rss.map(|r| r * 1.048_576 < 300.0),
             rss.map_or("n/a".into(), |r| format!("{:.0} MB", r * 1.048_576)),
         );
+        let idle =
+            self.row("plugins-3")
+                .and_then(|r| r.idle_rss_mib)
+                .and_then(|(before, after)| match (before, after) {
+                    (Some(b), Some(a)) => Some(b.max(a)),
+                    (b, a) => b.or(a),
+                });
+        goal(
+            "RSS idle with Rust + Python + JS plugins (before and after the load, larger)".into(),
+            "< 150 MB",
+            idle,
+            idle.map(|r| r * 1.048_576 < 150.0),
+            idle.map_or("n/a".into(), |r| format!("{:.0} MB", r * 1.048_576)),
+        );
         goals
     }
 

@@ -33,6 +33,11 @@ pub struct Row {
     pub expected_deliveries: Option<u64>,
     pub ingest_to_sink: Option<Summary>,
     pub peak_rss_mib: Option<f64>,
+    /// Resident set size of the started router before any load (plugins
+    /// loaded and warm-started, nothing routed yet), and again once the
+    /// load has drained and the allocator has had a moment to return
+    /// what was freed: the "idle" figures of issue 16's memory goal.
+    pub idle_rss_mib: Option<(Option<f64>, Option<f64>)>,
     pub router_start_secs: Option<f64>,
     pub load_result: Option<LoadResult>,
     pub notes: Vec<String>,
@@ -367,12 +372,18 @@ impl Ctx {
                 format!("closed, {} conns, {n} events", self.opts.connections)
             }
         };
+        let idle_before = router.rss_mib();
+        let mut idle_after = None;
         let ticks_before = procs::machine_ticks();
         let measured = (|| -> Result<(LoadResult, Value, Value)> {
             let load = procs::run_load(&spec)?;
             check_load(&load)?;
             let expected = load.accepted * per_event;
             let light = self.wait_delivered(expected)?;
+            // mimalloc returns freed pages after its purge delay (10 ms)
+            // and sled's flusher settles within a second.
+            std::thread::sleep(Duration::from_secs(2));
+            idle_after = router.rss_mib();
             let (since, until) = match drive {
                 Drive::Rate(_) => (load.measure_start_unix_ns, load.measure_end_unix_ns),
                 Drive::Burst(_) => (0, u64::MAX),
@@ -413,6 +424,11 @@ impl Ctx {
         if failed > 0 {
             notes.push(format!("{failed} failed delivery attempts"));
         }
+        if let (Some(before), Some(after)) = (idle_before, idle_after) {
+            notes.push(format!(
+                "RSS idle: {before:.0} MiB before the load, {after:.0} MiB 2 s after it drained"
+            ));
+        }
         notes.extend(load_notes(&load));
         println!(
             "   {:.0} accepted/s, {:.0} delivered/s ({unique}/{expected}), ingest->sink p50 {:.2} ms p99 {:.2} ms",
@@ -433,6 +449,7 @@ impl Ctx {
             expected_deliveries: Some(expected),
             ingest_to_sink: latency,
             peak_rss_mib: rss,
+            idle_rss_mib: Some((idle_before, idle_after)),
             router_start_secs: Some(started_in),
             notes,
             load_result: Some(load),
