@@ -140,6 +140,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    hookyard::memory::keep_heap_in_small_pages();
     let cli = Cli::parse();
     // `plugin test` prints the plugin's log lines itself, and the admin
     // commands' output is their stdout.
