@@ -83,27 +83,30 @@ impl Ctx {
             pc.map(|p| p.fresh_ratio <= 1.5),
             pc.map_or("n/a".into(), |p| format!("{:.2} x", p.fresh_ratio)),
         );
-        let rss = self.row("plugins-3").and_then(|r| r.peak_rss_mib);
-        goal(
-            "peak RSS, Rust + Python + JS plugins under load".into(),
-            "< 300 MB",
-            rss,
-            rss.map(|r| r * 1.048_576 < 300.0),
-            rss.map_or("n/a".into(), |r| format!("{:.0} MB", r * 1.048_576)),
+        // Bounds are in MB (10^6 bytes), as the issue states them.
+        let mut rss_goal = |what: &str, bound_mb: f64, mib: Option<f64>| {
+            goal(
+                what.into(),
+                &format!("< {bound_mb:.0} MB"),
+                mib,
+                mib.map(|r| r * 1.048_576 < bound_mb),
+                mib.map_or("n/a".into(), |r| format!("{:.0} MB", r * 1.048_576)),
+            )
+        };
+        let plugins_3 = self.row("plugins-3");
+        rss_goal(
+            "peak RSS, Rust + Python + JS plugins under load",
+            300.0,
+            plugins_3.and_then(|r| r.peak_rss_mib),
         );
-        let idle =
-            self.row("plugins-3")
-                .and_then(|r| r.idle_rss_mib)
-                .and_then(|(before, after)| match (before, after) {
-                    (Some(b), Some(a)) => Some(b.max(a)),
-                    (b, a) => b.or(a),
-                });
-        goal(
-            "RSS idle with Rust + Python + JS plugins (before and after the load, larger)".into(),
-            "< 150 MB",
+        // Idle both on a fresh start and after the load drained: the larger.
+        let idle = plugins_3
+            .and_then(|r| r.idle_rss_mib)
+            .and_then(|(before, after)| before.into_iter().chain(after).reduce(f64::max));
+        rss_goal(
+            "RSS idle with Rust + Python + JS plugins (before and after the load, larger)",
+            150.0,
             idle,
-            idle.map(|r| r * 1.048_576 < 150.0),
-            idle.map_or("n/a".into(), |r| format!("{:.0} MB", r * 1.048_576)),
         );
         goals
     }
