@@ -9,4 +9,8 @@ bash scripts/build-plugins.sh rust
 mkdir -p examples/quickstart/plugins
 cp plugins/dist/quickstart-router.wasm examples/quickstart/plugins/.quickstart-router.wasm.tmp
 mv -f examples/quickstart/plugins/.quickstart-router.wasm.tmp examples/quickstart/plugins/quickstart-router.wasm
+# Not quiet: a first build compiles wasmtime (several minutes), and its
+# progress is what the terminal shows meanwhile.
+echo "building hookyard (the first build takes several minutes; later ones seconds)"
+cargo build
 exec cargo run --quiet -- serve --config examples/quickstart/hookyard.toml
