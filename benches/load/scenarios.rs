@@ -380,8 +380,8 @@ impl Ctx {
             check_load(&load)?;
             let expected = load.accepted * per_event;
             let light = self.wait_delivered(expected)?;
-            // mimalloc returns freed pages after its purge delay (10 ms)
-            // and sled's flusher settles within a second.
+            // Past mimalloc's purge delay (1 s in v3) and sled's flusher
+            // settling: what is still resident then is what idle holds.
             std::thread::sleep(Duration::from_secs(2));
             idle_after = router.rss_mib();
             let (since, until) = match drive {
