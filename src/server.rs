@@ -102,6 +102,7 @@ pub async fn run(
     plugins.reconcile()?;
     plugins.warn_missing();
     crate::plugin::watcher::spawn(plugins.clone(), &config.plugins.dir)?;
+    crate::plugin::idle::spawn(plugins.clone());
 
     let dispatcher = Dispatcher::new(config.clone(), &store, telemetry.clone()).await?;
     let router = Router::start(

@@ -16,6 +16,13 @@ use crate::plugin_host;
 use crate::procs;
 use crate::report::thousands;
 use crate::stats::Summary;
+
+/// How long after the load drained the idle RSS is read: past the latest
+/// time a quiet plugin's warm instances are dropped, and a second more for
+/// the allocator to return what that freed.
+const IDLE_WAIT: Duration = hookyard::plugin::instance::WARM_IDLE
+    .saturating_add(hookyard::plugin::idle::CHECK)
+    .saturating_add(Duration::from_secs(1));
 use crate::{CHAOS_PLUGIN, COUNTER_PLUGIN, JS_PLUGIN, PY_PLUGIN, RUST_PLUGIN};
 
 /// One row of the main table.
@@ -380,9 +387,10 @@ impl Ctx {
             check_load(&load)?;
             let expected = load.accepted * per_event;
             let light = self.wait_delivered(expected)?;
-            // Past mimalloc's purge delay (1 s in v3) and sled's flusher
-            // settling: what is still resident then is what idle holds.
-            std::thread::sleep(Duration::from_secs(2));
+            // Past the time idle plugin instances are dropped, mimalloc's
+            // purge delay (1 s in v3) and sled's flusher settling: what is
+            // still resident then is what idle holds.
+            std::thread::sleep(IDLE_WAIT);
             idle_after = router.rss_mib();
             let (since, until) = match drive {
                 Drive::Rate(_) => (load.measure_start_unix_ns, load.measure_end_unix_ns),
@@ -426,7 +434,8 @@ impl Ctx {
         }
         if let (Some(before), Some(after)) = (idle_before, idle_after) {
             notes.push(format!(
-                "RSS idle: {before:.0} MiB before the load, {after:.0} MiB 2 s after it drained"
+                "RSS idle: {before:.0} MiB before the load, {after:.0} MiB {} s after it drained",
+                IDLE_WAIT.as_secs()
             ));
         }
         notes.extend(load_notes(&load));

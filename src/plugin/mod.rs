@@ -8,6 +8,7 @@ pub mod cache;
 pub mod contract;
 pub mod engine;
 pub mod host;
+pub mod idle;
 pub mod instance;
 pub mod kv;
 mod lane;

@@ -99,6 +99,10 @@ pub struct PluginStatus {
     pub last_error: Option<LoadError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<u64>,
+    /// Instances kept warm for the next calls: up to `warm_instances`
+    /// while events come, none once the plugin has been quiet for
+    /// [`WARM_IDLE`](super::instance::WARM_IDLE).
+    pub warm_instances: usize,
     pub stats: PluginStats,
 }
 
@@ -186,6 +190,17 @@ impl Plugins {
         self.read()
             .get(name)
             .and_then(|e| e.serving.as_ref().map(|(p, _)| p.clone()))
+    }
+
+    /// Serving plugins' warm instances unused for
+    /// [`WARM_IDLE`](super::instance::WARM_IDLE), out of their pools.
+    pub fn take_idle_instances(&self) -> Vec<super::instance::Warm> {
+        let now = std::time::Instant::now();
+        self.read()
+            .values()
+            .filter_map(|e| e.serving.as_ref())
+            .flat_map(|(p, _)| p.take_idle(now))
+            .collect()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
@@ -502,6 +517,7 @@ impl Plugins {
                 serving: e.serving.as_ref().map(|(_, i)| i.clone()),
                 last_error: e.last_error.clone(),
                 removed_at: e.removed_at,
+                warm_instances: e.serving.as_ref().map_or(0, |(p, _)| p.warm_count()),
                 stats: self.telemetry.plugin_stats(name),
             })
             .collect();
@@ -519,6 +535,7 @@ impl Plugins {
                     sha256: None,
                 }),
                 removed_at: None,
+                warm_instances: 0,
                 stats,
             });
         }

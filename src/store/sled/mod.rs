@@ -101,9 +101,12 @@ const BODY_INLINE: u8 = 1;
 const BODY_IN_LOG: u8 = 2;
 
 /// sled's page cache. The hot set is recent events and the schedule's
-/// head; 256 MiB bought no throughput in the benchmarks and cost ~70 MiB
-/// of RSS under ingest load.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// head, and the OS's page cache holds the rest of the file. A full cache
+/// stays resident when the router goes idle: after a 20 000-event burst
+/// with three plugins, 64 MiB (sled counts less than it allocates) left
+/// 235 MiB resident, 16 MiB 177-186, 4 MiB 154-168, with delivered/s the
+/// same within the machine's noise (docs/benchmarks.md, 2026-12-02).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The sled backend's state; its blocking operations. [`SledStore`] is the
 /// async face the rest of hookyard uses.
