@@ -144,7 +144,14 @@ fn run(cli: Cli) -> Result<()> {
         rt: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
-        http: reqwest::Client::new(),
+        // No pooled connections: the runtime only runs inside `block_on`,
+        // so a connection the router closed while the bench waited (its
+        // keep-alive timeout, during a long fill) stayed in the pool and
+        // failed the next request ("connection closed before message
+        // completed").
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()?,
         work: work.clone(),
         cache,
         dist: root.join("plugins/dist"),
