@@ -16,6 +16,7 @@ use crate::plugin_host;
 use crate::procs;
 use crate::report::thousands;
 use crate::stats::Summary;
+use crate::{CHAOS_PLUGIN, COUNTER_PLUGIN, JS_PLUGIN, PY_PLUGIN, RUST_PLUGIN};
 
 /// How long after the load drained the idle RSS is read: past the latest
 /// time a quiet plugin's warm instances are dropped, and a second more for
@@ -23,7 +24,6 @@ use crate::stats::Summary;
 const IDLE_WAIT: Duration = hookyard::plugin::instance::WARM_IDLE
     .saturating_add(hookyard::plugin::idle::CHECK)
     .saturating_add(Duration::from_secs(1));
-use crate::{CHAOS_PLUGIN, COUNTER_PLUGIN, JS_PLUGIN, PY_PLUGIN, RUST_PLUGIN};
 
 /// One row of the main table.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -387,9 +387,7 @@ impl Ctx {
             check_load(&load)?;
             let expected = load.accepted * per_event;
             let light = self.wait_delivered(expected)?;
-            // Past the time idle plugin instances are dropped, mimalloc's
-            // purge delay (1 s in v3) and sled's flusher settling: what is
-            // still resident then is what idle holds.
+            // What is still resident then is what idle holds.
             std::thread::sleep(IDLE_WAIT);
             idle_after = router.rss_mib();
             let (since, until) = match drive {
