@@ -20,21 +20,10 @@ fn replace_atomically(dir: &Path, built: &str, name: &str) {
     std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
 }
 
-async fn plugin_status(hy: &Hookyard, name: &str) -> Value {
-    let v: Value = hy.admin_json("/admin/plugins").await;
-    v["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 async fn wait_status(hy: &Hookyard, name: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = plugin_status(hy, name).await;
+        let s = hy.plugin_status(name).await;
         if done(&s) {
             return s;
         }
@@ -145,7 +134,7 @@ async fn replacing_a_plugin_under_load_loses_nothing() {
         "{total} events; new version first used {:?} after the swap; {on_a_after} events sent after the swap ran the old one",
         first_b.saturating_sub(swapped_at)
     );
-    let s = plugin_status(&hy, "p").await;
+    let s = hy.plugin_status("p").await;
     assert_eq!(s["status"], "ok");
     assert!(s["stats"]["calls"].as_u64().unwrap() >= total as u64);
 }
@@ -157,7 +146,7 @@ async fn a_broken_file_keeps_the_last_good_version_and_removal_makes_events_wait
     install_plugin(&plugins, "chaos", "p");
     let sink = Sink::start(vec![]).await;
     let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink));
-    let good = plugin_status(&hy, "p").await;
+    let good = hy.plugin_status("p").await;
     let good_sha = good["serving"]["sha256"].as_str().unwrap().to_string();
 
     // A broken file written in place (not atomically).
@@ -225,11 +214,11 @@ async fn a_restart_loads_plugins_from_the_compiled_cache() {
     install_plugin(&tmp.path().join("plugins"), "quickstart-router", "p");
     let sink = Sink::start(vec![]).await;
     let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink));
-    let cold = plugin_status(&hy, "p").await;
+    let cold = hy.plugin_status("p").await;
     assert_eq!(cold["serving"]["from_cache"], false);
     drop(hy);
     let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &sink));
-    let warm = plugin_status(&hy, "p").await;
+    let warm = hy.plugin_status("p").await;
     assert_eq!(warm["serving"]["from_cache"], true, "{warm}");
     assert_eq!(warm["serving"]["sha256"], cold["serving"]["sha256"]);
     eprintln!(

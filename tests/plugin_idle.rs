@@ -7,7 +7,6 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use support::*;
 
 /// Well inside `WARM_IDLE` (5 s, `src/plugin/instance.rs`), and past
@@ -20,13 +19,7 @@ const QUIET: Duration = Duration::from_secs(7);
 
 /// The plugin's instances kept warm, and how many it ever instantiated.
 async fn instances(hy: &Hookyard) -> (u64, u64) {
-    let v: Value = hy.admin_json("/admin/plugins").await;
-    let p = v["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "py")
-        .unwrap();
+    let p = hy.plugin_status("py").await;
     (
         p["warm_instances"].as_u64().unwrap(),
         p["stats"]["fresh_instances"].as_u64().unwrap(),

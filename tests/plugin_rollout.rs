@@ -132,13 +132,7 @@ async fn a_candidate_is_compared_on_stored_events_without_side_effects() {
     assert_eq!(sink.received().len(), 6);
     let (_, list) = hy.admin_get("/admin/events?source=s").await;
     assert_eq!(list["events"].as_array().unwrap().len(), 6);
-    let (_, plugins) = hy.admin_get("/admin/plugins").await;
-    let p = plugins["plugins"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "p")
-        .unwrap();
+    let p = hy.plugin_status("p").await;
     assert_eq!(
         p["serving"]["contract"], "0.1.0",
         "the serving version stays"

@@ -243,6 +243,18 @@ impl Hookyard {
             .unwrap()
     }
 
+    /// A plugin's entry in `GET /admin/plugins` (null when not listed).
+    pub async fn plugin_status(&self, name: &str) -> Value {
+        let v = self.admin_json("/admin/plugins").await;
+        v["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     /// GET on the admin listener, as text (e.g. `/metrics`).
     pub async fn admin_text(&self, path: &str) -> String {
         self.http
