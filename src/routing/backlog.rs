@@ -56,6 +56,9 @@ pub(super) struct Backlog {
     /// which routing reads from the store as for any mark.
     pub(super) fresh: HashMap<String, Arc<Event>>,
     pub(super) fresh_bytes: usize,
+    /// Events ingestion is storing and will hand over once committed (see
+    /// [`Incoming`]); the flag says a refill pass went past the mark.
+    pub(super) incoming: HashMap<String, bool>,
 }
 
 /// Most bytes of events kept in memory for routing (a burst of large
@@ -178,6 +181,10 @@ impl Router {
                     break;
                 }
                 b.cursor = Some(mark.id.clone());
+                if let Some(passed) = b.incoming.get_mut(&mark.id) {
+                    *passed = true;
+                    continue;
+                }
                 if b.known.contains(&mark.id)
                     || done.contains(&mark.id)
                     || (mark.parked && !b.with_parked)
@@ -207,5 +214,157 @@ impl Router {
             self.refill.notify_one();
         }
         id
+    }
+}
+
+/// An event ingestion is storing: from before its write until it is handed
+/// over, a refill pass leaves its mark alone. Without it a pass could read
+/// the mark between the commit and the handover, route the event, and the
+/// handover would then route it a second time (its plugins called twice,
+/// the second outcome fenced off).
+pub struct Incoming<'a> {
+    router: &'a Router,
+    id: Option<String>,
+}
+
+impl Router {
+    /// Call before the event's write; [`Incoming::hand_over`] it once
+    /// committed, or drop it when the write failed or was a duplicate.
+    pub fn incoming(&self, id: String) -> Incoming<'_> {
+        self.backlog().incoming.insert(id.clone(), false);
+        Incoming {
+            router: self,
+            id: Some(id),
+        }
+    }
+}
+
+impl Incoming<'_> {
+    /// Hands the committed event to routing.
+    pub fn hand_over(mut self, event: Event) {
+        if let Some(id) = self.id.take() {
+            self.router.enqueue_with(id, Some(event));
+        }
+    }
+}
+
+impl Drop for Incoming<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let mut b = self.router.backlog();
+        // Not handed over, yet the write may still land (a store that
+        // answered too late): a pass that went past it looks again.
+        if b.incoming.remove(&id) == Some(true) {
+            b.restart = true;
+            b.missed = true;
+            drop(b);
+            self.router.refill.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Durability, live::LiveConfig};
+    use crate::delivery::Dispatcher;
+    use crate::model::id::{EventId, now_ms};
+    use crate::plugin::Plugins;
+    use crate::store::sled::SledStore;
+    use crate::telemetry::Telemetry;
+
+    /// A router on a fresh sled store with one passthrough source, and
+    /// its dispatcher left unstarted (deliveries stay scheduled).
+    async fn router(dir: &std::path::Path) -> (Arc<Router>, crate::store::Store) {
+        let config = Config::parse(
+            "[sources.s]\ntargets = [\"t\"]\n[targets.t]\nurl = \"http://127.0.0.1:9/\"\n",
+            dir,
+        )
+        .unwrap();
+        let live = LiveConfig::new(config);
+        let store = SledStore::open(dir, Durability::Buffered)
+            .unwrap()
+            .into_store();
+        let telemetry = Arc::new(Telemetry::new());
+        let plugins = Arc::new(Plugins::new(live.clone(), None, None, telemetry.clone()).unwrap());
+        let dispatcher = Dispatcher::new(live.get(), &store, telemetry.clone())
+            .await
+            .unwrap();
+        let router =
+            Router::start(live, store.routing.clone(), plugins, dispatcher, telemetry).unwrap();
+        (router, store)
+    }
+
+    fn event() -> Event {
+        Event {
+            id: EventId::generate(),
+            source: "s".into(),
+            received_at: now_ms(),
+            method: "POST".into(),
+            path: "/hooks/s".into(),
+            query: String::new(),
+            headers: vec![],
+            body: b"{}".to_vec(),
+            content_encoding: None,
+            received_body: None,
+            version: None,
+        }
+    }
+
+    /// Stores `e` as ingestion does, then has a refill pass go past its
+    /// mark before the handover.
+    async fn stored_and_passed<'a>(
+        router: &'a Router,
+        store: &crate::store::Store,
+        e: &Event,
+    ) -> Incoming<'a> {
+        let handoff = router.incoming(e.id.to_string());
+        store.events.accept(e, None).await.unwrap();
+        router.rescan();
+        let id = e.id.to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while router.backlog().incoming.get(&id) != Some(&true) {
+            assert!(std::time::Instant::now() < deadline, "no pass saw the mark");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        handoff
+    }
+
+    async fn routed(store: &crate::store::Store, id: &str) -> bool {
+        for _ in 0..1000 {
+            if store.records.outcome(id).await.unwrap().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pass_leaves_a_mark_ingestion_is_about_to_hand_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (router, store) = router(dir.path()).await;
+        let e = event();
+        let id = e.id.to_string();
+        let handoff = stored_and_passed(&router, &store, &e).await;
+        // The pass went past it and did not queue it: had it, the event
+        // would be routed now and again at the handover.
+        assert!(!router.backlog().known.contains(&id));
+        assert_eq!(store.records.outcome(&id).await.unwrap(), None);
+        handoff.hand_over(e);
+        assert!(routed(&store, &id).await, "routed after the handover");
+        assert!(router.backlog().incoming.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mark_never_handed_over_is_routed_by_the_next_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let (router, store) = router(dir.path()).await;
+        let e = event();
+        let id = e.id.to_string();
+        // The write landed but ingestion gave up on it (the store answered
+        // past its bound): the mark is all that is left.
+        drop(stored_and_passed(&router, &store, &e).await);
+        assert!(routed(&store, &id).await, "routed from its mark");
     }
 }

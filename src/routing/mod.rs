@@ -32,6 +32,7 @@ use crate::plugin::Plugins;
 use crate::plugin::kv::KvRefused;
 use crate::store::{Committed, Mark, RoutingLog};
 use crate::telemetry::{EventRouted, KvConflict, PluginDecided, RouteResult, Telemetry};
+pub use backlog::Incoming;
 use backlog::{Backlog, QUEUE_CAP};
 pub use outcome::cap_text;
 use outcome::{KV_RETRY_FOR, MAX_KV_TRIES, new_delivery};
@@ -110,15 +111,11 @@ impl Router {
         self.enqueue_with(id, None)
     }
 
-    /// [`enqueue`](Self::enqueue) with the event itself, as ingestion
-    /// stored it: routing then starts without reading it back (within
-    /// [`backlog::FRESH_BYTES`]).
-    pub fn enqueue_event(&self, event: Event) {
-        self.enqueue_with(event.id.to_string(), Some(event))
-    }
-
+    /// With the event as ingestion stored it, routing starts without
+    /// reading it back (within [`backlog::FRESH_BYTES`]).
     fn enqueue_with(&self, id: String, event: Option<Event>) {
         let mut b = self.backlog();
+        b.incoming.remove(&id);
         if b.known.contains(&id) {
             return;
         }
@@ -375,10 +372,8 @@ impl Router {
             let refused = match answer? {
                 Committed::Refused(r) => r,
                 Committed::Fenced => {
-                    // Routed by another node that took the event over, or
-                    // by a second routing of it here (a refill pass found
-                    // it before ingestion handed it over): the routing
-                    // that committed first is the one on record.
+                    // Routed by another node that took the event over: the
+                    // routing that committed first is the one on record.
                     tracing::info!(event = %event.id, "routed already; this routing is dropped");
                     return Ok(None);
                 }

@@ -415,6 +415,7 @@ pub async fn receive(
     // must not hold the sender's request open: past the bound it is a 503,
     // and the sender retries. (The write may still land; the retry is then
     // a second event, or the same one when it carries an idempotency key.)
+    let handoff = state.router.incoming(event.id.to_string());
     let stored = tokio::time::timeout(STORE_WAIT, state.events.accept(&event, dedup))
         .await
         .unwrap_or_else(|_| {
@@ -463,7 +464,7 @@ pub async fn receive(
         trace_id: trace.as_ref().map(|t| t.trace_id()),
     });
     let id = event.id.clone();
-    state.router.enqueue_event(event);
+    handoff.hand_over(event);
     (
         StatusCode::ACCEPTED,
         Json(Received {
