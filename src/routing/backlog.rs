@@ -246,14 +246,29 @@ impl Incoming<'_> {
             self.router.enqueue_with(id, Some(event));
         }
     }
+
+    /// The store did not answer in time: the write may still land, and
+    /// then only its mark says so, so a refill pass looks for it.
+    pub fn unanswered(&mut self) {
+        if let Some(id) = self.id.take() {
+            let mut b = self.router.backlog();
+            b.incoming.remove(&id);
+            if b.cursor.as_ref().is_some_and(|c| id <= *c) {
+                b.restart = true;
+            }
+            b.missed = true;
+            drop(b);
+            self.router.refill.notify_one();
+        }
+    }
 }
 
 impl Drop for Incoming<'_> {
     fn drop(&mut self) {
         let Some(id) = self.id.take() else { return };
         let mut b = self.router.backlog();
-        // Not handed over, yet the write may still land (a store that
-        // answered too late): a pass that went past it looks again.
+        // Not handed over: a pass that went past the mark looks again (it
+        // is there if the write landed after all).
         if b.incoming.remove(&id) == Some(true) {
             b.restart = true;
             b.missed = true;
@@ -365,6 +380,20 @@ mod tests {
         // The write landed but ingestion gave up on it (the store answered
         // past its bound): the mark is all that is left.
         drop(stored_and_passed(&router, &store, &e).await);
+        assert!(routed(&store, &id).await, "routed from its mark");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_the_store_answered_late_is_routed_from_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (router, store) = router(dir.path()).await;
+        let e = event();
+        let id = e.id.to_string();
+        // No pass runs while it is stored; ingestion stopped waiting.
+        let mut handoff = router.incoming(id.clone());
+        store.events.accept(&e, None).await.unwrap();
+        handoff.unanswered();
+        drop(handoff);
         assert!(routed(&store, &id).await, "routed from its mark");
     }
 }

@@ -415,10 +415,11 @@ pub async fn receive(
     // must not hold the sender's request open: past the bound it is a 503,
     // and the sender retries. (The write may still land; the retry is then
     // a second event, or the same one when it carries an idempotency key.)
-    let handoff = state.router.incoming(event.id.to_string());
+    let mut handoff = state.router.incoming(event.id.to_string());
     let stored = tokio::time::timeout(STORE_WAIT, state.events.accept(&event, dedup))
         .await
         .unwrap_or_else(|_| {
+            handoff.unanswered();
             Err(anyhow::anyhow!(
                 "the store did not answer within {STORE_WAIT:?}"
             ))
