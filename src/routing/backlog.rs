@@ -207,6 +207,17 @@ impl Router {
         Ok(())
     }
 
+    /// Leaves `id` to its mark in the store: a refill pass reads it back,
+    /// from the oldest mark if the current pass is already past it.
+    pub(super) fn leave_to_refill(&self, mut b: MutexGuard<'_, Backlog>, id: &str) {
+        if b.cursor.as_deref().is_some_and(|c| id <= c) {
+            b.restart = true;
+        }
+        b.missed = true;
+        drop(b);
+        self.refill.notify_one();
+    }
+
     pub(super) fn next_id(&self) -> Option<String> {
         let mut b = self.backlog();
         let id = b.queue.pop_front();
@@ -253,12 +264,7 @@ impl Incoming<'_> {
         if let Some(id) = self.id.take() {
             let mut b = self.router.backlog();
             b.incoming.remove(&id);
-            if b.cursor.as_ref().is_some_and(|c| id <= *c) {
-                b.restart = true;
-            }
-            b.missed = true;
-            drop(b);
-            self.router.refill.notify_one();
+            self.router.leave_to_refill(b, &id);
         }
     }
 }
@@ -270,10 +276,7 @@ impl Drop for Incoming<'_> {
         // Not handed over: a pass that went past the mark looks again (it
         // is there if the write landed after all).
         if b.incoming.remove(&id) == Some(true) {
-            b.restart = true;
-            b.missed = true;
-            drop(b);
-            self.router.refill.notify_one();
+            self.router.leave_to_refill(b, &id);
         }
     }
 }

@@ -132,13 +132,7 @@ impl Router {
             drop(b);
             self.work.notify_one();
         } else {
-            // Older than where the pass stands: it would not be seen.
-            if b.cursor.as_ref().is_some_and(|c| id <= *c) {
-                b.restart = true;
-            }
-            b.missed = true;
-            drop(b);
-            self.refill.notify_one();
+            self.leave_to_refill(b, &id);
         }
     }
 
