@@ -240,7 +240,7 @@ pub struct Incoming<'a> {
 
 impl Router {
     /// Call before the event's write; [`Incoming::hand_over`] it once
-    /// committed, or drop it when the write failed or was a duplicate.
+    /// committed.
     pub fn incoming(&self, id: String) -> Incoming<'_> {
         self.backlog().incoming.insert(id.clone(), false);
         Incoming {
@@ -258,24 +258,23 @@ impl Incoming<'_> {
         }
     }
 
-    /// The store did not answer in time: the write may still land, and
-    /// then only its mark says so, so a refill pass looks for it.
-    pub fn unanswered(&mut self) {
+    /// The store kept the original instead: there is no mark to route.
+    pub fn duplicate(mut self) {
         if let Some(id) = self.id.take() {
-            let mut b = self.router.backlog();
-            b.incoming.remove(&id);
-            self.router.leave_to_refill(b, &id);
+            self.router.backlog().incoming.remove(&id);
         }
     }
 }
 
+/// Neither handed over nor a duplicate: the store failed or answered too
+/// late, or the sender went away mid-request (the request's task is
+/// dropped). The write may have landed all the same, with only its mark to
+/// say so, so a refill pass looks for it.
 impl Drop for Incoming<'_> {
     fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
-        let mut b = self.router.backlog();
-        // Not handed over: a pass that went past the mark looks again (it
-        // is there if the write landed after all).
-        if b.incoming.remove(&id) == Some(true) {
+        if let Some(id) = self.id.take() {
+            let mut b = self.router.backlog();
+            b.incoming.remove(&id);
             self.router.leave_to_refill(b, &id);
         }
     }
@@ -387,15 +386,14 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_write_the_store_answered_late_is_routed_from_its_mark() {
+    async fn a_write_ingestion_stopped_waiting_for_is_routed_from_its_mark() {
         let dir = tempfile::tempdir().unwrap();
         let (router, store) = router(dir.path()).await;
         let e = event();
         let id = e.id.to_string();
         // No pass runs while it is stored; ingestion stopped waiting.
-        let mut handoff = router.incoming(id.clone());
+        let handoff = router.incoming(id.clone());
         store.events.accept(&e, None).await.unwrap();
-        handoff.unanswered();
         drop(handoff);
         assert!(routed(&store, &id).await, "routed from its mark");
     }

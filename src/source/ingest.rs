@@ -415,11 +415,12 @@ pub async fn receive(
     // must not hold the sender's request open: past the bound it is a 503,
     // and the sender retries. (The write may still land; the retry is then
     // a second event, or the same one when it carries an idempotency key.)
-    let mut handoff = state.router.incoming(event.id.to_string());
+    // Past this, an event not handed over (an error, a timeout, a sender
+    // that went away) has a refill pass look for its mark.
+    let handoff = state.router.incoming(event.id.to_string());
     let stored = tokio::time::timeout(STORE_WAIT, state.events.accept(&event, dedup))
         .await
         .unwrap_or_else(|_| {
-            handoff.unanswered();
             Err(anyhow::anyhow!(
                 "the store did not answer within {STORE_WAIT:?}"
             ))
@@ -427,6 +428,7 @@ pub async fn receive(
     match stored {
         Ok(Accepted::New) => {}
         Ok(Accepted::Duplicate(original)) => {
+            handoff.duplicate();
             state.telemetry.emit(RequestDuplicate {
                 source: &source_name,
                 original: &original,
