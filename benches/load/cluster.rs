@@ -40,7 +40,7 @@ fn root() -> PathBuf {
 
 /// What the database had spent at one moment.
 struct DbUsage {
-    cpu_secs: f64,
+    cpu_secs: Vec<(&'static str, f64)>,
     statements: i64,
     commits: i64,
 }
@@ -66,25 +66,48 @@ impl Pg {
         Ok(Pg { dir, url })
     }
 
-    /// The server's processes' CPU time (the postmaster and its children).
-    fn cpu_secs(&self) -> f64 {
+    /// The server's CPU time by kind of process: the postmaster and its
+    /// live children by their titles, and children that ended (autovacuum
+    /// workers come and go within a run) from the postmaster's count of
+    /// reaped children. Without the last, a run's vacuuming went uncounted.
+    fn cpu_secs(&self) -> Vec<(&'static str, f64)> {
+        let mut by_kind: Vec<(&'static str, f64)> = Vec::new();
+        let mut add =
+            |kind: &'static str, secs: f64| match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, s)) => *s += secs,
+                None => by_kind.push((kind, secs)),
+            };
         let Ok(pidfile) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else {
-            return 0.0;
+            return by_kind;
         };
         let Some(master) = pidfile.lines().next().map(str::trim) else {
-            return 0.0;
+            return by_kind;
         };
-        let mut total = 0.0;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let pid = entry.file_name().to_string_lossy().to_string();
             let Some(f) = procs::stat_fields(&pid) else {
                 continue;
             };
-            if f.len() > 12 && (f[1] == master || pid == master) {
-                total += procs::cpu_of(&f);
+            if pid == master {
+                add("postmaster", procs::cpu_of(&f));
+                add("ended children", procs::children_cpu_of(&f));
+            } else if f.len() > 12 && f[1] == master {
+                let title =
+                    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let kind = if title.contains("autovacuum") {
+                    "autovacuum"
+                } else if title.contains("walwriter")
+                    || title.contains("checkpointer")
+                    || title.contains("background writer")
+                {
+                    "WAL and checkpoints"
+                } else {
+                    "connections"
+                };
+                add(kind, procs::cpu_of(&f));
             }
         }
-        total
+        by_kind
     }
 }
 
@@ -211,7 +234,19 @@ impl Ctx {
         let span = last_recv.saturating_sub(load.start_unix_ns) as f64 / 1e9;
         let delivered_per_sec = (span > 0.0).then(|| unique as f64 / span);
         let per = |n: f64| n / unique.max(1) as f64;
-        let cpu = after.cpu_secs - before.cpu_secs;
+        let by_kind: Vec<(&str, f64)> = after
+            .cpu_secs
+            .iter()
+            .map(|(k, a)| {
+                let b = before
+                    .cpu_secs
+                    .iter()
+                    .find(|(kb, _)| kb == k)
+                    .map_or(0.0, |(_, b)| *b);
+                (*k, a - b)
+            })
+            .collect();
+        let cpu: f64 = by_kind.iter().map(|(_, s)| s).sum();
         let db_note = format!(
             "PostgreSQL: {:.2} CPU-s ({:.0} % of a core over {wall:.1} s), {:.1} statements and {:.1} commits per delivered event",
             cpu,
@@ -267,6 +302,17 @@ impl Ctx {
             ms(total),
         );
         println!("   {cpu_note}");
+        let db_split = format!(
+            "PostgreSQL's CPU per delivered event by process: {}",
+            by_kind
+                .iter()
+                .filter(|(_, s)| *s > 0.0)
+                .map(|(who, s)| format!("{who} {:.3} ms", ms(*s)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("   {db_split}");
+        notes.insert(0, db_split);
         notes.insert(0, cpu_note);
         notes.insert(0, db_note);
         if unique < load.accepted {

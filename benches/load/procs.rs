@@ -152,6 +152,13 @@ pub fn cpu_of(fields: &[String]) -> f64 {
     (at(11).unwrap_or(0.0) + at(12).unwrap_or(0.0)) / ticks
 }
 
+/// CPU time of a process's children that ended and were waited for, in
+/// seconds.
+pub fn children_cpu_of(fields: &[String]) -> f64 {
+    let at = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    (at(13).unwrap_or(0.0) + at(14).unwrap_or(0.0)) / 100.0
+}
+
 /// CPU seconds a live process has used so far (0 once it is gone).
 pub fn cpu_secs(pid: u32) -> f64 {
     stat_fields(&pid.to_string()).map_or(0.0, |f| cpu_of(&f))
