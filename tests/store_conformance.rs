@@ -1388,3 +1388,94 @@ async fn concurrent_writes_each_get_their_own_answer(h: &dyn Harness) {
         }
     }
 }
+
+/// A database an earlier hookyard left (schema version 2, with events, a
+/// delivery, an attempt and plugin state in it) opens with this one: the
+/// later migrations rewrite those columns in place, and everything stored
+/// before reads back, including what is still to be routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_at_schema_version_2_upgrades_with_its_rows() {
+    use tokio_postgres::types::Json;
+    let url = support::postgres::server().database();
+    let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    hookyard::store::pg::schema::migrate_to(&mut client, 2)
+        .await
+        .unwrap();
+    let routed = event("Gh", "{\"routed\":true}");
+    let waiting = event("gh", "{\"routed\":false}");
+    let mut d = delivery(&routed, "Sink", None, 1_000);
+    d.status = DeliveryStatus::Delivered;
+    d.attempts = 1;
+    d.next_attempt_at = None;
+    let tried = attempt(1, 200);
+    for (e, to_route) in [(&routed, false), (&waiting, true)] {
+        client
+            .execute(
+                "INSERT INTO events (id, source, received_at, meta, body, to_route)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &e.id.as_str(),
+                    &e.source,
+                    &(e.received_at as i64),
+                    &Json(e),
+                    &e.body,
+                    &to_route,
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO deliveries (id, event_id, target, meta, status, created_at)
+             VALUES ($1, $2, $3, $4, 'delivered', $5)",
+            &[
+                &d.id.as_str(),
+                &d.event_id.as_str(),
+                &d.target,
+                &Json(&d),
+                &(d.created_at as i64),
+            ],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO attempts (delivery_id, n, data) VALUES ($1, 1, $2)",
+            &[&d.id.as_str(), &Json(&tried)],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO plugin_kv (plugin, key, value) VALUES ('counter', 'Total', '\\x3432')",
+            &[],
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let _ = conn.await;
+
+    let s = hookyard::store::pg::PgStore::open(&url, "node-a")
+        .await
+        .unwrap()
+        .into_store();
+    assert_eq!(s.records.event(&routed.id).await.unwrap().unwrap(), routed);
+    assert_eq!(s.records.delivery(&d.id).await.unwrap().unwrap(), d);
+    assert_eq!(s.records.attempts(&d.id).await.unwrap(), vec![tried]);
+    assert_eq!(
+        s.kv.kv_get("counter", "Total").unwrap(),
+        Some(b"42".to_vec())
+    );
+    assert_eq!(
+        marks(&s).await,
+        vec![ToRoute {
+            id: waiting.id.to_string(),
+            parked: false
+        }],
+        "the event still to be routed is found after the upgrade"
+    );
+}

@@ -25,7 +25,7 @@ mod listen;
 mod queue;
 mod reads;
 mod records;
-mod schema;
+pub mod schema;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
