@@ -1,8 +1,8 @@
 //! Group commit on PostgreSQL: the hot writes (accepting an event,
 //! recording a routing outcome, recording an attempt) and the hot point
-//! reads (an event or a delivery by id) are queued, and a few tasks per
-//! kind each send everything that queued while they were busy as one
-//! transaction with multi-row statements.
+//! reads (an event or a delivery by id) are queued, and a task per kind
+//! sends everything that queued while it was busy as one transaction with
+//! multi-row statements.
 //!
 //! Why: one transaction per event costs a commit (a WAL flush), a round
 //! trip and a statement start per row, and at a few thousand events a
