@@ -147,16 +147,20 @@ pub fn stat_fields(pid: &str) -> Option<Vec<String>> {
 
 /// User plus system CPU time of a process's `stat` fields, in seconds.
 pub fn cpu_of(fields: &[String]) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    let at = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    (at(11).unwrap_or(0.0) + at(12).unwrap_or(0.0)) / ticks
+    seconds_in(fields, 11, 12)
 }
 
 /// CPU time of a process's children that ended and were waited for, in
 /// seconds.
 pub fn children_cpu_of(fields: &[String]) -> f64 {
+    seconds_in(fields, 13, 14)
+}
+
+/// Two tick counters of a stat line (user and system time), in seconds.
+fn seconds_in(fields: &[String], user: usize, system: usize) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
     let at = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
-    (at(13).unwrap_or(0.0) + at(14).unwrap_or(0.0)) / 100.0
+    (at(user).unwrap_or(0.0) + at(system).unwrap_or(0.0)) / ticks
 }
 
 /// CPU seconds a live process has used so far (0 once it is gone).

@@ -1,8 +1,12 @@
 //! Group commit on PostgreSQL: the hot writes (accepting an event,
 //! recording a routing outcome, recording an attempt) and the hot point
-//! reads (an event or a delivery by id) are queued, and a task per kind
+//! reads (an event or a delivery by id) are queued, and one task per kind
 //! sends everything that queued while it was busy as one transaction with
-//! multi-row statements.
+//! multi-row statements. One task, not several: while it commits (waiting
+//! for the WAL flush) the next batch fills, so under load batches are
+//! about twice as large as with two writers and the database runs half the
+//! statements per event (measured: docs/benchmarks.md, "One writer per
+//! kind").
 //!
 //! Why: one transaction per event costs a commit (a WAL flush), a round
 //! trip and a statement start per row, and at a few thousand events a
@@ -23,18 +27,11 @@ use std::sync::Arc;
 use anyhow::{Result, anyhow};
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Most items in one transaction: large enough that a full queue drains in
 /// a few commits, small enough that one statement's arrays stay modest.
 const MAX_BATCH: usize = 256;
-
-/// Transactions of one kind in flight at once on a node. One: while it
-/// commits (waiting for the WAL flush) the next batch fills, so under load
-/// batches are about twice as large as with two writers, and the database
-/// spends half the statements per event (measured: docs/benchmarks.md,
-/// "One writer per kind").
-const WRITERS: usize = 1;
 
 /// Callers waiting to be written, per kind; past it, callers wait for room.
 const QUEUE: usize = 4096;
@@ -58,20 +55,17 @@ struct Job<B: Batched> {
     reply: oneshot::Sender<Result<B::Done>>,
 }
 
-/// The queue of one kind of write and its writer tasks.
+/// The queue of one kind of write and its writer task.
 pub(super) struct Batcher<B: Batched> {
     jobs: mpsc::Sender<Job<B>>,
     kind: Arc<B>,
 }
 
 impl<B: Batched> Batcher<B> {
-    /// Starts the writers; they stop when the batcher is dropped.
+    /// Starts the writer; it stops when the batcher is dropped.
     pub fn start(pool: Pool, kind: Arc<B>) -> Batcher<B> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), kind.clone(), rx.clone()));
-        }
+        tokio::spawn(writer(pool, kind.clone(), rx));
         Batcher { jobs, kind }
     }
 
@@ -95,19 +89,11 @@ impl<B: Batched> Batcher<B> {
     }
 }
 
-async fn writer<B: Batched>(pool: Pool, kind: Arc<B>, rx: Arc<Mutex<mpsc::Receiver<Job<B>>>>) {
+async fn writer<B: Batched>(pool: Pool, kind: Arc<B>, mut rx: mpsc::Receiver<Job<B>>) {
     loop {
-        let mut jobs = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            jobs.push(first);
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => jobs.push(j),
-                    Err(_) => break,
-                }
-            }
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            return;
         }
         while !jobs.is_empty() {
             let (now, later) = split_on_repeats::<B>(jobs);
