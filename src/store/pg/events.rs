@@ -264,15 +264,20 @@ impl RoutingLog for PgStore {
 
 /// Inserts deliveries (each with its first due time) in one statement.
 ///
-/// Those of targets this node owns are inserted claimed by it, under its
-/// ownership lease: its dispatcher finds them as its own at the head of
-/// the schedule and starts them, without the claim's update of every row
-/// (a quarter of the database's time per delivered event in the one-node
-/// benchmark). The lease is the ownership lease because only a change of
-/// owner lets another node claim them, and a new owner takes over only
-/// once that lease has run out (or after this node let the target go, when
-/// it also gives these claims back); one that outlives its lease unstarted
-/// (a backlog) is claimed again like any other.
+/// Each is inserted claimed by its target's owner, under the owner's
+/// lease: the owner's dispatcher finds them as its own at the head of the
+/// schedule and starts them, without the claim's update of every row (a
+/// quarter of the database's time per delivered event in the one-node
+/// benchmark; with three nodes, two of three deliveries are routed on a
+/// node that does not own their target, and claiming those cost a fifth of
+/// the database's time). The lease is the ownership lease because only a
+/// change of owner lets another node claim them, and a new owner takes
+/// over only once that lease has run out (or after the owner let the
+/// target go, when it also gives these claims back; an insert that read
+/// the old owner just before a release committed keeps its claim until the
+/// old lease ends, a delay, not a loss); one that outlives its lease
+/// unstarted (a backlog) is claimed again like any other. A target nobody
+/// owns gets unclaimed deliveries, for whoever takes it.
 async fn insert_deliveries(
     tx: &deadpool_postgres::Transaction<'_>,
     deliveries: &[(&Delivery, u64)],
@@ -304,11 +309,17 @@ async fn insert_deliveries(
         &tx.prepare_cached(
             "INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at, created_at,
                                      lease_owner, lease_until)
-             SELECT id, ev, t, m, b, 'scheduled', due, c,
-                    o, CASE WHEN o IS NOT NULL THEN now() + make_interval(secs => $9) END
+             SELECT x.id, x.ev, x.t, x.m, x.b, 'scheduled', x.due, x.c, h.owner, h.until
              FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[],
                          $6::bigint[], $7::bigint[], $8::text[])
-                  AS x(id, ev, t, m, b, c, due, o)",
+                  AS x(id, ev, t, m, b, c, due, o)
+             LEFT JOIN LATERAL (
+                 SELECT x.o AS owner, now() + make_interval(secs => $9) AS until
+                 WHERE x.o IS NOT NULL
+                 UNION ALL
+                 SELECT t.owner, t.lease_until FROM targets t
+                 WHERE x.o IS NULL AND t.name = x.t AND t.lease_until > now()
+             ) h ON true",
         )
         .await?,
         &[
