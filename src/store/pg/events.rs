@@ -309,17 +309,16 @@ async fn insert_deliveries(
         &tx.prepare_cached(
             "INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at, created_at,
                                      lease_owner, lease_until)
-             SELECT x.id, x.ev, x.t, x.m, x.b, 'scheduled', x.due, x.c, h.owner, h.until
+             SELECT x.id, x.ev, x.t, x.m, x.b, 'scheduled', x.due, x.c,
+                    COALESCE(x.o, t.owner),
+                    CASE WHEN x.o IS NOT NULL THEN now() + make_interval(secs => $9)
+                         ELSE t.lease_until END
              FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[],
                          $6::bigint[], $7::bigint[], $8::text[])
                   AS x(id, ev, t, m, b, c, due, o)
-             LEFT JOIN LATERAL (
-                 SELECT x.o AS owner, now() + make_interval(secs => $9) AS until
-                 WHERE x.o IS NOT NULL
-                 UNION ALL
-                 SELECT t.owner, t.lease_until FROM targets t
-                 WHERE x.o IS NULL AND t.name = x.t AND t.lease_until > now()
-             ) h ON true",
+             LEFT JOIN targets t
+                    ON x.o IS NULL AND t.name = x.t AND t.owner IS NOT NULL
+                   AND t.lease_until > now()",
         )
         .await?,
         &[
