@@ -12,6 +12,8 @@
 # fsync is off (tests need no durability across a machine crash);
 # PG_FSYNC=on turns it on (the benchmark, measuring what production pays).
 # pg_stat_statements is loaded so a benchmark can count statements.
+# PG_EXTRA adds server options, e.g. to log slow plans:
+#   PG_EXTRA='-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=3'
 set -euo pipefail
 
 self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -60,7 +62,7 @@ launch() {
     local off
     off="$(stat -c %s "$dir/log" 2>/dev/null || echo 0)"
     if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 -o \
-        "-c listen_addresses=127.0.0.1 -p $1 -k $dir/sock -c fsync=${PG_FSYNC:-off} -c shared_preload_libraries=pg_stat_statements -c max_connections=300 -c synchronous_commit=on" \
+        "-c listen_addresses=127.0.0.1 -p $1 -k $dir/sock -c fsync=${PG_FSYNC:-off} -c shared_preload_libraries=pg_stat_statements -c max_connections=300 -c synchronous_commit=on ${PG_EXTRA:-}" \
         start >&2; then
         echo "$1" >"$dir/port"
         return 0

@@ -240,10 +240,29 @@ impl Upkeep for PgStore {
             }
         }
         out.dead = dead;
-        // Deliveries and attempts go with their event (ON DELETE CASCADE).
+        // Deliveries, then their attempts, with their event (no foreign
+        // keys: see schema migration 4). The attempts go by the ids the
+        // first statement deleted and in a statement of their own, so they
+        // include an attempt committed while that statement waited for the
+        // delivery's row lock; an attempt that comes later finds its
+        // delivery gone and is fenced.
         let n = tx
             .execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
             .await?;
+        let deliveries: Vec<String> = tx
+            .query(
+                "DELETE FROM deliveries WHERE event_id = ANY($1) RETURNING id",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            "DELETE FROM attempts WHERE delivery_id = ANY($1)",
+            &[&deliveries],
+        )
+        .await?;
         tx.commit().await?;
         out.events = n as usize;
         out.next = (ids.len() >= max_events)

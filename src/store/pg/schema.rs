@@ -136,6 +136,17 @@ const MIGRATIONS: &[&str] = &[
                               ALTER COLUMN plugin TYPE text COLLATE "C";
     ALTER TABLE nodes ALTER COLUMN id TYPE text COLLATE "C";
     "#,
+    // 4: no foreign keys from deliveries to events and attempts to
+    // deliveries. Each was checked per inserted row by a trigger running
+    // its own query (and locking the parent row), although a delivery is
+    // only ever inserted in the transaction that records its event's
+    // outcome, and an attempt in the one that updates its delivery under
+    // the node's lease. The retention sweep, the only place rows are
+    // deleted, deletes the three tables' rows itself.
+    r#"
+    ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_event_id_fkey;
+    ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_delivery_id_fkey;
+    "#,
 ];
 
 /// An arbitrary constant: the advisory lock migrations take.
