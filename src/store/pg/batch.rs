@@ -1,25 +1,33 @@
 //! Group commit on PostgreSQL: the hot writes (accepting an event,
 //! recording a routing outcome, recording an attempt) and the hot point
-//! reads (an event or a delivery by id) are queued, and one task per kind
-//! sends everything that queued while it was busy as one transaction with
-//! multi-row statements. One task, not several: while it commits (waiting
-//! for the WAL flush) the next batch fills, so under load batches are
-//! about twice as large as with two writers and the database runs half the
-//! statements per event (measured: docs/benchmarks.md, "One writer per
-//! kind").
+//! reads (an event or a delivery by id) are queued, and a writer task sends
+//! everything that queued while it was busy as one transaction with
+//! multi-row statements. Outcomes and attempts share one writer and commit
+//! together; accepts have their own, as each read kind does. One writer,
+//! not several per kind: while it commits (waiting for the WAL flush) the
+//! next batch fills, so batches are larger and the database runs fewer
+//! statements and commits per event. Outcomes and attempts together: with
+//! a node's load split over three nodes each kind's batches were a third as
+//! large, and the commits cost the database more than their rows (three
+//! nodes: 0.8-0.9x the database's CPU per event, 1.08-1.16x delivered/s).
+//! Accepts apart: a 202 waits for its commit, and an accept's commit
+//! holding a batch of attempts made ingestion slower (measured:
+//! docs/benchmarks.md, "Outcomes and attempts in one commit").
 //!
 //! Why: one transaction per event costs a commit (a WAL flush), a round
 //! trip and a statement start per row, and at a few thousand events a
 //! second the database spends its CPU on that overhead, not on the rows.
 //! Batching turns the per-event cost into a fraction of a statement while
 //! each caller still gets its own answer after the commit that holds its
-//! write, so "a 202 only after the commit" and fencing are unchanged.
+//! write, so "a 202 only after the commit" and fencing are unchanged. The
+//! writes of one commit take row locks table by table in one order
+//! (events, then deliveries), as every other transaction does.
 //!
-//! A batch that the database refuses (a constraint, a deadlock with another
-//! node) is written again one item per transaction, so one bad item fails
-//! alone. A batch that fails because the database is unreachable fails
-//! every caller in it with that error (each caller answers 503 or retries,
-//! as for a single write).
+//! A commit that the database refuses (a constraint, a deadlock with
+//! another node) is written again kind by kind, and a kind's batch that is
+//! refused again item by item, so one bad item fails alone. A commit that
+//! fails because the database is unreachable fails every caller in it with
+//! that error (each caller answers 503 or retries, as for a single write).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -69,6 +77,12 @@ impl<B: Batched> Batcher<B> {
         Batcher { jobs, kind }
     }
 
+    /// A queue whose writer is started elsewhere (`start_together`).
+    fn queue(kind: Arc<B>) -> (Batcher<B>, mpsc::Receiver<Job<B>>) {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        (Batcher { jobs, kind }, rx)
+    }
+
     /// The write itself, for a caller that must run it inside a
     /// transaction of its own (with other statements around it).
     pub fn kind(&self) -> &B {
@@ -95,11 +109,146 @@ async fn writer<B: Batched>(pool: Pool, kind: Arc<B>, mut rx: mpsc::Receiver<Job
         if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return;
         }
-        while !jobs.is_empty() {
-            let (now, later) = split_on_repeats::<B>(jobs);
-            run(&pool, kind.as_ref(), now).await;
-            jobs = later;
+        drain_alone(&pool, kind.as_ref(), jobs).await;
+    }
+}
+
+/// Starts one writer for two kinds of write, each batch of which commits
+/// with whatever the other queued (see the module doc); it stops when the
+/// batchers are dropped. `A`'s rows are written first, then `B`'s: the
+/// order in which a commit takes its row locks.
+pub(super) fn start_together<A: Batched, B: Batched>(
+    pool: Pool,
+    a: Arc<A>,
+    b: Arc<B>,
+) -> (Batcher<A>, Batcher<B>) {
+    let (qa, ra) = Batcher::queue(a);
+    let (qb, rb) = Batcher::queue(b);
+    let kinds = (qa.kind.clone(), qb.kind.clone());
+    tokio::spawn(writer_together(pool, kinds, (ra, rb)));
+    (qa, qb)
+}
+
+async fn writer_together<A: Batched, B: Batched>(
+    pool: Pool,
+    kinds: (Arc<A>, Arc<B>),
+    mut queues: (mpsc::Receiver<Job<A>>, mpsc::Receiver<Job<B>>),
+) {
+    loop {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        // Wait for either kind; then take what the other holds already.
+        let got = tokio::select! {
+            n = queues.0.recv_many(&mut a, MAX_BATCH) => n,
+            n = queues.1.recv_many(&mut b, MAX_BATCH) => n,
+        };
+        if got == 0 {
+            return; // a queue closed: the store is gone
         }
+        take_ready(&mut queues.0, &mut a);
+        take_ready(&mut queues.1, &mut b);
+        let (a, a_later) = split_on_repeats::<A>(a);
+        let (b, b_later) = split_on_repeats::<B>(b);
+        let (a, b) = (Taken::new(a), Taken::new(b));
+        let together = async {
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| anyhow!("the database is unavailable: {e}"))?;
+            let tx = client.transaction().await?;
+            let done = (
+                a.apply(kinds.0.as_ref(), &tx).await?,
+                b.apply(kinds.1.as_ref(), &tx).await?,
+            );
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(done)
+        };
+        match together.await {
+            Ok((da, db)) => {
+                a.answer(da);
+                b.answer(db);
+            }
+            Err(e) if refused_by_database(&e) => {
+                tracing::debug!(error = %format!("{e:#}"),
+                    "a grouped commit was refused; writing it kind by kind");
+                run(&pool, kinds.0.as_ref(), a.jobs()).await;
+                run(&pool, kinds.1.as_ref(), b.jobs()).await;
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                a.fail(&text);
+                b.fail(&text);
+            }
+        }
+        // Repeats of a key (rare): after the commit that held the first.
+        drain_alone(&pool, kinds.0.as_ref(), a_later).await;
+        drain_alone(&pool, kinds.1.as_ref(), b_later).await;
+    }
+}
+
+/// Adds what `rx` holds right now to `jobs`, up to a batch.
+fn take_ready<B: Batched>(rx: &mut mpsc::Receiver<Job<B>>, jobs: &mut Vec<Job<B>>) {
+    while jobs.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Writes `jobs` in transactions of their own, splitting on repeats.
+async fn drain_alone<B: Batched>(pool: &Pool, kind: &B, mut jobs: Vec<Job<B>>) {
+    while !jobs.is_empty() {
+        let (now, later) = split_on_repeats::<B>(jobs);
+        run(pool, kind, now).await;
+        jobs = later;
+    }
+}
+
+/// One kind's share of a grouped commit: the items, and who waits for each.
+struct Taken<B: Batched> {
+    items: Vec<B::Item>,
+    replies: Vec<oneshot::Sender<Result<B::Done>>>,
+}
+
+impl<B: Batched> Taken<B> {
+    fn new(jobs: Vec<Job<B>>) -> Self {
+        let (items, replies) = jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
+        Taken { items, replies }
+    }
+
+    async fn apply(&self, kind: &B, tx: &Transaction<'_>) -> Result<Vec<B::Done>> {
+        if self.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let done = kind.apply(tx, &self.items).await?;
+        if done.len() != self.items.len() {
+            return Err(anyhow!(
+                "a grouped write answered {} of {} items",
+                done.len(),
+                self.items.len()
+            ));
+        }
+        Ok(done)
+    }
+
+    fn answer(self, done: Vec<B::Done>) {
+        for (reply, d) in self.replies.into_iter().zip(done) {
+            let _ = reply.send(Ok(d));
+        }
+    }
+
+    fn fail(self, text: &str) {
+        for reply in self.replies {
+            let _ = reply.send(Err(anyhow!("{text}")));
+        }
+    }
+
+    fn jobs(self) -> Vec<Job<B>> {
+        self.items
+            .into_iter()
+            .zip(self.replies)
+            .map(|(item, reply)| Job { item, reply })
+            .collect()
     }
 }
 

@@ -144,23 +144,23 @@ impl PgStore {
         let (wakes, _) = broadcast::channel(1024);
         let owned = OwnedSet::default();
         let node = node.to_string();
+        let accepts = batch::Batcher::start(
+            pool.clone(),
+            Arc::new(events::Accepts { node: node.clone() }),
+        );
+        let (outcomes, attempts) = batch::start_together(
+            pool.clone(),
+            Arc::new(events::Outcomes {
+                node: node.clone(),
+                owned: owned.clone(),
+            }),
+            Arc::new(queue::Attempts { node: node.clone() }),
+        );
         let store = PgStore {
             inner: Arc::new(Inner {
-                accepts: batch::Batcher::start(
-                    pool.clone(),
-                    Arc::new(events::Accepts { node: node.clone() }),
-                ),
-                outcomes: batch::Batcher::start(
-                    pool.clone(),
-                    Arc::new(events::Outcomes {
-                        node: node.clone(),
-                        owned: owned.clone(),
-                    }),
-                ),
-                attempts: batch::Batcher::start(
-                    pool.clone(),
-                    Arc::new(queue::Attempts { node: node.clone() }),
-                ),
+                accepts,
+                outcomes,
+                attempts,
                 event_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::events())),
                 delivery_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::deliveries())),
                 pool,
