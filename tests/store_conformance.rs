@@ -1456,6 +1456,11 @@ async fn a_database_at_schema_version_2_upgrades_with_its_rows() {
         )
         .await
         .unwrap();
+    assert_eq!(
+        foreign_keys(&client).await,
+        2,
+        "schema 2 has deliveries -> events and attempts -> deliveries"
+    );
     drop(client);
     let _ = conn.await;
 
@@ -1478,4 +1483,28 @@ async fn a_database_at_schema_version_2_upgrades_with_its_rows() {
         }],
         "the event still to be routed is found after the upgrade"
     );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    assert_eq!(
+        foreign_keys(&client).await,
+        0,
+        "migration 4 drops both foreign keys"
+    );
+    drop(client);
+    let _ = conn.await;
+}
+
+/// Foreign keys on the tables of deliveries and attempts.
+async fn foreign_keys(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_constraint
+             WHERE contype = 'f' AND conrelid IN ('deliveries'::regclass, 'attempts'::regclass)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }

@@ -12,7 +12,8 @@
 //! nodes: 0.8-0.9x the database's CPU per event, 1.08-1.16x delivered/s).
 //! Accepts apart: a 202 waits for its commit, and an accept's commit
 //! holding a batch of attempts made ingestion slower (measured:
-//! docs/benchmarks.md, "Outcomes and attempts in one commit").
+//! docs/benchmarks.md, "Custom plans, no foreign keys, outcomes and
+//! attempts in one commit").
 //!
 //! Why: one transaction per event costs a commit (a WAL flush), a round
 //! trip and a statement start per row, and at a few thousand events a
