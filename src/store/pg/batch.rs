@@ -151,14 +151,11 @@ async fn writer_together<A: Batched, B: Batched>(
         let (b, b_later) = split_on_repeats::<B>(b);
         let (a, b) = (Taken::new(a), Taken::new(b));
         let together = async {
-            let mut client = pool
-                .get()
-                .await
-                .map_err(|e| anyhow!("the database is unavailable: {e}"))?;
+            let mut client = connect(&pool).await?;
             let tx = client.transaction().await?;
             let done = (
-                a.apply(kinds.0.as_ref(), &tx).await?,
-                b.apply(kinds.1.as_ref(), &tx).await?,
+                apply_all(kinds.0.as_ref(), &tx, &a.items).await?,
+                apply_all(kinds.1.as_ref(), &tx, &b.items).await?,
             );
             tx.commit().await?;
             Ok::<_, anyhow::Error>(done)
@@ -171,8 +168,8 @@ async fn writer_together<A: Batched, B: Batched>(
             Err(e) if refused_by_database(&e) => {
                 tracing::debug!(error = %format!("{e:#}"),
                     "a grouped commit was refused; writing it kind by kind");
-                run(&pool, kinds.0.as_ref(), a.jobs()).await;
-                run(&pool, kinds.1.as_ref(), b.jobs()).await;
+                run(&pool, kinds.0.as_ref(), a).await;
+                run(&pool, kinds.1.as_ref(), b).await;
             }
             Err(e) => {
                 let text = format!("{e:#}");
@@ -200,7 +197,7 @@ fn take_ready<B: Batched>(rx: &mut mpsc::Receiver<Job<B>>, jobs: &mut Vec<Job<B>
 async fn drain_alone<B: Batched>(pool: &Pool, kind: &B, mut jobs: Vec<Job<B>>) {
     while !jobs.is_empty() {
         let (now, later) = split_on_repeats::<B>(jobs);
-        run(pool, kind, now).await;
+        run(pool, kind, Taken::new(now)).await;
         jobs = later;
     }
 }
@@ -217,21 +214,6 @@ impl<B: Batched> Taken<B> {
         Taken { items, replies }
     }
 
-    async fn apply(&self, kind: &B, tx: &Transaction<'_>) -> Result<Vec<B::Done>> {
-        if self.items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let done = kind.apply(tx, &self.items).await?;
-        if done.len() != self.items.len() {
-            return Err(anyhow!(
-                "a grouped write answered {} of {} items",
-                done.len(),
-                self.items.len()
-            ));
-        }
-        Ok(done)
-    }
-
     fn answer(self, done: Vec<B::Done>) {
         for (reply, d) in self.replies.into_iter().zip(done) {
             let _ = reply.send(Ok(d));
@@ -242,14 +224,6 @@ impl<B: Batched> Taken<B> {
         for reply in self.replies {
             let _ = reply.send(Err(anyhow!("{text}")));
         }
-    }
-
-    fn jobs(self) -> Vec<Job<B>> {
-        self.items
-            .into_iter()
-            .zip(self.replies)
-            .map(|(item, reply)| Job { item, reply })
-            .collect()
     }
 }
 
@@ -269,41 +243,47 @@ fn split_on_repeats<B: Batched>(jobs: Vec<Job<B>>) -> (Vec<Job<B>>, Vec<Job<B>>)
     )
 }
 
-async fn run<B: Batched>(pool: &Pool, kind: &B, jobs: Vec<Job<B>>) {
-    let (items, replies): (Vec<B::Item>, Vec<_>) =
-        jobs.into_iter().map(|j| (j.item, j.reply)).unzip();
-    match transaction(pool, kind, &items).await {
-        Ok(done) => {
-            for (reply, d) in replies.into_iter().zip(done) {
-                let _ = reply.send(Ok(d));
-            }
-        }
-        Err(e) if items.len() > 1 && refused_by_database(&e) => {
-            tracing::debug!(error = %format!("{e:#}"), n = items.len(),
+async fn run<B: Batched>(pool: &Pool, kind: &B, taken: Taken<B>) {
+    match transaction(pool, kind, &taken.items).await {
+        Ok(done) => taken.answer(done),
+        Err(e) if taken.items.len() > 1 && refused_by_database(&e) => {
+            tracing::debug!(error = %format!("{e:#}"), n = taken.items.len(),
                 "a grouped write was refused; writing its items one by one");
-            for (item, reply) in items.iter().zip(replies) {
+            for (item, reply) in taken.items.iter().zip(taken.replies) {
                 let one = transaction(pool, kind, std::slice::from_ref(item))
                     .await
                     .and_then(|mut d| d.pop().ok_or_else(|| anyhow!("no answer for the write")));
                 let _ = reply.send(one);
             }
         }
-        Err(e) => {
-            let text = format!("{e:#}");
-            for reply in replies {
-                let _ = reply.send(Err(anyhow!("{text}")));
-            }
-        }
+        Err(e) => taken.fail(&format!("{e:#}")),
     }
 }
 
 async fn transaction<B: Batched>(pool: &Pool, kind: &B, items: &[B::Item]) -> Result<Vec<B::Done>> {
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| anyhow!("the database is unavailable: {e}"))?;
+    let mut client = connect(pool).await?;
     let tx = client.transaction().await?;
-    let done = kind.apply(&tx, items).await?;
+    let done = apply_all(kind, &tx, items).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+async fn connect(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get()
+        .await
+        .map_err(|e| anyhow!("the database is unavailable: {e}"))
+}
+
+/// `kind.apply`, held to answering every item (none asked, none run).
+async fn apply_all<B: Batched>(
+    kind: &B,
+    tx: &Transaction<'_>,
+    items: &[B::Item],
+) -> Result<Vec<B::Done>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let done = kind.apply(tx, items).await?;
     if done.len() != items.len() {
         return Err(anyhow!(
             "a grouped write answered {} of {} items",
@@ -311,7 +291,6 @@ async fn transaction<B: Batched>(pool: &Pool, kind: &B, items: &[B::Item]) -> Re
             items.len()
         ));
     }
-    tx.commit().await?;
     Ok(done)
 }
 
