@@ -347,12 +347,15 @@ async fn a_plugin_pushed_to_one_node_serves_on_all_three() {
     let _serial = SERIAL.lock().await;
     let sink = Sink::start(vec![]).await;
     let c = Cluster::start(&counter_setup(&sink), &[]);
+    // Built (or found up to date) before the clock starts: the window is
+    // the push's, not the plugin's build from source.
+    let component = built_plugins().join("counter.wasm");
     let started = Instant::now();
     // The CLI, as an operator pushes.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookyard"))
         .args(["plugin", "push", "--name", "count", "--json", "--admin"])
         .arg(&c.node(1).admin)
-        .arg(built_plugins().join("counter.wasm"))
+        .arg(&component)
         .output()
         .unwrap();
     assert!(
