@@ -1052,6 +1052,11 @@ async fn retention_removes_only_what_is_finished(h: &dyn Harness) {
         swept.next = more.next;
     }
     assert_eq!(swept.events, 1, "{swept:?}");
+    assert_eq!(
+        (swept.deliveries, swept.attempts),
+        (1, 1),
+        "the finished event's delivery and its attempt: {swept:?}"
+    );
     assert_eq!(swept.dead, BTreeMap::from([("t".to_string(), 1)]));
     assert!(s.records.event(&done.id).await.unwrap().is_none());
     assert!(s.records.delivery(&dead.id).await.unwrap().is_none());

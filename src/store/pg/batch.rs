@@ -38,6 +38,8 @@ use async_trait::async_trait;
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::connection;
+
 /// Most items in one transaction: large enough that a full queue drains in
 /// a few commits, small enough that one statement's arrays stay modest.
 const MAX_BATCH: usize = 256;
@@ -151,7 +153,7 @@ async fn writer_together<A: Batched, B: Batched>(
         let (b, b_later) = split_on_repeats::<B>(b);
         let (a, b) = (Taken::new(a), Taken::new(b));
         let together = async {
-            let mut client = connect(&pool).await?;
+            let mut client = connection(&pool).await?;
             let tx = client.transaction().await?;
             let done = (
                 apply_all(kinds.0.as_ref(), &tx, &a.items).await?,
@@ -261,17 +263,11 @@ async fn run<B: Batched>(pool: &Pool, kind: &B, taken: Taken<B>) {
 }
 
 async fn transaction<B: Batched>(pool: &Pool, kind: &B, items: &[B::Item]) -> Result<Vec<B::Done>> {
-    let mut client = connect(pool).await?;
+    let mut client = connection(pool).await?;
     let tx = client.transaction().await?;
     let done = apply_all(kind, &tx, items).await?;
     tx.commit().await?;
     Ok(done)
-}
-
-async fn connect(pool: &Pool) -> Result<deadpool_postgres::Object> {
-    pool.get()
-        .await
-        .map_err(|e| anyhow!("the database is unavailable: {e}"))
 }
 
 /// `kind.apply`, held to answering every item (none asked, none run).

@@ -203,12 +203,16 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {
-        self.inner
-            .pool
-            .get()
-            .await
-            .map_err(|e| anyhow!("the database is unavailable: {e}"))
+        connection(&self.inner.pool).await
     }
+}
+
+/// A pooled connection, or the error every caller reports when there is
+/// none (ingestion answers 503 with it).
+async fn connection(pool: &Pool) -> Result<deadpool_postgres::Client> {
+    pool.get()
+        .await
+        .map_err(|e| anyhow!("the database is unavailable: {e}"))
 }
 
 /// How a node talks to the database: TLS when the URL asks for it

@@ -223,46 +223,37 @@ impl Upkeep for PgStore {
             tx.commit().await?;
             return Ok(out);
         }
-        let gone = tx
-            .query(
-                "SELECT d.target, d.status,
-                        (SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id)
-                 FROM deliveries d WHERE d.event_id = ANY($1)",
-                &[&ids],
-            )
-            .await?;
-        let mut dead: BTreeMap<String, usize> = BTreeMap::new();
-        for r in &gone {
-            out.deliveries += 1;
-            out.attempts += r.get::<_, i64>(2) as usize;
-            if r.get::<_, String>(1) == "dead" {
-                *dead.entry(r.get(0)).or_insert(0) += 1;
-            }
-        }
-        out.dead = dead;
         // Deliveries, then their attempts, with their event (no foreign
-        // keys: see schema migration 4). The attempts go by the ids the
-        // first statement deleted and in a statement of their own, so they
-        // include an attempt committed while that statement waited for the
-        // delivery's row lock; an attempt that comes later finds its
-        // delivery gone and is fenced.
+        // keys: see schema migration 4); what was deleted is what is
+        // counted. The attempts go by the ids the deliveries' delete
+        // returned, in a statement of their own, so they include an attempt
+        // committed while that delete waited for the delivery's row lock;
+        // an attempt that comes later finds its delivery gone and is fenced.
         let n = tx
             .execute("DELETE FROM events WHERE id = ANY($1)", &[&ids])
             .await?;
-        let deliveries: Vec<String> = tx
+        let gone = tx
             .query(
-                "DELETE FROM deliveries WHERE event_id = ANY($1) RETURNING id",
+                "DELETE FROM deliveries WHERE event_id = ANY($1) RETURNING id, target, status",
                 &[&ids],
             )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        tx.execute(
-            "DELETE FROM attempts WHERE delivery_id = ANY($1)",
-            &[&deliveries],
-        )
-        .await?;
+            .await?;
+        let mut deliveries: Vec<String> = Vec::with_capacity(gone.len());
+        let mut dead: BTreeMap<String, usize> = BTreeMap::new();
+        for r in &gone {
+            deliveries.push(r.get(0));
+            if r.get::<_, String>(2) == "dead" {
+                *dead.entry(r.get(1)).or_insert(0) += 1;
+            }
+        }
+        out.deliveries = deliveries.len();
+        out.dead = dead;
+        out.attempts = tx
+            .execute(
+                "DELETE FROM attempts WHERE delivery_id = ANY($1)",
+                &[&deliveries],
+            )
+            .await? as usize;
         tx.commit().await?;
         out.events = n as usize;
         out.next = (ids.len() >= max_events)
