@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Json;
 
 use super::batch::Batched;
@@ -279,7 +280,7 @@ impl RoutingLog for PgStore {
 /// unstarted (a backlog) is claimed again like any other. A target nobody
 /// owns gets unclaimed deliveries, for whoever takes it.
 async fn insert_deliveries(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl GenericClient,
     deliveries: &[(&Delivery, u64)],
     node: &str,
     owned: &OwnedSet,
@@ -344,7 +345,7 @@ async fn insert_deliveries(
 /// Targets this node owns are left out: its own dispatcher is woken in
 /// process.
 pub(super) async fn notify_due<'a>(
-    tx: &deadpool_postgres::Transaction<'_>,
+    tx: &impl GenericClient,
     owned: &OwnedSet,
     targets: impl Iterator<Item = &'a str>,
 ) -> Result<()> {
@@ -377,15 +378,13 @@ impl Batched for Accepts {
     type Item = Event;
     type Done = ();
 
+    const ONE_STATEMENT: bool = true;
+
     fn key(event: &Event) -> &str {
         event.id.as_str()
     }
 
-    async fn apply(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        events: &[Event],
-    ) -> Result<Vec<()>> {
+    async fn apply<C: GenericClient>(&self, tx: &C, events: &[Event]) -> Result<Vec<()>> {
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
         let received: Vec<i64> = events.iter().map(|e| big(e.received_at)).collect();
@@ -446,11 +445,7 @@ impl Batched for Outcomes {
         &w.event_id
     }
 
-    async fn apply(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        items: &[OutcomeWrite],
-    ) -> Result<Vec<bool>> {
+    async fn apply<C: GenericClient>(&self, tx: &C, items: &[OutcomeWrite]) -> Result<Vec<bool>> {
         let ids: Vec<&str> = items.iter().map(|w| w.event_id.as_str()).collect();
         let outcomes: Vec<Json<&Outcome>> = items.iter().map(|w| Json(&w.outcome)).collect();
         // Fenced: only events this node still holds (or nobody else does);

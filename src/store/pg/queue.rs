@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Json;
 
 use super::batch::Batched;
@@ -301,11 +302,7 @@ impl Batched for Attempts {
         w.delivery.id.as_str()
     }
 
-    async fn apply(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        items: &[AttemptWrite],
-    ) -> Result<Vec<bool>> {
+    async fn apply<C: GenericClient>(&self, tx: &C, items: &[AttemptWrite]) -> Result<Vec<bool>> {
         let ids: Vec<&str> = items.iter().map(|w| w.delivery.id.as_str()).collect();
         let metas: Vec<Json<&Delivery>> = items.iter().map(|w| Json(&w.delivery)).collect();
         let statuses: Vec<&str> = items.iter().map(|w| w.delivery.status.as_str()).collect();

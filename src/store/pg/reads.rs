@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::batch::Batched;
@@ -41,15 +42,14 @@ impl<T: Send + Sync + 'static> Batched for ById<T> {
     type Item = String;
     type Done = Option<T>;
 
+    /// A read: no transaction needed at all.
+    const ONE_STATEMENT: bool = true;
+
     fn key(id: &String) -> &str {
         id
     }
 
-    async fn apply(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        ids: &[String],
-    ) -> Result<Vec<Option<T>>> {
+    async fn apply<C: GenericClient>(&self, tx: &C, ids: &[String]) -> Result<Vec<Option<T>>> {
         let rows = tx
             .query(&tx.prepare_cached(self.select).await?, &[&ids])
             .await?;
