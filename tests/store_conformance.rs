@@ -1513,3 +1513,81 @@ async fn foreign_keys(client: &tokio_postgres::Client) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// PostgreSQL: an outcome stored on a node that does not own its target
+/// wakes the owner through LISTEN/NOTIFY (the notification rides in the
+/// outcome's own statement), and the fenced outcome of an event another
+/// node holds wakes nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_an_outcome_routed_elsewhere_wakes_the_targets_owner() {
+    use hookyard::store::pg::{PgStore, Wake};
+    let url = support::postgres::server().database();
+    let owner = PgStore::open(&url, "node-a").await.unwrap();
+    let router = PgStore::open(&url, "node-b").await.unwrap().into_store();
+    let mut wakes = owner.wakes();
+    let owner = owner.into_store();
+    let t = ["t".to_string()];
+    assert_eq!(
+        owner
+            .targets
+            .own_targets(&t, &[], LEASE)
+            .await
+            .unwrap()
+            .mine,
+        t
+    );
+    let due = |wakes: &mut tokio::sync::broadcast::Receiver<Wake>| {
+        let mut seen = Vec::new();
+        while let Ok(w) = wakes.try_recv() {
+            if let Wake::Due(targets) = w {
+                seen.extend(targets);
+            }
+        }
+        seen
+    };
+    // Whatever the owner's own claim sent is not this test's.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    due(&mut wakes);
+
+    let d = route_one(&router).await;
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match wakes.recv().await.unwrap() {
+                Wake::Due(targets) => break targets,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("the owner was woken within 5 s");
+    assert_eq!(woken, ["t"]);
+    let mine = owner
+        .queue
+        .claim_due("t", now_ms(), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
+        [d.id.to_string()]
+    );
+
+    // An event the owner accepted (and so holds for routing): the other
+    // node's outcome for it is fenced, stores nothing and wakes nobody.
+    let e = event("gh", "{}");
+    accept(&owner, &e).await;
+    let late = delivery(&e, "t", None, 1_000);
+    let o = outcome(EventStatus::Routed, std::slice::from_ref(&late));
+    assert_eq!(
+        router
+            .routing
+            .record_outcome(&e.id, &o, std::slice::from_ref(&late), 1_000, vec![])
+            .await
+            .unwrap(),
+        Committed::Fenced
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        due(&mut wakes).is_empty(),
+        "a fenced outcome woke the owner"
+    );
+}

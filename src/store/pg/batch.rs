@@ -1,8 +1,9 @@
 //! Group commit on PostgreSQL: the hot writes (accepting an event,
 //! recording a routing outcome, recording an attempt) and the hot point
 //! reads (an event or a delivery by id) are queued, and a writer task sends
-//! everything that queued while it was busy as one transaction with
-//! multi-row statements. Outcomes and attempts share one writer and commit
+//! everything that queued while it was busy as multi-row statements, one
+//! per kind, in one transaction (or none, for one kind alone: see
+//! `Batched::ONE_STATEMENT`). Outcomes and attempts share one writer and commit
 //! together; accepts have their own, as each read kind does. One writer,
 //! not several per kind: while it commits (waiting for the WAL flush) the
 //! next batch fills, so batches are larger and the database runs fewer
@@ -160,36 +161,48 @@ async fn writer_together<A: Batched, B: Batched>(
         let (a, a_later) = split_on_repeats::<A>(a);
         let (b, b_later) = split_on_repeats::<B>(b);
         let (a, b) = (Taken::new(a), Taken::new(b));
-        let together = async {
-            let mut client = connection(&pool).await?;
-            let tx = client.transaction().await?;
-            let done = (
-                apply_all(kinds.0.as_ref(), &tx, &a.items).await?,
-                apply_all(kinds.1.as_ref(), &tx, &b.items).await?,
-            );
-            tx.commit().await?;
-            Ok::<_, anyhow::Error>(done)
-        };
-        match together.await {
-            Ok((da, db)) => {
-                a.answer(da);
-                b.answer(db);
-            }
-            Err(e) if refused_by_database(&e) => {
-                tracing::debug!(error = %format!("{e:#}"),
-                    "a grouped commit was refused; writing it kind by kind");
-                run(&pool, kinds.0.as_ref(), a).await;
-                run(&pool, kinds.1.as_ref(), b).await;
-            }
-            Err(e) => {
-                let text = format!("{e:#}");
-                a.fail(&text);
-                b.fail(&text);
-            }
+        if a.items.is_empty() || b.items.is_empty() {
+            // One kind only: written alone, a one-statement kind needs no
+            // transaction around it.
+            run(&pool, kinds.0.as_ref(), a).await;
+            run(&pool, kinds.1.as_ref(), b).await;
+        } else {
+            together(&pool, (kinds.0.as_ref(), kinds.1.as_ref()), a, b).await;
         }
         // Repeats of a key (rare): after the commit that held the first.
         drain_alone(&pool, kinds.0.as_ref(), a_later).await;
         drain_alone(&pool, kinds.1.as_ref(), b_later).await;
+    }
+}
+
+/// Both kinds' batches in one transaction; refused, kind by kind.
+async fn together<A: Batched, B: Batched>(pool: &Pool, kinds: (&A, &B), a: Taken<A>, b: Taken<B>) {
+    let written = async {
+        let mut client = connection(pool).await?;
+        let tx = client.transaction().await?;
+        let done = (
+            apply_all(kinds.0, &tx, &a.items).await?,
+            apply_all(kinds.1, &tx, &b.items).await?,
+        );
+        tx.commit().await?;
+        Ok::<_, anyhow::Error>(done)
+    };
+    match written.await {
+        Ok((da, db)) => {
+            a.answer(da);
+            b.answer(db);
+        }
+        Err(e) if refused_by_database(&e) => {
+            tracing::debug!(error = %format!("{e:#}"),
+                "a grouped commit was refused; writing it kind by kind");
+            run(pool, kinds.0, a).await;
+            run(pool, kinds.1, b).await;
+        }
+        Err(e) => {
+            let text = format!("{e:#}");
+            a.fail(&text);
+            b.fail(&text);
+        }
     }
 }
 
@@ -254,6 +267,9 @@ fn split_on_repeats<B: Batched>(jobs: Vec<Job<B>>) -> (Vec<Job<B>>, Vec<Job<B>>)
 }
 
 async fn run<B: Batched>(pool: &Pool, kind: &B, taken: Taken<B>) {
+    if taken.items.is_empty() {
+        return;
+    }
     match transaction(pool, kind, &taken.items).await {
         Ok(done) => taken.answer(done),
         Err(e) if taken.items.len() > 1 && refused_by_database(&e) => {

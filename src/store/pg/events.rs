@@ -263,80 +263,121 @@ impl RoutingLog for PgStore {
     }
 }
 
-/// Inserts deliveries (each with its first due time) in one statement.
+/// The routing outcomes of `ids` and, for those it kept, their deliveries
+/// (each with its first due time) and the wake-up of the nodes that own
+/// their targets, in one statement: a batch written alone needs no BEGIN
+/// or COMMIT, and the deliveries need no second round trip after the
+/// fenced update. Answers the ids it kept.
 ///
-/// Each is inserted claimed by its target's owner, under the owner's
-/// lease: the owner's dispatcher finds them as its own at the head of the
-/// schedule and starts them, without the claim's update of every row (a
-/// quarter of the database's time per delivered event in the one-node
-/// benchmark; with three nodes, two of three deliveries are routed on a
-/// node that does not own their target, and claiming those cost a fifth of
-/// the database's time). The lease is the ownership lease because only a
-/// change of owner lets another node claim them, and a new owner takes
-/// over only once that lease has run out (or after the owner let the
+/// The update is fenced: only events this node still holds (or nobody
+/// else does); it locks each row, ordering it against a takeover.
+///
+/// Each delivery is inserted claimed by its target's owner, under the
+/// owner's lease: the owner's dispatcher finds them as its own at the head
+/// of the schedule and starts them, without the claim's update of every
+/// row (a quarter of the database's time per delivered event in the
+/// one-node benchmark; with three nodes, two of three deliveries are routed
+/// on a node that does not own their target, and claiming those cost a
+/// fifth of the database's time). The lease is the ownership lease because
+/// only a change of owner lets another node claim them, and a new owner
+/// takes over only once that lease has run out (or after the owner let the
 /// target go, when it also gives these claims back; an insert that read
 /// the old owner just before a release committed keeps its claim until the
 /// old lease ends, a delay, not a loss); one that outlives its lease
 /// unstarted (a backlog) is claimed again like any other. A target nobody
 /// owns gets unclaimed deliveries, for whoever takes it.
-async fn insert_deliveries(
+///
+/// The notification names the targets of every delivery in the batch,
+/// including a fenced event's: a wake-up that finds nothing is harmless,
+/// and it is sent only when something was kept.
+async fn store_outcomes(
     tx: &impl GenericClient,
-    deliveries: &[(&Delivery, u64)],
+    items: &[OutcomeWrite],
     node: &str,
     owned: &OwnedSet,
-) -> Result<()> {
-    if deliveries.is_empty() {
-        return Ok(());
-    }
-    let (mut ids, mut events, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+) -> Result<HashSet<String>> {
+    let ids: Vec<&str> = items.iter().map(|w| w.event_id.as_str()).collect();
+    let outcomes: Vec<Json<&Outcome>> = items.iter().map(|w| Json(&w.outcome)).collect();
+    let (mut d_ids, mut events, mut targets) = (Vec::new(), Vec::new(), Vec::new());
     let (mut metas, mut bodies, mut created, mut due) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut owners: Vec<Option<&str>> = Vec::new();
+    let mut elsewhere: Vec<&str> = Vec::new();
     let lease = {
         let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
-        for &(d, due_ms) in deliveries {
-            ids.push(d.id.as_str());
-            events.push(d.event_id.as_str());
-            targets.push(d.target.as_str());
-            metas.push(Json(d));
-            bodies.push(d.body.as_deref());
-            created.push(big(d.created_at));
-            due.push(big(due_ms));
-            owners.push(owned.names.contains(d.target.as_str()).then_some(node));
+        for w in items {
+            for d in &w.deliveries {
+                let mine = owned.names.contains(d.target.as_str());
+                d_ids.push(d.id.as_str());
+                events.push(d.event_id.as_str());
+                targets.push(d.target.as_str());
+                metas.push(Json(d));
+                bodies.push(d.body.as_deref());
+                created.push(big(d.created_at));
+                due.push(big(w.due_ms));
+                owners.push(mine.then_some(node));
+                if !mine {
+                    elsewhere.push(d.target.as_str());
+                }
+            }
         }
         owned.lease
     };
-    tx.execute(
-        &tx.prepare_cached(
-            "INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at, created_at,
-                                     lease_owner, lease_until)
-             SELECT x.id, x.ev, x.t, x.m, x.b, 'scheduled', x.due, x.c,
-                    COALESCE(x.o, t.owner),
-                    CASE WHEN x.o IS NOT NULL THEN now() + make_interval(secs => $9)
-                         ELSE t.lease_until END
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::bytea[],
-                         $6::bigint[], $7::bigint[], $8::text[])
-                  AS x(id, ev, t, m, b, c, due, o)
-             LEFT JOIN targets t
-                    ON x.o IS NULL AND t.name = x.t AND t.owner IS NOT NULL
-                   AND t.lease_until > now()",
+    elsewhere.sort_unstable();
+    elsewhere.dedup();
+    let wake = (!elsewhere.is_empty()).then(|| super::listen::due_payload(&elsewhere));
+    let rows = tx
+        .query(
+            &tx.prepare_cached(
+                "WITH kept AS (
+                   UPDATE events e SET outcome = x.o, to_route = false, route_note = NULL,
+                                       route_owner = NULL, route_until = NULL
+                   FROM unnest($1::text[], $2::jsonb[]) AS x(id, o)
+                   WHERE e.id = x.id AND e.to_route
+                     AND (e.route_owner = $3 OR e.route_owner IS NULL OR e.route_until < now())
+                   RETURNING e.id
+                 ), stored AS (
+                   INSERT INTO deliveries (id, event_id, target, meta, body, status, due_at,
+                                           created_at, lease_owner, lease_until)
+                   SELECT x.id, x.ev, x.t, x.m, x.b, 'scheduled', x.due, x.c,
+                          COALESCE(x.o, t.owner),
+                          CASE WHEN x.o IS NOT NULL THEN now() + make_interval(secs => $12)
+                               ELSE t.lease_until END
+                   FROM unnest($4::text[], $5::text[], $6::text[], $7::jsonb[], $8::bytea[],
+                               $9::bigint[], $10::bigint[], $11::text[])
+                        AS x(id, ev, t, m, b, c, due, o)
+                   JOIN kept ON kept.id = x.ev
+                   LEFT JOIN targets t
+                          ON x.o IS NULL AND t.name = x.t AND t.owner IS NOT NULL
+                         AND t.lease_until > now()
+                 ), woken AS (
+                   SELECT pg_notify($13, $14)
+                   WHERE $14::text IS NOT NULL AND EXISTS (SELECT 1 FROM kept)
+                 )
+                 SELECT id FROM kept
+                 UNION ALL SELECT NULL FROM woken",
+            )
+            .await?,
+            &[
+                &ids,
+                &outcomes,
+                &node,
+                &d_ids,
+                &events,
+                &targets,
+                &metas,
+                &bodies,
+                &created,
+                &due,
+                &owners,
+                &secs(lease),
+                &super::listen::CHANNEL,
+                &wake,
+            ],
         )
-        .await?,
-        &[
-            &ids,
-            &events,
-            &targets,
-            &metas,
-            &bodies,
-            &created,
-            &due,
-            &owners,
-            &secs(lease),
-        ],
-    )
-    .await
-    .context("storing the deliveries")?;
-    Ok(())
+        .await
+        .context("storing the routing outcomes")?;
+    Ok(rows.iter().filter_map(|r| r.get(0)).collect())
 }
 
 /// One notification per transaction naming the targets it put work on:
@@ -427,10 +468,9 @@ pub(super) struct OutcomeWrite {
     due_ms: u64,
 }
 
-/// Routing outcomes, grouped: one fenced update of the events, one insert
-/// of all their deliveries and one notification per batch. Each item's
-/// answer is whether it was kept (false: fenced, another node took the
-/// event over).
+/// Routing outcomes, grouped: one statement per batch (`store_outcomes`).
+/// Each item's answer is whether it was kept (false: fenced, another node
+/// took the event over).
 pub(super) struct Outcomes {
     pub node: String,
     pub owned: OwnedSet,
@@ -441,37 +481,14 @@ impl Batched for Outcomes {
     type Item = OutcomeWrite;
     type Done = bool;
 
+    const ONE_STATEMENT: bool = true;
+
     fn key(w: &OutcomeWrite) -> &str {
         &w.event_id
     }
 
     async fn apply<C: GenericClient>(&self, tx: &C, items: &[OutcomeWrite]) -> Result<Vec<bool>> {
-        let ids: Vec<&str> = items.iter().map(|w| w.event_id.as_str()).collect();
-        let outcomes: Vec<Json<&Outcome>> = items.iter().map(|w| Json(&w.outcome)).collect();
-        // Fenced: only events this node still holds (or nobody else does);
-        // the update locks each row, ordering it against a takeover.
-        let rows = tx
-            .query(
-                &tx.prepare_cached(
-                    "UPDATE events e SET outcome = x.o, to_route = false, route_note = NULL,
-                                         route_owner = NULL, route_until = NULL
-                     FROM unnest($1::text[], $2::jsonb[]) AS x(id, o)
-                     WHERE e.id = x.id AND e.to_route
-                       AND (e.route_owner = $3 OR e.route_owner IS NULL OR e.route_until < now())
-                     RETURNING e.id",
-                )
-                .await?,
-                &[&ids, &outcomes, &self.node],
-            )
-            .await?;
-        let kept: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-        let mut landed: Vec<(&Delivery, u64)> = Vec::new();
-        for w in items.iter().filter(|w| kept.contains(&w.event_id)) {
-            landed.extend(w.deliveries.iter().map(|d| (d, w.due_ms)));
-        }
-        insert_deliveries(tx, &landed, &self.node, &self.owned).await?;
-        let targets: Vec<&str> = landed.iter().map(|(d, _)| d.target.as_str()).collect();
-        notify_due(tx, &self.owned, targets.into_iter()).await?;
+        let kept = store_outcomes(tx, items, &self.node, &self.owned).await?;
         Ok(items.iter().map(|w| kept.contains(&w.event_id)).collect())
     }
 }

@@ -286,8 +286,8 @@ pub(super) struct AttemptWrite {
     new_due: Option<u64>,
 }
 
-/// Attempts, grouped: one fenced update of the deliveries and one insert
-/// of the attempts per batch. Each item's answer is whether it was kept
+/// Attempts, grouped: one statement per batch, a fenced update of the
+/// deliveries and the insert of the kept ones' attempts. Each item's answer is whether it was kept
 /// (false: fenced, this node's claim on the delivery was taken over).
 pub(super) struct Attempts {
     pub node: String,
@@ -298,6 +298,9 @@ impl Batched for Attempts {
     type Item = AttemptWrite;
     type Done = bool;
 
+    /// The update and its attempts' log are one statement.
+    const ONE_STATEMENT: bool = true;
+
     fn key(w: &AttemptWrite) -> &str {
         w.delivery.id.as_str()
     }
@@ -307,41 +310,35 @@ impl Batched for Attempts {
         let metas: Vec<Json<&Delivery>> = items.iter().map(|w| Json(&w.delivery)).collect();
         let statuses: Vec<&str> = items.iter().map(|w| w.delivery.status.as_str()).collect();
         let due: Vec<Option<i64>> = items.iter().map(|w| w.new_due.map(big)).collect();
-        // Fenced: a node whose claim was taken over records nothing.
+        let ns: Vec<i32> = items.iter().map(|w| w.attempt.n as i32).collect();
+        let data: Vec<Json<&Attempt>> = items.iter().map(|w| Json(&w.attempt)).collect();
+        // Fenced: a node whose claim was taken over records nothing, and
+        // only the kept deliveries' attempts are logged.
         let rows = tx
             .query(
                 &tx.prepare_cached(
-                    "UPDATE deliveries d SET meta = x.m, status = x.s, due_at = x.due,
-                                             lease_owner = NULL, lease_until = NULL
-                     FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::bigint[])
-                          AS x(id, m, s, due)
-                     WHERE d.id = x.id AND d.lease_owner = $5
-                     RETURNING d.id",
+                    "WITH kept AS (
+                       UPDATE deliveries d SET meta = x.m, status = x.s, due_at = x.due,
+                                               lease_owner = NULL, lease_until = NULL
+                       FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::bigint[])
+                            AS x(id, m, s, due)
+                       WHERE d.id = x.id AND d.lease_owner = $5
+                       RETURNING d.id
+                     ), logged AS (
+                       INSERT INTO attempts (delivery_id, n, data)
+                       SELECT x.id, x.n, x.data
+                       FROM unnest($1::text[], $6::int[], $7::jsonb[]) AS x(id, n, data)
+                       JOIN kept ON kept.id = x.id
+                       ON CONFLICT (delivery_id, n) DO UPDATE SET data = excluded.data
+                     )
+                     SELECT id FROM kept",
                 )
                 .await?,
-                &[&ids, &metas, &statuses, &due, &self.node],
+                &[&ids, &metas, &statuses, &due, &self.node, &ns, &data],
             )
-            .await?;
+            .await
+            .context("recording the attempts")?;
         let kept: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-        let landed: Vec<&AttemptWrite> = items
-            .iter()
-            .filter(|w| kept.contains(w.delivery.id.as_str()))
-            .collect();
-        if !landed.is_empty() {
-            let ids: Vec<&str> = landed.iter().map(|w| w.delivery.id.as_str()).collect();
-            let ns: Vec<i32> = landed.iter().map(|w| w.attempt.n as i32).collect();
-            let data: Vec<Json<&Attempt>> = landed.iter().map(|w| Json(&w.attempt)).collect();
-            tx.execute(
-                &tx.prepare_cached(
-                    "INSERT INTO attempts (delivery_id, n, data)
-                     SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[])
-                     ON CONFLICT (delivery_id, n) DO UPDATE SET data = excluded.data",
-                )
-                .await?,
-                &[&ids, &ns, &data],
-            )
-            .await?;
-        }
         Ok(items
             .iter()
             .map(|w| kept.contains(w.delivery.id.as_str()))
