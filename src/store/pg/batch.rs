@@ -55,6 +55,9 @@ const MAX_BATCH: usize = 256;
 const LINGER_BELOW: usize = 32;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// Times a single-kind writer yields before taking what queued.
+const YIELDS: usize = 4;
+
 /// Callers waiting to be written, per kind; past it, callers wait for room.
 const QUEUE: usize = 4096;
 
@@ -131,6 +134,14 @@ async fn writer<B: Batched>(pool: Pool, kind: Arc<B>, mut rx: mpsc::Receiver<Job
         if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return;
         }
+        // Let the tasks that are about to submit (requests whose bodies
+        // are being read) run first: a few more items per commit for the
+        // cost of a few polls (accepts' commits per delivered event with
+        // three nodes 0.3-0.4 -> 0.2, the database's CPU per event 0.9x).
+        for _ in 0..YIELDS {
+            tokio::task::yield_now().await;
+        }
+        take_ready(&mut rx, &mut jobs);
         drain_alone(&pool, kind.as_ref(), jobs).await;
     }
 }
