@@ -74,8 +74,8 @@ pub(super) trait Batched: Send + Sync + 'static {
     /// alone, is sent without BEGIN and COMMIT: PostgreSQL runs the
     /// statement as its own transaction and answers after its commit, so
     /// the caller's guarantee is the same and the database is spared two
-    /// statements and two round trips per batch (with three nodes, a third
-    /// of all the statements it ran).
+    /// statements and two round trips per batch (with three nodes, nearly
+    /// half of all the statements it ran).
     const ONE_STATEMENT: bool = false;
     /// Writes `items` through `c` (a transaction, unless `ONE_STATEMENT`)
     /// and says, for each in order, what happened to it.

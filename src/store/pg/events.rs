@@ -263,7 +263,7 @@ impl RoutingLog for PgStore {
     }
 }
 
-/// The routing outcomes of `ids` and, for those it kept, their deliveries
+/// The routing outcomes of `items` and, for those it kept, their deliveries
 /// (each with its first due time) and the wake-up of the nodes that own
 /// their targets, in one statement: a batch written alone needs no BEGIN
 /// or COMMIT, and the deliveries need no second round trip after the
@@ -302,12 +302,10 @@ async fn store_outcomes(
     let (mut metas, mut bodies, mut created, mut due) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut owners: Vec<Option<&str>> = Vec::new();
-    let mut elsewhere: Vec<&str> = Vec::new();
     let lease = {
         let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
         for w in items {
             for d in &w.deliveries {
-                let mine = owned.names.contains(d.target.as_str());
                 d_ids.push(d.id.as_str());
                 events.push(d.event_id.as_str());
                 targets.push(d.target.as_str());
@@ -315,17 +313,12 @@ async fn store_outcomes(
                 bodies.push(d.body.as_deref());
                 created.push(big(d.created_at));
                 due.push(big(w.due_ms));
-                owners.push(mine.then_some(node));
-                if !mine {
-                    elsewhere.push(d.target.as_str());
-                }
+                owners.push(owned.names.contains(d.target.as_str()).then_some(node));
             }
         }
         owned.lease
     };
-    elsewhere.sort_unstable();
-    elsewhere.dedup();
-    let wake = (!elsewhere.is_empty()).then(|| super::listen::due_payload(&elsewhere));
+    let wake = due_elsewhere(owned, targets.iter().copied());
     let rows = tx
         .query(
             &tx.prepare_cached(
@@ -390,22 +383,27 @@ pub(super) async fn notify_due<'a>(
     owned: &OwnedSet,
     targets: impl Iterator<Item = &'a str>,
 ) -> Result<()> {
-    let mut names: Vec<&str> = {
-        let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
-        targets.filter(|t| !owned.names.contains(*t)).collect()
-    };
-    if names.is_empty() {
+    let Some(payload) = due_elsewhere(owned, targets) else {
         return Ok(());
-    }
-    names.sort_unstable();
-    names.dedup();
-    let payload = super::listen::due_payload(&names);
+    };
     tx.execute(
         &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
         &[&super::listen::CHANNEL, &payload],
     )
     .await?;
     Ok(())
+}
+
+/// The notification payload naming `targets` other nodes own (each once),
+/// if any.
+fn due_elsewhere<'a>(owned: &OwnedSet, targets: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut names: Vec<&str> = {
+        let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
+        targets.filter(|t| !owned.names.contains(*t)).collect()
+    };
+    names.sort_unstable();
+    names.dedup();
+    (!names.is_empty()).then(|| super::listen::due_payload(&names))
 }
 
 /// New events without an idempotency key, grouped: one multi-row insert

@@ -287,8 +287,9 @@ pub(super) struct AttemptWrite {
 }
 
 /// Attempts, grouped: one statement per batch, a fenced update of the
-/// deliveries and the insert of the kept ones' attempts. Each item's answer is whether it was kept
-/// (false: fenced, this node's claim on the delivery was taken over).
+/// deliveries and the insert of the kept ones' attempts. Each item's
+/// answer is whether it was kept (false: fenced, this node's claim on the
+/// delivery was taken over).
 pub(super) struct Attempts {
     pub node: String,
 }
