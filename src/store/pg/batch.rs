@@ -3,18 +3,18 @@
 //! reads (an event or a delivery by id) are queued, and a writer task sends
 //! everything that queued while it was busy as multi-row statements, one
 //! per kind, in one transaction (or none, for one kind alone: see
-//! `Batched::ONE_STATEMENT`). Outcomes and attempts share one writer and commit
-//! together; accepts have their own, as each read kind does. One writer,
-//! not several per kind: while it commits (waiting for the WAL flush) the
-//! next batch fills, so batches are larger and the database runs fewer
-//! statements and commits per event. Outcomes and attempts together: with
-//! a node's load split over three nodes each kind's batches were a third as
-//! large, and the commits cost the database more than their rows (three
-//! nodes: 0.8-0.9x the database's CPU per event, 1.08-1.16x delivered/s).
-//! Accepts apart: a 202 waits for its commit, and an accept's commit
-//! holding a batch of attempts made ingestion slower (measured:
-//! docs/benchmarks.md, "Custom plans, no foreign keys, outcomes and
-//! attempts in one commit").
+//! `Batched::ONE_STATEMENT`). Outcomes and attempts share one writer and,
+//! when both have queued, commit together; accepts have their own, as each
+//! read kind does. One writer, not several per kind: while it commits
+//! (waiting for the WAL flush) the next batch fills, so batches are larger
+//! and the database runs fewer statements and commits per event. Outcomes
+//! and attempts together: with a node's load split over three nodes each
+//! kind's batches were a third as large, and the commits cost the database
+//! more than their rows (three nodes: 0.8-0.9x the database's CPU per
+//! event, 1.08-1.16x delivered/s). Accepts apart: a 202 waits for its
+//! commit, and an accept's commit holding a batch of attempts made
+//! ingestion slower (measured: docs/benchmarks.md, "Custom plans, no
+//! foreign keys, outcomes and attempts in one commit").
 //!
 //! Why: one transaction per event costs a commit (a WAL flush), a round
 //! trip and a statement start per row, and at a few thousand events a
