@@ -173,7 +173,7 @@ impl HookyardHost {
     /// `Plugins::call`: the async path the router awaits (call lane,
     /// `spawn_blocking`, event conversion, stats).
     pub async fn call_runtime(&self, event: Arc<hookyard::model::records::Event>) -> Result<()> {
-        let report = self.plugins.call(self.plugin.clone(), event).await;
+        let report = self.plugins.call(self.plugin.clone(), event, true).await;
         match report.result {
             Ok(PluginOutcome::Deliver(d)) if d.len() == 1 => Ok(()),
             Ok(_) => bail!("unexpected outcome"),

@@ -115,8 +115,9 @@ impl std::fmt::Display for KvRefused {
 /// - A call takes the plugin's KV lock at its first KV operation, and with
 ///   it a [`KvTurn`]: its place in the order of the plugin's calls. The lock
 ///   is let go once the event's plugins have all run (so several KV plugins
-///   of one source take turns in one order); the turn goes with the call's
-///   reads and writes into the event's commit. (In a cluster, where other nodes
+///   of one source take turns in one order), by the lane as the event's last
+///   call ends; the turn goes with the call's reads and writes into the
+///   event's commit. (In a cluster, where other nodes
 ///   commit to the same keys, a call that wrote keeps the lock until its
 ///   commit is ordered, as all calls did before: a conflict with another
 ///   node then makes one event run again, not every call that read its

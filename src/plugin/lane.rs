@@ -37,6 +37,8 @@ struct Job {
     /// event queued does not change which version runs it.
     plugin: Arc<LoadedPlugin>,
     event: Arc<Event>,
+    /// The event's last plugin: its KV lock goes as the call ends.
+    last: bool,
     /// Carries the event id to the plugin's log lines.
     span: tracing::Span,
     reply: oneshot::Sender<CallReport>,
@@ -73,11 +75,13 @@ impl Lane {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues the call and waits for its report.
+    /// Queues the call and waits for its report. `last`: no plugin of the
+    /// event runs after this one (see [`Lane::run`]).
     pub async fn call(
         self: &Arc<Self>,
         plugin: Arc<LoadedPlugin>,
         event: Arc<Event>,
+        last: bool,
     ) -> CallReport {
         if self.stopping.load(Ordering::SeqCst) {
             return CallReport::failed(CallError::ShuttingDown);
@@ -89,6 +93,7 @@ impl Lane {
             s.jobs.push_back(Job {
                 plugin,
                 event,
+                last,
                 span,
                 reply,
             });
@@ -138,7 +143,19 @@ impl Lane {
         let started = Instant::now();
         // Captured for the event's outcome (the first lines are kept with
         // it); the call's log budget bounds what there can be.
-        let report = job.plugin.call(&ev, true);
+        let mut report = job.plugin.call(&ev, true);
+        // The next call of a KV plugin waits for this call's KV lock. Kept
+        // until routing takes the report back, the lock spanned a hand-off
+        // to the runtime and back: with a counter in every event, the
+        // plugin's calls ran one per wake-up of a routing task, and routing
+        // fell seconds behind a burst. The event's last plugin has no later
+        // turn to keep in order, so its lock goes here (unless kept until
+        // the commit is ordered; see `plugin::kv`).
+        if job.last
+            && let Some(turn) = &mut report.kv_turn
+        {
+            turn.plugins_ran();
+        }
         self.telemetry.emit(PluginCalled {
             plugin: job.plugin.name(),
             took: started.elapsed(),

@@ -555,9 +555,16 @@ impl Plugins {
     }
 
     /// Calls the plugin on a blocking thread (through its lane) so a slow
-    /// plugin never stalls the async runtime that accepts webhooks.
-    pub async fn call(&self, plugin: Arc<LoadedPlugin>, event: Arc<Event>) -> CallReport {
-        self.lane_for(plugin.name()).call(plugin, event).await
+    /// plugin never stalls the async runtime that accepts webhooks. `last`:
+    /// no other plugin runs for the event after this one, so the call's KV
+    /// lock may go as it ends.
+    pub async fn call(
+        &self,
+        plugin: Arc<LoadedPlugin>,
+        event: Arc<Event>,
+        last: bool,
+    ) -> CallReport {
+        self.lane_for(plugin.name()).call(plugin, event, last).await
     }
 }
 

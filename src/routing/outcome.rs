@@ -27,7 +27,7 @@ impl Router {
         now: u64,
     ) -> Option<Ran> {
         let mut ran = Ran::default();
-        for name in plugins {
+        for (i, name) in plugins.iter().enumerate() {
             let started = Instant::now();
             let limits = config.plugin_limits(name);
             let mut logs = Vec::new();
@@ -40,7 +40,8 @@ impl Router {
                     vec![],
                 ),
                 Some(plugin) => {
-                    let mut report = self.plugins.call(plugin, event.clone()).await;
+                    let last = i + 1 == plugins.len();
+                    let mut report = self.plugins.call(plugin, event.clone(), last).await;
                     logs = kept_logs(std::mem::take(&mut report.logs));
                     ran.txns.push(PluginTxn {
                         plugin: name.clone(),
