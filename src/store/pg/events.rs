@@ -318,7 +318,16 @@ async fn store_outcomes(
         }
         owned.lease
     };
-    let wake = due_elsewhere(owned, targets.iter().copied());
+    // The targets just found not ours, not a second look at the set: it
+    // may change in between, and the wake-up must match the owners stored.
+    let wake = wake_payload(
+        targets
+            .iter()
+            .zip(&owners)
+            .filter(|(_, owner)| owner.is_none())
+            .map(|(t, _)| *t)
+            .collect(),
+    );
     let rows = tx
         .query(
             &tx.prepare_cached(
@@ -397,10 +406,15 @@ pub(super) async fn notify_due<'a>(
 /// The notification payload naming `targets` other nodes own (each once),
 /// if any.
 fn due_elsewhere<'a>(owned: &OwnedSet, targets: impl Iterator<Item = &'a str>) -> Option<String> {
-    let mut names: Vec<&str> = {
+    let names: Vec<&str> = {
         let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
         targets.filter(|t| !owned.names.contains(*t)).collect()
     };
+    wake_payload(names)
+}
+
+/// The notification payload naming `names` (each once), if any.
+fn wake_payload(mut names: Vec<&str>) -> Option<String> {
     names.sort_unstable();
     names.dedup();
     (!names.is_empty()).then(|| super::listen::due_payload(&names))
