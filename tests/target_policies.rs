@@ -609,3 +609,51 @@ async fn pause_holds_deliveries_and_resume_releases_them() {
     assert_eq!(st["scheduled"], 0, "{st:#}");
     assert_eq!(st["attempts"]["succeeded"], 3, "{st:#}");
 }
+
+/// First attempts take the delivery's record from memory as routing stored
+/// it (`delivery/recent.rs`). An operator's retry moves a scheduled
+/// delivery to a new due time before that: the attempt must go by the
+/// store's record, not the copy (whose due time no longer matches its
+/// schedule entry, so the entry would be dropped as stale and the delivery
+/// never sent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_retried_before_its_first_attempt_is_sent_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Sink::start(vec![]).await;
+    let tables = format!(
+        "[targets.t]\nurl = \"{}\"\nsecret = \"{SECRET}\"\n",
+        sink.url("/in"),
+    );
+    let hy = Hookyard::start(tmp.path(), &config(tmp.path(), &["t"], &tables));
+    control(&hy, "t", "pause").await;
+    let id = hy.send("s", r#"{"n":1}"#).await;
+    let v = hy
+        .wait_event(&id, Duration::from_secs(5), |v| {
+            v["deliveries"].as_array().is_some_and(|d| d.len() == 1)
+        })
+        .await;
+    let d = only_delivery(&v);
+    let delivery = d["id"].as_str().unwrap().to_string();
+    let routed_due = d["next_attempt_at"].clone();
+    // A later millisecond than routing's, so the due time really moves.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (code, body) = hy
+        .admin_post(&format!("/admin/deliveries/{delivery}/retry"), json!({}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let v = hy.event(&id).await;
+    assert_ne!(
+        only_delivery(&v)["next_attempt_at"],
+        routed_due,
+        "the retry moved it: {v:#}"
+    );
+
+    control(&hy, "t", "resume").await;
+    let views = wait_all_delivered(&hy, std::slice::from_ref(&id), Duration::from_secs(10)).await;
+    let d = only_delivery(&views[0]);
+    assert_eq!(d["attempts"], 1, "{d:#}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = sink.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(webhook_id(&got[0]), delivery);
+}

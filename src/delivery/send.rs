@@ -66,7 +66,11 @@ pub async fn attempt(
     due_ms: u64,
     id: &str,
 ) -> Result<Attempted> {
-    let Some(mut delivery) = store.delivery(id).await? else {
+    let kept = recent.take_delivery(id, due_ms);
+    let Some(mut delivery) = (match kept {
+        Some(d) => Some(d),
+        None => store.delivery(id).await?,
+    }) else {
         tracing::warn!(delivery = %id, "scheduled delivery has no record; unscheduling");
         store.unschedule(target_name, id, due_ms).await?;
         return Ok(Attempted::Gone);

@@ -295,6 +295,18 @@ pub struct Delivery {
     pub refused_headers: Vec<RefusedHeader>,
 }
 
+impl Delivery {
+    /// About what the record holds in memory, for the bounds of the
+    /// in-memory copies first attempts take (`delivery/recent.rs`).
+    pub fn memory_size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        self.body.as_ref().map_or(0, Vec::len)
+            + self.last_error.as_ref().map_or(0, String::len)
+            + headers
+            + 256
+    }
+}
+
 /// A header left off a delivery, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RefusedHeader {

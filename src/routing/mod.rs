@@ -427,7 +427,7 @@ impl Router {
             trace_id: trace.as_ref().map(|t| t.trace_id()),
             deliveries: deliveries.len(),
         });
-        self.dispatcher.recent.remember(&event, deliveries.len());
+        self.dispatcher.recent.remember(&event, &deliveries);
         for d in &deliveries {
             self.dispatcher.note_scheduled(&d.target, 1);
             self.dispatcher.wake(&d.target);
