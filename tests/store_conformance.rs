@@ -142,6 +142,7 @@ macro_rules! conformance {
                 the_owners_new_deliveries_are_its_own_until_it_lets_go,
                 concurrent_writes_each_get_their_own_answer,
                 an_event_routed_twice_at_once_is_recorded_once,
+                an_attempt_reads_its_delivery_and_event_together,
             );
         }
     };
@@ -288,6 +289,56 @@ async fn route_one(s: &Store) -> Delivery {
 
 // ---------------------------------------------------------------------------
 // Cases.
+
+/// What an attempt reads when it has nothing in memory: the delivery (its
+/// own body loaded) and its event (body included), in one call.
+async fn an_attempt_reads_its_delivery_and_event_together(h: &dyn Harness) {
+    let s = h.open().await;
+    let e = event("gh", r#"{"n":1}"#);
+    accept(&s, &e).await;
+    let plain = delivery(&e, "t", None, 1_000);
+    let own = delivery(&e, "u", Some("changed"), 1_000);
+    let both = [plain.clone(), own.clone()];
+    assert_eq!(
+        s.routing
+            .record_outcome(
+                &e.id,
+                &outcome(EventStatus::Routed, &both),
+                &both,
+                1_000,
+                vec![]
+            )
+            .await
+            .unwrap(),
+        Committed::Done
+    );
+    let (d, ev) = s
+        .queue
+        .delivery_and_event(&plain.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(d.id, plain.id);
+    assert_eq!(d.body, None);
+    let ev = ev.expect("its event");
+    assert_eq!(ev.id, e.id);
+    assert_eq!(ev.body, e.body);
+    let (d, ev) = s
+        .queue
+        .delivery_and_event(&own.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(d.body.as_deref(), Some(&b"changed"[..]));
+    assert_eq!(ev.expect("its event").body, e.body);
+    assert!(
+        s.queue
+            .delivery_and_event("msg_none")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
 
 async fn accepted_events_are_marked_and_survive_a_reopen(h: &dyn Harness) {
     let s = h.open().await;

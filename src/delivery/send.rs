@@ -66,11 +66,14 @@ pub async fn attempt(
     due_ms: u64,
     id: &str,
 ) -> Result<Attempted> {
-    let kept = recent.take_delivery(id, due_ms);
-    let Some(mut delivery) = (match kept {
-        Some(d) => Some(d),
-        None => store.delivery(id).await?,
-    }) else {
+    let (kept, read_event) = match recent.take_delivery(id, due_ms) {
+        Some(d) => (Some(d), None),
+        None => match store.delivery_and_event(id).await? {
+            Some((d, e)) => (Some(d), e),
+            None => (None, None),
+        },
+    };
+    let Some(mut delivery) = kept else {
         tracing::warn!(delivery = %id, "scheduled delivery has no record; unscheduling");
         store.unschedule(target_name, id, due_ms).await?;
         return Ok(Attempted::Gone);
@@ -95,9 +98,10 @@ pub async fn attempt(
     };
     let policy = &target.policy;
 
-    let event = match recent.take(&delivery.event_id) {
-        Some(e) => Some(e),
-        None => store
+    let event = match (recent.take(&delivery.event_id), read_event) {
+        (Some(e), _) => Some(e),
+        (None, Some(e)) => Some(std::sync::Arc::new(e)),
+        (None, None) => store
             .event(&delivery.event_id)
             .await?
             .map(std::sync::Arc::new),

@@ -183,6 +183,16 @@ pub trait DeliveryQueue: Send + Sync {
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>>;
     /// The body of the event a delivery sends when it has none of its own.
     async fn event(&self, id: &str) -> Result<Option<Event>>;
+    /// The delivery and its event, for an attempt that has neither in
+    /// memory (a retry; on a cluster, a delivery routed on another node).
+    /// A backend that can read both in one round trip says so here.
+    async fn delivery_and_event(&self, id: &str) -> Result<Option<(Delivery, Option<Event>)>> {
+        let Some(d) = self.delivery(id).await? else {
+            return Ok(None);
+        };
+        let e = self.event(&d.event_id).await?;
+        Ok(Some((d, e)))
+    }
     /// Stores an attempt and the delivery's new state (the dead-letter
     /// index in step) and moves its schedule entry from `old_due` to
     /// `new_due` (none: off the schedule), atomically; only while this

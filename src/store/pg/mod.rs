@@ -86,6 +86,12 @@ struct Inner {
     attempts: batch::Batcher<queue::Attempts>,
     event_reads: batch::Batcher<reads::ById<crate::model::records::Event>>,
     delivery_reads: batch::Batcher<reads::ById<crate::model::records::Delivery>>,
+    attempt_reads: batch::Batcher<
+        reads::ById<(
+            crate::model::records::Delivery,
+            Option<crate::model::records::Event>,
+        )>,
+    >,
 }
 
 /// The targets a node owns, shared with the writers that notify the others
@@ -163,6 +169,10 @@ impl PgStore {
                 attempts,
                 event_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::events())),
                 delivery_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::deliveries())),
+                attempt_reads: batch::Batcher::start(
+                    pool.clone(),
+                    Arc::new(reads::deliveries_with_events()),
+                ),
                 pool,
                 node,
                 runtime: tokio::runtime::Handle::current(),

@@ -115,6 +115,10 @@ impl DeliveryQueue for PgStore {
         self.load_event(id).await
     }
 
+    async fn delivery_and_event(&self, id: &str) -> Result<Option<(Delivery, Option<Event>)>> {
+        self.inner.attempt_reads.submit(id.to_string()).await
+    }
+
     async fn record_attempt(
         &self,
         delivery: &Delivery,
