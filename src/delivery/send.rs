@@ -66,10 +66,12 @@ pub async fn attempt(
     due_ms: u64,
     id: &str,
 ) -> Result<Attempted> {
+    // `read_event`: `Some` once the store was asked for the event (and
+    // said what it has), so it is not asked twice.
     let (kept, read_event) = match recent.take_delivery(id, due_ms) {
         Some(d) => (Some(d), None),
         None => match store.delivery_and_event(id).await? {
-            Some((d, e)) => (Some(d), e),
+            Some((d, e)) => (Some(d), Some(e)),
             None => (None, None),
         },
     };
@@ -100,7 +102,7 @@ pub async fn attempt(
 
     let event = match (recent.take(&delivery.event_id), read_event) {
         (Some(e), _) => Some(e),
-        (None, Some(e)) => Some(std::sync::Arc::new(e)),
+        (None, Some(read)) => read.map(std::sync::Arc::new),
         (None, None) => store
             .event(&delivery.event_id)
             .await?

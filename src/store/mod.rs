@@ -185,7 +185,7 @@ pub trait DeliveryQueue: Send + Sync {
     async fn event(&self, id: &str) -> Result<Option<Event>>;
     /// The delivery and its event, for an attempt that has neither in
     /// memory (a retry; on a cluster, a delivery routed on another node).
-    /// A backend that can read both in one round trip says so here.
+    /// A backend that can read both in one round trip overrides this.
     async fn delivery_and_event(&self, id: &str) -> Result<Option<(Delivery, Option<Event>)>> {
         let Some(d) = self.delivery(id).await? else {
             return Ok(None);
