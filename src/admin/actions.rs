@@ -254,7 +254,8 @@ pub async fn control_target(
     })?;
     state
         .dispatcher
-        .control_target(&name, action)?
+        .control_target(&name, action)
+        .await?
         .map(Json)
         .ok_or_else(|| no_target(&name))
 }

@@ -40,7 +40,7 @@ use crate::store::{DeliveryQueue, Store, TargetStates};
 use crate::telemetry::{
     AttemptFinished, DeliveryFinished, DispatcherRestarted, TargetState as StateLabel, Telemetry,
 };
-use reconfigure::load_control;
+use reconfigure::{load_control, write_control};
 use slots::Slots;
 use state::{Control, Gate, TargetState};
 
@@ -102,6 +102,12 @@ pub struct Target {
     slots: Slots,
     bucket: ArcSwapOption<RateLimit>,
     state: Mutex<TargetState>,
+    /// Held while the state moves between memory and the store (an
+    /// operator's change and its write, a reload's read and its apply, a
+    /// background save), so a reload never brings back what a change made
+    /// while its read was under way, and the last write carries the
+    /// latest state.
+    control_io: tokio::sync::Mutex<()>,
     /// Scheduled deliveries (queue depth), counted at start and kept in step.
     scheduled: AtomicI64,
     /// Dead deliveries (the dead-letter queue), counted at start and kept
@@ -148,6 +154,7 @@ impl Target {
                 control,
                 ..TargetState::default()
             }),
+            control_io: tokio::sync::Mutex::new(()),
             scheduled: AtomicI64::new(scheduled),
             dead: AtomicI64::new(dead),
             owned: AtomicBool::new(false),
@@ -601,7 +608,7 @@ impl Dispatcher {
     }
 
     /// Runs one attempt and applies its result.
-    async fn run_attempt(&self, t: &Target, due_ms: u64, id: &str, probe: bool) -> Finished {
+    async fn run_attempt(&self, t: &Arc<Target>, due_ms: u64, id: &str, probe: bool) -> Finished {
         let config = t.config();
         let client = if config.policy.allow_private {
             &self.open
@@ -673,7 +680,7 @@ impl Dispatcher {
         }
         if let Some(control) = persist {
             self.log_transition(t, &control, now);
-            self.save_control(&t.name, &control);
+            self.save_control(t);
         }
         finished
     }
@@ -689,19 +696,18 @@ impl Dispatcher {
     }
 
     /// Persists a target's operator and circuit state. The state in memory
-    /// is what counts while running; the write (ordered with every other
-    /// store write) is for the next start, so nobody waits for it here.
-    pub(crate) fn save_control(&self, target: &str, control: &Control) {
+    /// is what counts while running; the write is for the next start and
+    /// other nodes, so nobody waits for it here. It writes the state as it
+    /// is when its turn comes, so writes that overtake each other cannot
+    /// leave an older state in the store.
+    pub(crate) fn save_control(&self, t: &Arc<Target>) {
         let states = self.states.clone();
-        let target = target.to_string();
-        let value = serde_json::to_vec(control);
+        let t = t.clone();
         tokio::spawn(async move {
-            let saved = match value {
-                Ok(v) => states.set_target_control(&target, &v).await,
-                Err(e) => Err(e.into()),
-            };
-            if let Err(e) = saved {
-                tracing::error!(target_name = %target, error = format!("{e:#}"), "saving the target's state failed");
+            let _io = t.control_io.lock().await;
+            let control = t.state().control.clone();
+            if let Err(e) = write_control(&*states, &t.name, &control).await {
+                tracing::error!(target_name = %t.name, error = format!("{e:#}"), "saving the target's state failed");
             }
         });
     }

@@ -4,8 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use super::reconfigure::write_control;
 use super::{Dispatcher, Target};
 use crate::api::types::{AttemptCounts, PolicyView, TargetAction, TargetStatus};
 use crate::model::id::{DeliveryId, now_ms};
@@ -72,11 +73,18 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Applies an operator action; `None` for an unknown target.
-    pub fn control_target(&self, name: &str, action: TargetAction) -> Result<Option<TargetStatus>> {
+    /// Applies an operator action; `None` for an unknown target. Answers
+    /// once the change is in the store, where other nodes, and this one
+    /// after a restart, read it.
+    pub async fn control_target(
+        &self,
+        name: &str,
+        action: TargetAction,
+    ) -> Result<Option<TargetStatus>> {
         let Some(t) = self.target(name) else {
             return Ok(None);
         };
+        let _io = t.control_io.lock().await;
         let control = {
             let mut s = t.state();
             match action {
@@ -87,8 +95,10 @@ impl Dispatcher {
             s.control.clone()
         };
         tracing::info!(target_name = %name, action = action.as_str(), "operator changed the target");
-        self.save_control(name, &control);
         t.wake.notify_one();
+        write_control(&*self.states, name, &control)
+            .await
+            .context("the change holds on this node but could not be saved")?;
         Ok(Some(self.target_status(&t)))
     }
 

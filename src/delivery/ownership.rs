@@ -101,6 +101,7 @@ impl Dispatcher {
         let Some(t) = self.target(target) else {
             return;
         };
+        let _io = t.control_io.lock().await;
         match self.states.target_control(target).await {
             Ok(v) => {
                 let control: Control = v
@@ -128,5 +129,103 @@ impl Dispatcher {
                 tracing::warn!(target_name = %target, error = format!("{e:#}"), "cannot read the target's state")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use anyhow::Result;
+    use async_trait::async_trait;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::api::types::TargetAction;
+    use crate::config::{Config, Durability};
+    use crate::store::sled::SledStore;
+    use crate::store::{Owned, Store, TargetStates};
+    use crate::telemetry::Telemetry;
+
+    /// A store whose reads of a target's state return what was there when
+    /// they began, but only once the test lets them: the gap a slow read
+    /// (a busy store) leaves between reading and applying.
+    struct SlowReads {
+        inner: Arc<dyn TargetStates>,
+        go: Semaphore,
+        reading: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl TargetStates for SlowReads {
+        async fn target_control(&self, target: &str) -> Result<Option<Vec<u8>>> {
+            let read = self.inner.target_control(target).await;
+            self.reading.notify_one();
+            self.go.acquire().await?.forget();
+            read
+        }
+        async fn set_target_control(&self, target: &str, value: &[u8]) -> Result<()> {
+            self.inner.set_target_control(target, value).await
+        }
+        async fn own_targets(
+            &self,
+            targets: &[String],
+            release: &[String],
+            lease: Duration,
+        ) -> Result<Owned> {
+            self.inner.own_targets(targets, release, lease).await
+        }
+    }
+
+    /// The first ownership round reloads the target's state from the
+    /// store. An operator's pause made while that read was under way must
+    /// hold: before, the reload applied the state it had read (not paused)
+    /// over the pause, and a paused target delivered.
+    #[tokio::test]
+    async fn a_pause_during_a_reload_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse(
+            "[targets.t]\nurl = \"http://127.0.0.1:9/\"\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        let sled = SledStore::open(dir.path(), Durability::Buffered)
+            .unwrap()
+            .into_store();
+        let slow = Arc::new(SlowReads {
+            inner: sled.targets.clone(),
+            go: Semaphore::new(0),
+            reading: tokio::sync::Notify::new(),
+        });
+        let store = Store {
+            targets: slow.clone(),
+            ..sled
+        };
+        let telemetry = Arc::new(Telemetry::new());
+        // The read at start is not the one under test.
+        slow.go.add_permits(1);
+        let dispatcher = Dispatcher::new(Arc::new(config), &store, telemetry)
+            .await
+            .unwrap();
+        slow.reading.notified().await;
+        dispatcher.start();
+        slow.reading.notified().await;
+        let d = dispatcher.clone();
+        let pause = tokio::spawn(async move { d.control_target("t", TargetAction::Pause).await });
+        // Give the pause its chance to run while the read is held.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        slow.go.add_permits(1);
+        let status = pause.await.unwrap().unwrap().unwrap();
+        assert!(status.paused);
+        let t = dispatcher.target("t").unwrap();
+        for _ in 0..100 {
+            if t.owned.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(t.owned.load(Ordering::SeqCst), "never took the target");
+        assert!(t.state().control.paused, "the reload undid the pause");
+        dispatcher.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -123,3 +123,14 @@ pub(super) async fn load_control(states: &dyn TargetStates, name: &str) -> Resul
         None => Control::default(),
     })
 }
+
+/// Writes a target's operator and circuit state.
+pub(super) async fn write_control(
+    states: &dyn TargetStates,
+    name: &str,
+    control: &Control,
+) -> Result<()> {
+    states
+        .set_target_control(name, &serde_json::to_vec(control)?)
+        .await
+}

@@ -91,7 +91,8 @@ pub async fn control(
     let status = state
         .admin
         .dispatcher
-        .control_target(&name, action)?
+        .control_target(&name, action)
+        .await?
         .ok_or_else(|| UiError::not_found(format!("no target {name:?}")))?;
     Ok(Redirect::to(&with_notice(
         &format!("/ui/targets#{name}"),
