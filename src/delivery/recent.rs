@@ -62,8 +62,12 @@ impl Inner {
 }
 
 impl RecentEvents {
-    /// Keeps `event` and `deliveries` (as just stored) for their first
-    /// attempts.
+    /// Keeps `event` and `deliveries` for their first attempts. Called
+    /// before their commit, so no attempt can come first and find nothing:
+    /// such an attempt would read the store, and the copy left behind
+    /// could then serve a stale scan's entry for the same due time, a
+    /// second send. A copy whose commit failed is never asked for (no
+    /// schedule entry has its id) and goes with the bounds.
     pub fn remember(&self, event: &Arc<Event>, deliveries: &[Delivery]) {
         let bytes =
             event.memory_size() + deliveries.iter().map(Delivery::memory_size).sum::<usize>();

@@ -349,6 +349,11 @@ impl Router {
                 .iter()
                 .map(|t| (t.plugin.clone(), t.txn.token))
                 .collect();
+            // Before the commit: once committed, a dispatcher scanning
+            // for other work can attempt these deliveries at once, and an
+            // attempt that found no copy would leave one behind for a
+            // stale schedule entry to send a second time.
+            self.dispatcher.recent.remember(&event, &ran.deliveries);
             let answer = self
                 .store
                 .record_outcome(
@@ -410,6 +415,7 @@ impl Router {
             }
             ran.deliveries.retain(|d| d.origin == Origin::Passthrough);
             let outcome = ran.outcome();
+            self.dispatcher.recent.remember(&event, &ran.deliveries);
             self.store
                 .record_outcome(&event.id, &outcome, &ran.deliveries, now, vec![])
                 .await?;
@@ -427,7 +433,6 @@ impl Router {
             trace_id: trace.as_ref().map(|t| t.trace_id()),
             deliveries: deliveries.len(),
         });
-        self.dispatcher.recent.remember(&event, &deliveries);
         for d in &deliveries {
             self.dispatcher.note_scheduled(&d.target, 1);
             self.dispatcher.wake(&d.target);
