@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Dispatcher;
-use super::state::Control;
+use super::reconfigure::load_control;
 
 /// How long a target stays a node's without a renewal. A dead node's
 /// targets move on after at most this long.
@@ -102,11 +102,8 @@ impl Dispatcher {
             return;
         };
         let _io = t.control_io.lock().await;
-        match self.states.target_control(target).await {
-            Ok(v) => {
-                let control: Control = v
-                    .and_then(|v| serde_json::from_slice(&v).ok())
-                    .unwrap_or_default();
+        match load_control(&*self.states, target).await {
+            Ok(control) => {
                 let mut s = t.state();
                 if t.owned.load(Ordering::SeqCst) {
                     // The owner keeps the circuit (its attempts drive it);

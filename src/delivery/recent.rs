@@ -142,8 +142,9 @@ impl RecentEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::id::{DeliveryId, EventId};
-    use crate::model::records::{DeliveryStatus, Origin};
+    use crate::model::id::EventId;
+    use crate::model::records::Origin;
+    use crate::routing::new_delivery;
 
     fn event(body: usize) -> Arc<Event> {
         Arc::new(Event {
@@ -161,21 +162,12 @@ mod tests {
         })
     }
 
+    /// `n` records of `e` as routing makes them, due at `due`.
     fn deliveries(e: &Event, n: usize, due: u64) -> Vec<Delivery> {
         (0..n)
-            .map(|_| Delivery {
-                id: DeliveryId::generate(),
-                event_id: e.id.clone(),
-                target: "t".into(),
-                origin: Origin::Plugin("p".into()),
-                headers: vec![],
-                created_at: due,
-                status: DeliveryStatus::Scheduled,
-                attempts: 0,
-                next_attempt_at: Some(due),
-                last_error: None,
-                body: Some(b"changed".to_vec()),
-                refused_headers: vec![],
+            .map(|_| {
+                let origin = Origin::Plugin("p".into());
+                new_delivery(e, "t", origin, vec![], Some(b"changed".to_vec()), due)
             })
             .collect()
     }

@@ -35,7 +35,8 @@ use crate::telemetry::{EventRouted, KvConflict, PluginDecided, RouteResult, Tele
 pub use backlog::Incoming;
 use backlog::{Backlog, QUEUE_CAP};
 pub use outcome::cap_text;
-use outcome::{KV_RETRY_FOR, MAX_KV_TRIES, new_delivery};
+pub(crate) use outcome::new_delivery;
+use outcome::{KV_RETRY_FOR, MAX_KV_TRIES};
 
 /// A store that is down fails every outcome the same way: logged once per
 /// period, with the count held back.

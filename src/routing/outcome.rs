@@ -174,7 +174,7 @@ pub fn cap_text(text: String) -> String {
     format!("{}… [{} more bytes cut]", &text[..end], text.len() - end)
 }
 
-pub(super) fn new_delivery(
+pub(crate) fn new_delivery(
     event: &Event,
     target: &str,
     origin: Origin,
