@@ -19,8 +19,8 @@ const EVENTS: usize = 200_000;
 /// Without `--bench` (`cargo test --all-targets` runs this too), a smoke
 /// run: few events, one round, figures meaningless.
 const SMOKE_EVENTS: usize = 2_000;
-/// Events per group commit: the ingest scenario's 64 connections give
-/// the writer groups of about 32; fewer at low load, more in a burst.
+/// Events per group commit: how many the group writer finds waiting
+/// depends on the load, so a range.
 const GROUPS: [usize; 3] = [8, 32, 128];
 /// An event record's size without its body (meta JSON + body ref).
 const EVENT_VALUE: usize = 300;
@@ -38,9 +38,16 @@ fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-fn id(n: usize) -> String {
-    // Time-ordered like hookyard's ids: appends go to the right edge.
-    format!("evt_{:020}{:06}", 1_780_000_000_000u64 + n as u64 / 16, n)
+/// Event ids as hookyard makes them (time-ordered: new keys go to the
+/// right edge of the tree).
+fn ids(events: usize) -> Vec<String> {
+    (0..events)
+        .map(|_| {
+            hookyard::model::id::EventId::generate()
+                .as_str()
+                .to_string()
+        })
+        .collect()
 }
 
 fn key(prefix: u8, id: &str) -> Vec<u8> {
@@ -57,30 +64,28 @@ struct Figures {
 
 fn run_sled(events: usize, group_size: usize) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = sled::Config::new()
-        .path(dir.path().join("sled"))
-        .cache_capacity(8 * 1024 * 1024)
-        .flush_every_ms(Some(500))
+    let db = hookyard::store::sled::sled_config(&dir.path().join("sled"))
         .open()
         .expect("sled opens");
     let tree = db.open_tree("hookyard").expect("tree");
     let event = vec![b'e'; EVENT_VALUE];
     let outcome = vec![b'o'; OUTCOME_VALUE];
+    let ids = ids(events);
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let mut previous: Option<std::ops::Range<usize>> = None;
     for start in (0..events).step_by(group_size) {
         let group = start..(start + group_size).min(events);
         let mut batch = sled::Batch::default();
         for n in group.clone() {
-            let id = id(n);
-            batch.insert(key(b'e', &id), event.as_slice());
-            batch.insert(key(b'r', &id), &[] as &[u8]);
+            let id = &ids[n];
+            batch.insert(key(b'e', id), event.as_slice());
+            batch.insert(key(b'r', id), &[] as &[u8]);
         }
         // The previous group's events are routed in this group.
         for n in previous.take().into_iter().flatten() {
-            let id = id(n);
-            batch.insert(key(b'o', &id), outcome.as_slice());
-            batch.remove(key(b'r', &id));
+            let id = &ids[n];
+            batch.insert(key(b'o', id), outcome.as_slice());
+            batch.remove(key(b'r', id));
         }
         tree.apply_batch(batch).expect("batch");
         previous = Some(group);
@@ -111,19 +116,20 @@ fn run_append_log(events: usize, group_size: usize) -> Figures {
             offset += 4 + k.len() as u64 + v.len() as u64;
             index.insert(k, offset);
         };
+    let ids = ids(events);
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let mut previous: Option<std::ops::Range<usize>> = None;
     for start in (0..events).step_by(group_size) {
         let group = start..(start + group_size).min(events);
         for n in group.clone() {
-            let id = id(n);
-            put(&mut index, key(b'e', &id), &event, &mut file);
-            put(&mut index, key(b'r', &id), &[], &mut file);
+            let id = &ids[n];
+            put(&mut index, key(b'e', id), &event, &mut file);
+            put(&mut index, key(b'r', id), &[], &mut file);
         }
         for n in previous.take().into_iter().flatten() {
-            let id = id(n);
-            put(&mut index, key(b'o', &id), &outcome, &mut file);
-            index.remove(&key(b'r', &id));
+            let id = &ids[n];
+            put(&mut index, key(b'o', id), &outcome, &mut file);
+            index.remove(&key(b'r', id));
         }
         file.flush().expect("flush");
         previous = Some(group);

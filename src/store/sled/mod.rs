@@ -108,6 +108,15 @@ const BODY_IN_LOG: u8 = 2;
 /// same within the machine's noise (docs/benchmarks.md, 2026-12-02).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// sled's settings for the store at `path`; public so that
+/// `benches/sled_floor.rs` measures sled as the store runs it.
+pub fn sled_config(path: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .flush_every_ms(Some(500))
+}
+
 /// The sled backend's state; its blocking operations. [`SledStore`] is the
 /// async face the rest of hookyard uses.
 pub struct Sled {
@@ -132,17 +141,12 @@ impl Sled {
     fn open(dir: &Path) -> Result<Sled> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let db = sled::Config::new()
-            .path(dir.join("sled"))
-            .cache_capacity(CACHE_BYTES)
-            .flush_every_ms(Some(500))
-            .open()
-            .with_context(|| {
-                format!(
-                    "cannot open the store in {} (is another hookyard using it?)",
-                    dir.display()
-                )
-            })?;
+        let db = sled_config(&dir.join("sled")).open().with_context(|| {
+            format!(
+                "cannot open the store in {} (is another hookyard using it?)",
+                dir.display()
+            )
+        })?;
         let tree = db.open_tree("hookyard")?;
         let log_path = dir.join("sled").join("db");
         let log_file = std::fs::File::open(&log_path)
