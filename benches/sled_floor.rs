@@ -1,19 +1,27 @@
-//! What sled alone costs per ingested event, without HTTP, routing or
+//! What sled alone costs per event, without HTTP, routing, plugins or
 //! hookyard's writer: `cargo bench --bench sled_floor`.
 //!
-//! Issue 16's ingest goals leave the router a CPU budget per event (two
-//! cores shared with the load generator). This measures the part of it
-//! sled takes for the records an ingested event needs (the event and its
-//! "to route" mark in one batch; the outcome and the mark's removal in
-//! another, as in `src/store/sled`), with hookyard's sled settings, in
-//! groups as the group writer makes them. Process CPU time counts sled's
-//! own IO and epoch threads. The baseline, in the same run, writes the
-//! same bytes to an append-only file and keeps the keys in a `BTreeMap`:
-//! roughly what an index of our own would pay.
+//! Issue 16's goals leave the router a CPU budget per event (two cores
+//! shared with the load generator and the sink). This measures the part
+//! of it sled takes, for the records `src/store/sled` writes, in groups as
+//! the group writer makes them, with the store's sled settings:
+//! - ingest: the event and its "to route" mark in one batch; the outcome
+//!   and the mark's removal in the next;
+//! - delivered: the same, the outcome batch also carrying the delivery,
+//!   the event's index entry for it, its schedule entry and a plugin's KV
+//!   counter; then the attempt, the delivery rewritten and its schedule
+//!   entry removed.
+//!
+//! Process CPU time counts sled's own IO and epoch threads. The baseline,
+//! in the same run, writes the same bytes to an append-only file and keeps
+//! the keys in a `BTreeMap`: about the least an index of our own would pay
+//! (no checksums, no fsync).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
+
+use hookyard::model::id::{DeliveryId, EventId};
 
 const EVENTS: usize = 200_000;
 /// Without `--bench` (`cargo test --all-targets` runs this too), a smoke
@@ -22,9 +30,32 @@ const SMOKE_EVENTS: usize = 2_000;
 /// Events per group commit: how many the group writer finds waiting
 /// depends on the load, so a range.
 const GROUPS: [usize; 3] = [8, 32, 128];
-/// An event record's size without its body (meta JSON + body ref).
+/// Record sizes as stored (JSON without bodies, which are in the body
+/// log): an event's meta and body ref, an outcome, a delivery, an attempt.
 const EVENT_VALUE: usize = 300;
 const OUTCOME_VALUE: usize = 120;
+const DELIVERY_VALUE: usize = 250;
+const ATTEMPT_VALUE: usize = 150;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    Ingest,
+    Delivered,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Ingest => "ingest",
+            Scenario::Delivered => "delivered",
+        }
+    }
+}
+
+enum Op {
+    Put(Vec<u8>, usize),
+    Del(Vec<u8>),
+}
 
 /// User + system CPU seconds of this process, all threads.
 fn cpu_seconds() -> f64 {
@@ -38,23 +69,69 @@ fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-/// Event ids as hookyard makes them (time-ordered: new keys go to the
-/// right edge of the tree).
-fn ids(events: usize) -> Vec<String> {
-    (0..events)
-        .map(|_| {
-            hookyard::model::id::EventId::generate()
-                .as_str()
-                .to_string()
-        })
-        .collect()
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
 }
 
-fn key(prefix: u8, id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + id.len());
-    k.push(prefix);
-    k.extend_from_slice(id.as_bytes());
-    k
+/// Every batch of a run, built before the clock starts: group `i`'s
+/// events are stored in batch `i`, routed in batch `i + 1` and (when
+/// delivered) attempted in batch `i + 2`, as a pipeline under steady load.
+fn batches(scenario: Scenario, events: usize, group: usize) -> Vec<Vec<Op>> {
+    // hookyard's own ids: time-ordered, so new keys go to the right edge.
+    let ids: Vec<(String, String)> = (0..events)
+        .map(|_| {
+            let e = EventId::generate().as_str().to_string();
+            let d = DeliveryId::generate().as_str().to_string();
+            (e, d)
+        })
+        .collect();
+    let due = |n: usize| (1_780_000_000_000u64 + n as u64).to_be_bytes();
+    let groups: Vec<_> = (0..events)
+        .step_by(group)
+        .map(|s| s..(s + group).min(events))
+        .collect();
+    let mut out = Vec::new();
+    for i in 0..groups.len() + 2 {
+        let mut ops = Vec::new();
+        if let Some(g) = groups.get(i) {
+            for (e, _) in &ids[g.clone()] {
+                ops.push(Op::Put(key(b'e', &[e.as_bytes()]), EVENT_VALUE));
+                ops.push(Op::Put(key(b'r', &[e.as_bytes()]), 0));
+            }
+        }
+        if let Some(g) = i.checked_sub(1).and_then(|i| groups.get(i)) {
+            for n in g.clone() {
+                let (e, d) = &ids[n];
+                ops.push(Op::Put(key(b'o', &[e.as_bytes()]), OUTCOME_VALUE));
+                ops.push(Op::Del(key(b'r', &[e.as_bytes()])));
+                if scenario == Scenario::Delivered {
+                    ops.push(Op::Put(key(b'd', &[d.as_bytes()]), DELIVERY_VALUE));
+                    ops.push(Op::Put(key(b'x', &[e.as_bytes(), b"/", d.as_bytes()]), 0));
+                    ops.push(Op::Put(key(b'q', &[b"sink\0", &due(n), d.as_bytes()]), 0));
+                    ops.push(Op::Put(key(b'k', &[b"counter\0count"]), 8));
+                }
+            }
+        }
+        if scenario == Scenario::Delivered
+            && let Some(g) = i.checked_sub(2).and_then(|i| groups.get(i))
+        {
+            for n in g.clone() {
+                let d = &ids[n].1;
+                let attempt = key(b'a', &[d.as_bytes(), b"/", &1u32.to_be_bytes()]);
+                ops.push(Op::Put(attempt, ATTEMPT_VALUE));
+                ops.push(Op::Put(key(b'd', &[d.as_bytes()]), DELIVERY_VALUE));
+                ops.push(Op::Del(key(b'q', &[b"sink\0", &due(n), d.as_bytes()])));
+            }
+        }
+        if !ops.is_empty() {
+            out.push(ops);
+        }
+    }
+    out
 }
 
 struct Figures {
@@ -62,84 +139,72 @@ struct Figures {
     cpu: f64,
 }
 
-fn run_sled(events: usize, group_size: usize) -> Figures {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = hookyard::store::sled::sled_config(&dir.path().join("sled"))
-        .open()
-        .expect("sled opens");
-    let tree = db.open_tree("hookyard").expect("tree");
-    let event = vec![b'e'; EVENT_VALUE];
-    let outcome = vec![b'o'; OUTCOME_VALUE];
-    let ids = ids(events);
+fn measure(run: impl FnOnce()) -> Figures {
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
-    let mut previous: Option<std::ops::Range<usize>> = None;
-    for start in (0..events).step_by(group_size) {
-        let group = start..(start + group_size).min(events);
-        let mut batch = sled::Batch::default();
-        for n in group.clone() {
-            let id = &ids[n];
-            batch.insert(key(b'e', id), event.as_slice());
-            batch.insert(key(b'r', id), &[] as &[u8]);
-        }
-        // The previous group's events are routed in this group.
-        for n in previous.take().into_iter().flatten() {
-            let id = &ids[n];
-            batch.insert(key(b'o', id), outcome.as_slice());
-            batch.remove(key(b'r', id));
-        }
-        tree.apply_batch(batch).expect("batch");
-        previous = Some(group);
-    }
-    db.flush().expect("flush");
+    run();
     Figures {
         wall: t0.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - cpu0,
     }
 }
 
-fn run_append_log(events: usize, group_size: usize) -> Figures {
+fn run_sled(batches: &[Vec<Op>]) -> Figures {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = hookyard::store::sled::sled_config(&dir.path().join("sled"))
+        .open()
+        .expect("sled opens");
+    let tree = db.open_tree("hookyard").expect("tree");
+    let value = vec![b'v'; EVENT_VALUE.max(DELIVERY_VALUE)];
+    measure(|| {
+        for ops in batches {
+            let mut batch = sled::Batch::default();
+            for op in ops {
+                match op {
+                    Op::Put(k, len) => batch.insert(k.as_slice(), &value[..*len]),
+                    Op::Del(k) => batch.remove(k.as_slice()),
+                }
+            }
+            tree.apply_batch(batch).expect("batch");
+        }
+        db.flush().expect("flush");
+    })
+}
+
+fn run_append_log(batches: &[Vec<Op>]) -> Figures {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut file = std::io::BufWriter::with_capacity(
         512 * 1024,
         std::fs::File::create(dir.path().join("log")).expect("log file"),
     );
     let mut index: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-    let event = vec![b'e'; EVENT_VALUE];
-    let outcome = vec![b'o'; OUTCOME_VALUE];
-    let mut offset = 0u64;
-    let mut put =
-        |index: &mut BTreeMap<Vec<u8>, u64>, k: Vec<u8>, v: &[u8], file: &mut dyn Write| {
-            file.write_all(&(k.len() as u32).to_le_bytes())
-                .expect("write");
-            file.write_all(&k).expect("write");
-            file.write_all(v).expect("write");
-            offset += 4 + k.len() as u64 + v.len() as u64;
-            index.insert(k, offset);
-        };
-    let ids = ids(events);
-    let (cpu0, t0) = (cpu_seconds(), Instant::now());
-    let mut previous: Option<std::ops::Range<usize>> = None;
-    for start in (0..events).step_by(group_size) {
-        let group = start..(start + group_size).min(events);
-        for n in group.clone() {
-            let id = &ids[n];
-            put(&mut index, key(b'e', id), &event, &mut file);
-            put(&mut index, key(b'r', id), &[], &mut file);
+    let value = vec![b'v'; EVENT_VALUE.max(DELIVERY_VALUE)];
+    measure(|| {
+        let mut offset = 0u64;
+        for ops in batches {
+            for op in ops {
+                let (k, len) = match op {
+                    Op::Put(k, len) => (k, *len),
+                    Op::Del(k) => (k, 0),
+                };
+                file.write_all(&(k.len() as u32).to_le_bytes())
+                    .expect("write");
+                file.write_all(k).expect("write");
+                file.write_all(&value[..len]).expect("write");
+                match op {
+                    Op::Put(..) => {
+                        index.insert(k.clone(), offset);
+                    }
+                    Op::Del(_) => {
+                        index.remove(k);
+                    }
+                }
+                offset += 4 + k.len() as u64 + len as u64;
+            }
+            file.flush().expect("flush");
         }
-        for n in previous.take().into_iter().flatten() {
-            let id = &ids[n];
-            put(&mut index, key(b'o', id), &outcome, &mut file);
-            index.remove(&key(b'r', id));
-        }
-        file.flush().expect("flush");
-        previous = Some(group);
-    }
-    file.get_ref().sync_data().expect("sync");
-    std::hint::black_box(index.len());
-    Figures {
-        wall: t0.elapsed().as_secs_f64(),
-        cpu: cpu_seconds() - cpu0,
-    }
+        file.get_ref().sync_data().expect("sync");
+        std::hint::black_box(index.len());
+    })
 }
 
 fn main() {
@@ -147,31 +212,35 @@ fn main() {
     let (events, rounds) = if full { (EVENTS, 3) } else { (SMOKE_EVENTS, 1) };
     let per_event = |f: &Figures| f.cpu / events as f64 * 1e6;
     println!(
-        "sled floor: {events} events per run, {EVENT_VALUE} B event records; CPU is the \
-         whole process's (sled's IO threads included), median of {rounds} round(s)"
+        "sled floor: {events} events per run; CPU is the whole process's (sled's IO \
+         threads included), median of {rounds} round(s)"
     );
     println!(
-        "| events per group | append log + BTreeMap, µs CPU/event | sled, µs CPU/event \
+        "| records | events per group | append log + BTreeMap, µs CPU/event | sled, µs CPU/event \
          | sled / baseline | sled, events/s per core of CPU | sled, events/s (one writer, wall) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for group in GROUPS {
-        let mut rows = Vec::new();
-        for _ in 0..rounds {
-            let base = run_append_log(events, group);
-            let sled = run_sled(events, group);
-            rows.push((
-                per_event(&sled),
-                per_event(&base),
-                events as f64 / sled.wall,
-            ));
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for scenario in [Scenario::Ingest, Scenario::Delivered] {
+        for group in GROUPS {
+            let batches = batches(scenario, events, group);
+            let mut rows = Vec::new();
+            for _ in 0..rounds {
+                let base = run_append_log(&batches);
+                let sled = run_sled(&batches);
+                rows.push((
+                    per_event(&sled),
+                    per_event(&base),
+                    events as f64 / sled.wall,
+                ));
+            }
+            rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (sled, base, rate) = rows[rows.len() / 2];
+            println!(
+                "| {} | {group} | {base:.1} | {sled:.1} | {:.1}x | {:.0} | {rate:.0} |",
+                scenario.name(),
+                sled / base,
+                1e6 / sled
+            );
         }
-        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (sled, base, rate) = rows[rows.len() / 2];
-        println!(
-            "| {group} | {base:.1} | {sled:.1} | {:.1}x | {:.0} | {rate:.0} |",
-            sled / base,
-            1e6 / sled
-        );
     }
 }
