@@ -182,22 +182,21 @@ fn run_append_log(batches: &[Vec<Op>]) -> Figures {
         let mut offset = 0u64;
         for ops in batches {
             for op in ops {
+                // A removal is logged too (a tombstone), as a log must.
                 let (k, len) = match op {
-                    Op::Put(k, len) => (k, *len),
-                    Op::Del(k) => (k, 0),
+                    Op::Put(k, len) => {
+                        index.insert(k.clone(), offset);
+                        (k, *len)
+                    }
+                    Op::Del(k) => {
+                        index.remove(k);
+                        (k, 0)
+                    }
                 };
                 file.write_all(&(k.len() as u32).to_le_bytes())
                     .expect("write");
                 file.write_all(k).expect("write");
                 file.write_all(&value[..len]).expect("write");
-                match op {
-                    Op::Put(..) => {
-                        index.insert(k.clone(), offset);
-                    }
-                    Op::Del(_) => {
-                        index.remove(k);
-                    }
-                }
                 offset += 4 + k.len() as u64 + len as u64;
             }
             file.flush().expect("flush");
