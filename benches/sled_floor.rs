@@ -22,6 +22,9 @@ use std::io::Write;
 use std::time::Instant;
 
 use hookyard::model::id::{DeliveryId, EventId};
+use hookyard::store::sled::layout::{
+    DELIVERY, EVENT, OUTCOME, TO_ROUTE, attempt_key, event_delivery_key, key, kv_key, schedule_key,
+};
 
 const EVENTS: usize = 200_000;
 /// Without `--bench` (`cargo test --all-targets` runs this too), a smoke
@@ -69,14 +72,6 @@ fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = vec![prefix];
-    for p in parts {
-        k.extend_from_slice(p);
-    }
-    k
-}
-
 /// Every batch of a run, built before the clock starts: group `i`'s
 /// events are stored in batch `i`, routed in batch `i + 1` and (when
 /// delivered) attempted in batch `i + 2`, as a pipeline under steady load.
@@ -89,7 +84,7 @@ fn batches(scenario: Scenario, events: usize, group: usize) -> Vec<Vec<Op>> {
             (e, d)
         })
         .collect();
-    let due = |n: usize| (1_780_000_000_000u64 + n as u64).to_be_bytes();
+    let due = |n: usize| 1_780_000_000_000u64 + n as u64;
     let groups: Vec<_> = (0..events)
         .step_by(group)
         .map(|s| s..(s + group).min(events))
@@ -99,20 +94,20 @@ fn batches(scenario: Scenario, events: usize, group: usize) -> Vec<Vec<Op>> {
         let mut ops = Vec::new();
         if let Some(g) = groups.get(i) {
             for (e, _) in &ids[g.clone()] {
-                ops.push(Op::Put(key(b'e', &[e.as_bytes()]), EVENT_VALUE));
-                ops.push(Op::Put(key(b'r', &[e.as_bytes()]), 0));
+                ops.push(Op::Put(key(EVENT, &[e.as_bytes()]), EVENT_VALUE));
+                ops.push(Op::Put(key(TO_ROUTE, &[e.as_bytes()]), 0));
             }
         }
         if let Some(g) = i.checked_sub(1).and_then(|i| groups.get(i)) {
             for n in g.clone() {
                 let (e, d) = &ids[n];
-                ops.push(Op::Put(key(b'o', &[e.as_bytes()]), OUTCOME_VALUE));
-                ops.push(Op::Del(key(b'r', &[e.as_bytes()])));
+                ops.push(Op::Put(key(OUTCOME, &[e.as_bytes()]), OUTCOME_VALUE));
+                ops.push(Op::Del(key(TO_ROUTE, &[e.as_bytes()])));
                 if scenario == Scenario::Delivered {
-                    ops.push(Op::Put(key(b'd', &[d.as_bytes()]), DELIVERY_VALUE));
-                    ops.push(Op::Put(key(b'x', &[e.as_bytes(), b"/", d.as_bytes()]), 0));
-                    ops.push(Op::Put(key(b'q', &[b"sink\0", &due(n), d.as_bytes()]), 0));
-                    ops.push(Op::Put(key(b'k', &[b"counter\0count"]), 8));
+                    ops.push(Op::Put(key(DELIVERY, &[d.as_bytes()]), DELIVERY_VALUE));
+                    ops.push(Op::Put(event_delivery_key(e, d), 0));
+                    ops.push(Op::Put(schedule_key("sink", due(n), d), 0));
+                    ops.push(Op::Put(kv_key("counter", "count"), 8));
                 }
             }
         }
@@ -121,10 +116,9 @@ fn batches(scenario: Scenario, events: usize, group: usize) -> Vec<Vec<Op>> {
         {
             for n in g.clone() {
                 let d = &ids[n].1;
-                let attempt = key(b'a', &[d.as_bytes(), b"/", &1u32.to_be_bytes()]);
-                ops.push(Op::Put(attempt, ATTEMPT_VALUE));
-                ops.push(Op::Put(key(b'd', &[d.as_bytes()]), DELIVERY_VALUE));
-                ops.push(Op::Del(key(b'q', &[b"sink\0", &due(n), d.as_bytes()])));
+                ops.push(Op::Put(attempt_key(d, 1), ATTEMPT_VALUE));
+                ops.push(Op::Put(key(DELIVERY, &[d.as_bytes()]), DELIVERY_VALUE));
+                ops.push(Op::Del(schedule_key("sink", due(n), d)));
             }
         }
         if !ops.is_empty() {

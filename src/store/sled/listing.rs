@@ -7,7 +7,8 @@
 
 use anyhow::Result;
 
-use super::{DEAD, DELIVERY, EVENT, EVENT_DELIVERY, OUTCOME, Sled, TO_ROUTE, key};
+use super::Sled;
+use super::layout::{DEAD, DELIVERY, EVENT, OUTCOME, TO_ROUTE, event_deliveries_prefix, key};
 use crate::model::id::lowest_at;
 use crate::model::records::{Delivery, DeliveryStatus, EventState, Outcome};
 use crate::store::{DeliveryQuery, EventQuery, EventSummary, Page};
@@ -115,7 +116,7 @@ pub(super) fn events(store: &Sled, q: &EventQuery) -> Result<Page<EventSummary>>
             }
             let deliveries = store
                 .tree
-                .scan_prefix(key(EVENT_DELIVERY, &[id.as_bytes(), b"/"]))
+                .scan_prefix(event_deliveries_prefix(id))
                 .keys()
                 .count();
             Ok(Some(EventSummary {
@@ -135,7 +136,7 @@ pub(super) fn deliveries(store: &Sled, q: &DeliveryQuery) -> Result<Page<Deliver
     let want_status = q.status;
     // The narrowest index that answers the query.
     let prefix = match (&q.event, want_status) {
-        (Some(e), _) => key(EVENT_DELIVERY, &[e.as_bytes(), b"/"]),
+        (Some(e), _) => event_deliveries_prefix(e),
         (None, Some(DeliveryStatus::Dead)) => vec![DEAD],
         _ => vec![DELIVERY],
     };

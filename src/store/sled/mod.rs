@@ -46,6 +46,7 @@ use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 pub mod bodies;
 mod body_sync;
 mod durability;
+pub mod layout;
 mod listing;
 mod readers;
 mod recovery;
@@ -60,29 +61,13 @@ use super::{
 use crate::config::Durability;
 use crate::plugin::kv::{KvTxn, PluginTxn};
 use bodies::{BodyLog, BodyRef, LiveDelta};
+use layout::*;
 use recovery::{Fault, Open, Shared};
 pub use writer::{Answer, Checked, Written};
 use writer::{GroupWriter, Writes};
 
-const EVENT: u8 = b'e';
-const TO_ROUTE: u8 = b'r';
-const OUTCOME: u8 = b'o';
-const DELIVERY: u8 = b'd';
-const EVENT_DELIVERY: u8 = b'x';
-const LEGACY_SCHEDULE: u8 = b's';
-const SCHEDULE: u8 = b'q';
-const ATTEMPT: u8 = b'a';
-const DEAD: u8 = b'z';
-const TARGET: u8 = b't';
-const KV: u8 = b'k';
-const IDEMPOTENCY: u8 = b'i';
-const DELIVERY_BODY: u8 = b'y';
-const LIVE: u8 = b'l';
 /// The default of `server.min_free_space`.
 pub const DEFAULT_MIN_FREE: u64 = 64 << 20;
-
-/// The recovery probe's key (see [`recovery`]).
-const PROBE: u8 = b'p';
 
 /// First byte of an event value whose body is in the body log. (Values
 /// written before start with a u32 BE header length, whose first byte is
@@ -272,16 +257,6 @@ impl Sled {
     }
 }
 
-fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let len = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
-    let mut k = Vec::with_capacity(len);
-    k.push(prefix);
-    for p in parts {
-        k.extend_from_slice(p);
-    }
-    k
-}
-
 /// Frames a JSON header and a raw body in one value: u32 BE header length,
 /// header, body. Bodies stay bytes instead of bloating into JSON arrays.
 fn frame<T: Serialize>(meta: &T, body: Option<&[u8]>) -> Result<Vec<u8>> {
@@ -358,26 +333,6 @@ fn decode_delivery_value(v: &[u8]) -> Result<(Delivery, u8, Option<&[u8]>)> {
 /// A delivery without its body (listing, sweeps, state checks).
 fn decode_delivery(v: &[u8]) -> Result<Delivery> {
     decode_delivery_value(v).map(|(d, _, _)| d)
-}
-
-fn schedule_key(target: &str, due_ms: u64, delivery_id: &str) -> Vec<u8> {
-    key(
-        SCHEDULE,
-        &[
-            target.as_bytes(),
-            &[0],
-            &due_ms.to_be_bytes(),
-            delivery_id.as_bytes(),
-        ],
-    )
-}
-
-fn schedule_prefix(target: &str) -> Vec<u8> {
-    key(SCHEDULE, &[target.as_bytes(), &[0]])
-}
-
-fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
-    key(KV, &[plugin.as_bytes(), &[0], k.as_bytes()])
 }
 
 /// A new event (its body to the body log) and its "to route" mark.
@@ -639,13 +594,7 @@ impl Sled {
                     body.clone(),
                 );
             }
-            batch.insert(
-                key(
-                    EVENT_DELIVERY,
-                    &[event_id.as_bytes(), b"/", d.id.as_bytes()],
-                ),
-                Vec::new(),
-            );
+            batch.insert(event_delivery_key(event_id, &d.id), Vec::new());
             batch.insert(schedule_key(&d.target, due_ms, &d.id), Vec::new());
         }
         let mark = key(TO_ROUTE, &[event_id.as_bytes()]);
@@ -692,7 +641,7 @@ impl Sled {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<Delivery>> {
-        let prefix = key(EVENT_DELIVERY, &[event_id.as_bytes(), b"/"]);
+        let prefix = event_deliveries_prefix(event_id);
         let mut lower = prefix.clone();
         if let Some(after) = after {
             lower.extend_from_slice(after.as_bytes());
@@ -787,13 +736,7 @@ impl Sled {
         };
         let mut batch = Writes::default();
         batch.insert(key(DELIVERY, &[delivery.id.as_bytes()]), d);
-        batch.insert(
-            key(
-                ATTEMPT,
-                &[delivery.id.as_bytes(), b"/", &attempt.n.to_be_bytes()],
-            ),
-            a,
-        );
+        batch.insert(attempt_key(&delivery.id, attempt.n), a);
         batch.remove(schedule_key(&delivery.target, old_due, &delivery.id));
         if let Some(due) = new_due {
             batch.insert(
@@ -903,7 +846,7 @@ impl Sled {
 
     pub(crate) fn attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
         self.tree
-            .scan_prefix(key(ATTEMPT, &[delivery_id.as_bytes(), b"/"]))
+            .scan_prefix(attempts_prefix(delivery_id))
             .values()
             .map(|v| Ok(serde_json::from_slice(&v?)?))
             .collect()

@@ -11,11 +11,12 @@ use crate::store::Swept;
 use anyhow::Result;
 
 use super::bodies::BodyRef;
-use super::writer::Writes;
-use super::{
-    ATTEMPT, DEAD, DELIVERY, DELIVERY_BODY, EVENT, EVENT_DELIVERY, OUTCOME, Sled, StoredBody,
-    TO_ROUTE, decode_delivery, decode_event_value, key,
+use super::layout::{
+    DEAD, DELIVERY, DELIVERY_BODY, EVENT, OUTCOME, TO_ROUTE, attempts_prefix,
+    event_deliveries_prefix, key,
 };
+use super::writer::Writes;
+use super::{Sled, StoredBody, decode_delivery, decode_event_value};
 use crate::model::id::lowest_at;
 use crate::model::records::DeliveryStatus;
 
@@ -78,7 +79,7 @@ fn sweep_one(
     if tree.contains_key(key(TO_ROUTE, &[id.as_bytes()]))? {
         return Ok(false);
     }
-    let x_prefix = key(EVENT_DELIVERY, &[id.as_bytes(), b"/"]);
+    let x_prefix = event_deliveries_prefix(id);
     let mut links = Vec::new();
     for k in tree.scan_prefix(&x_prefix).keys() {
         let k = k?;
@@ -108,10 +109,7 @@ fn sweep_one(
         if let Some(target) = dead_for {
             *out.dead.entry(target.clone()).or_insert(0) += 1;
         }
-        for a in tree
-            .scan_prefix(key(ATTEMPT, &[did.as_bytes(), b"/"]))
-            .keys()
-        {
+        for a in tree.scan_prefix(attempts_prefix(did)).keys() {
             w.remove(a?.to_vec());
             attempts += 1;
         }

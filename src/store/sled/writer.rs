@@ -26,8 +26,8 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::bodies::{Appender, BodyLog, BodyRef, LiveDelta};
+use super::layout::{KV, LIVE, key, kv_key};
 use super::recovery::Fault;
-use super::{KV, LIVE, key, kv_key};
 use crate::plugin::kv::{KvRefused, PluginTxn, digest};
 
 /// Most callers' writes folded into one sled batch.
