@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 
+pub use crate::store::sled::engine::Engine;
 use crate::webhooks::standard::Secret;
 
 pub mod live;
@@ -149,8 +150,9 @@ impl Default for ListenerLimits {
 /// Where events, deliveries and plugin state live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// Embedded, in `server.data_dir`: one process.
-    Sled,
+    /// Embedded, in `server.data_dir`: one process. `backend = "sled"`
+    /// (the default) or `"fjall"` picks the engine under the index.
+    Embedded(Engine),
     /// Shared by every node of a cluster.
     Postgres {
         /// A libpq URL or key=value string (`env:NAME` resolved); holds
@@ -168,7 +170,7 @@ impl StoreConfig {
     pub fn node_id(&self) -> String {
         match self {
             StoreConfig::Postgres { node_id, .. } => node_id.clone(),
-            StoreConfig::Sled => default_node_id(),
+            StoreConfig::Embedded(_) => default_node_id(),
         }
     }
 }
@@ -1330,11 +1332,15 @@ fn store_config(
 ) -> Result<StoreConfig> {
     let backend = raw.backend.as_deref().unwrap_or("sled");
     match backend {
-        "sled" => {
+        "sled" | "fjall" => {
             if raw.url.is_some() {
                 bail!("store.url: only used with store.backend = \"postgres\"");
             }
-            Ok(StoreConfig::Sled)
+            Ok(StoreConfig::Embedded(if backend == "fjall" {
+                Engine::Fjall
+            } else {
+                Engine::Sled
+            }))
         }
         "postgres" => {
             let url = url_env
@@ -1360,7 +1366,9 @@ fn store_config(
             };
             Ok(StoreConfig::Postgres { url, node_id })
         }
-        other => bail!("store.backend: \"{other}\" is not a backend (\"sled\" or \"postgres\")"),
+        other => bail!(
+            "store.backend: \"{other}\" is not a backend (\"sled\", \"fjall\" or \"postgres\")"
+        ),
     }
 }
 
@@ -1411,7 +1419,14 @@ mod tests {
 
     #[test]
     fn store_settings_are_checked_and_name_their_key() {
-        assert_eq!(parse("").unwrap().store, StoreConfig::Sled);
+        assert_eq!(
+            parse("").unwrap().store,
+            StoreConfig::Embedded(Engine::Sled)
+        );
+        assert_eq!(
+            parse("[store]\nbackend = \"fjall\"\n").unwrap().store,
+            StoreConfig::Embedded(Engine::Fjall)
+        );
         let c = parse(
             "[store]\nbackend = \"postgres\"\nurl = \"postgres://u@127.0.0.1/db\"\nnode_id = \"web-1\"\n",
         )

@@ -76,11 +76,12 @@ pub async fn run(
         .map(|f| Certificates::load(f, "server.admin_tls_cert"))
         .transpose()?;
     let (store, cluster) = match &config.store {
-        StoreConfig::Sled => (
+        StoreConfig::Embedded(engine) => (
             SledStore::open_with_reserve(
                 &config.server.data_dir,
                 config.server.durability,
                 config.server.min_free_space,
+                *engine,
             )?
             .into_store(),
             None,

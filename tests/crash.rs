@@ -10,6 +10,17 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_delivers_every_accepted_event() {
+    sigkill_then_restart("").await;
+}
+
+/// The same on the embedded store's second engine: fjall's journal, not
+/// sled's log, is what must hold every acknowledged event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_then_restart_on_fjall_delivers_every_accepted_event() {
+    sigkill_then_restart("[store]\nbackend = \"fjall\"\n").await;
+}
+
+async fn sigkill_then_restart(store: &str) {
     let tmp = tempfile::tempdir().unwrap();
     install_plugin(&tmp.path().join("plugins"), "quickstart-router", "router");
     let port = free_port();
@@ -17,7 +28,7 @@ async fn sigkill_then_restart_delivers_every_accepted_event() {
         "{}\n[sources.s]\nplugins = [\"router\"]\ntargets = [\"raw\"]\n\n\
          [targets.orders]\nurl = \"http://127.0.0.1:{port}/orders\"\nsecret = \"{SECRET}\"\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]\n\n\
          [targets.alerts]\nurl = \"http://127.0.0.1:{port}/alerts\"\nsecret = \"{SECRET}\"\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]\n\n\
-         [targets.raw]\nurl = \"http://127.0.0.1:{port}/raw\"\nsecret = \"{SECRET}\"\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]\n",
+         [targets.raw]\nurl = \"http://127.0.0.1:{port}/raw\"\nsecret = \"{SECRET}\"\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]\n\n{store}",
         server_section(tmp.path())
     );
     let hy = Hookyard::start(tmp.path(), &config);

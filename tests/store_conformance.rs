@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 mod support;
 
 use async_trait::async_trait;
+use hookyard::config::Engine;
 use hookyard::model::id::{DeliveryId, EventId, lowest_at, now_ms};
 use hookyard::model::records::{
     Attempt, Delivery, DeliveryStatus, Event, EventState, EventStatus, Origin, Outcome,
@@ -38,36 +39,43 @@ pub trait Harness: Send + Sync {
     }
 }
 
-/// The embedded backend.
+/// The embedded backend, on either engine.
 struct Sled {
     dir: tempfile::TempDir,
+    engine: Engine,
 }
 
 impl Sled {
-    fn new() -> Sled {
+    fn new(engine: Engine) -> Sled {
         Sled {
             dir: tempfile::tempdir().unwrap(),
+            engine,
         }
+    }
+
+    fn try_open(&self) -> anyhow::Result<hookyard::store::sled::SledStore> {
+        hookyard::store::sled::SledStore::open_with_reserve(
+            self.dir.path(),
+            hookyard::config::Durability::Flush,
+            hookyard::store::sled::DEFAULT_MIN_FREE,
+            self.engine,
+        )
     }
 }
 
 #[async_trait]
 impl Harness for Sled {
     async fn open(&self) -> Store {
-        hookyard::store::sled::SledStore::open(self.dir.path(), hookyard::config::Durability::Flush)
-            .unwrap()
-            .into_store()
+        self.try_open().unwrap().into_store()
     }
 
     async fn reopen(&self, store: Store) -> Store {
         drop(store);
-        // sled lets go of its directory lock when its background threads
-        // have finished with the closed store, a moment after the drop.
+        // The engine lets go of its directory lock when its background
+        // threads have finished with the closed store, a moment after the
+        // drop.
         for _ in 0..100 {
-            if let Ok(s) = hookyard::store::sled::SledStore::open(
-                self.dir.path(),
-                hookyard::config::Durability::Flush,
-            ) {
+            if let Ok(s) = self.try_open() {
                 return s.into_store();
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -157,7 +165,8 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sled, Sled::new());
+conformance!(sled, Sled::new(Engine::Sled));
+conformance!(fjall, Sled::new(Engine::Fjall));
 conformance!(postgres, Pg::new());
 
 // ---------------------------------------------------------------------------

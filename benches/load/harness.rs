@@ -137,6 +137,9 @@ impl Ctx {
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ndurability = \"{}\"\n",
             setup.durability
         );
+        if self.opts.engine != "sled" {
+            let _ = writeln!(c, "[store]\nbackend = \"{}\"\n", self.opts.engine);
+        }
         let _ = writeln!(c, "[plugins]\ndir = \"plugins\"\n");
         for (plugin, config) in &setup.plugins {
             if !config.is_empty() {

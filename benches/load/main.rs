@@ -114,7 +114,10 @@ fn run(cli: Cli) -> Result<()> {
     std::fs::create_dir_all(&cache)?;
     // A partial run (--only) or an experiment must not overwrite a full
     // run's results.
-    let partial = !opts.only.is_empty() || !opts.router_env.is_empty() || cli.router.is_some();
+    let partial = !opts.only.is_empty()
+        || !opts.router_env.is_empty()
+        || opts.engine != "sled"
+        || cli.router.is_some();
     let out = cli.out.clone().unwrap_or_else(|| {
         bench_dir.join(match (mode, partial) {
             (_, true) => "results-partial.json",

@@ -71,6 +71,10 @@ pub struct Cli {
     /// experiments such as MALLOC_ARENA_MAX=2.
     #[arg(long, value_parser = parse_env)]
     pub router_env: Vec<(String, String)>,
+    /// The embedded store's engine for the sled scenarios (`[store]
+    /// backend`): sled (the default) or fjall.
+    #[arg(long, default_value = "sled")]
+    pub engine: String,
     /// Another hookyard binary to measure instead of this build's (a copy
     /// built from another commit), so two builds are compared on one
     /// machine within minutes of each other.
@@ -105,6 +109,7 @@ pub struct Opts {
     pub keep: bool,
     pub router_log: Option<String>,
     pub router_env: Vec<(String, String)>,
+    pub engine: String,
     pub perf: bool,
 }
 
@@ -159,6 +164,7 @@ impl Opts {
             keep: cli.keep,
             router_log: cli.router_log.clone(),
             router_env: cli.router_env.clone(),
+            engine: cli.engine.clone(),
             perf: cli.perf,
         }
     }

@@ -46,6 +46,7 @@ use crate::model::records::{Attempt, Delivery, DeliveryStatus, Event, Outcome};
 pub mod bodies;
 mod body_sync;
 mod durability;
+pub mod engine;
 pub mod layout;
 mod listing;
 mod readers;
@@ -61,6 +62,8 @@ use super::{
 use crate::config::Durability;
 use crate::plugin::kv::{KvTxn, PluginTxn};
 use bodies::{BodyLog, BodyRef, LiveDelta};
+pub use engine::sled_config;
+use engine::{Batch, Engine, Tree};
 use layout::*;
 use recovery::{Fault, Open, Shared};
 pub use writer::{Answer, Checked, Written};
@@ -85,36 +88,12 @@ const BODY_OF_EVENT: u8 = 0;
 const BODY_INLINE: u8 = 1;
 const BODY_IN_LOG: u8 = 2;
 
-/// sled's page cache. The hot set is recent events and the schedule's
-/// head, and the OS's page cache holds the rest of the file. A full cache
-/// stays resident when the router goes idle: after a 20 000-event burst
-/// with three plugins, 64 MiB (sled counts less than it allocates) left
-/// 235 MiB resident, 16 MiB 177-186, 4 MiB 154-168, with delivered/s the
-/// same within the machine's noise (docs/benchmarks.md, 2026-12-02).
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
-
-/// sled's settings for the store at `path`; public so that
-/// `benches/sled_floor.rs` measures sled as the store runs it.
-pub fn sled_config(path: &Path) -> sled::Config {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(CACHE_BYTES)
-        .flush_every_ms(Some(500))
-}
-
 /// The sled backend's state; its blocking operations. [`SledStore`] is the
 /// async face the rest of hookyard uses.
 pub struct Sled {
-    db: sled::Db,
-    tree: sled::Tree,
+    tree: Tree,
     bodies: Arc<BodyLog>,
     body_sync: body_sync::BodySync,
-    /// sled's log file, for [`flush`](Sled::flush): sled's own flush ends
-    /// with `sync_file_range`, which neither persists a grown file's size
-    /// nor flushes the disk's write cache (only its 500 ms background
-    /// flush calls `fsync`). An `fdatasync` through this handle covers
-    /// every write sled made to the file.
-    log_file: std::fs::File,
     writer: GroupWriter,
     /// Tripped by the first write that fails.
     fault: Arc<Fault>,
@@ -123,30 +102,19 @@ pub struct Sled {
 }
 
 impl Sled {
-    fn open(dir: &Path) -> Result<Sled> {
+    fn open(dir: &Path, engine: Engine) -> Result<Sled> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data directory {}", dir.display()))?;
-        let db = sled_config(&dir.join("sled")).open().with_context(|| {
-            format!(
-                "cannot open the store in {} (is another hookyard using it?)",
-                dir.display()
-            )
-        })?;
-        let tree = db.open_tree("hookyard")?;
-        let log_path = dir.join("sled").join("db");
-        let log_file = std::fs::File::open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let tree = Tree::open(dir, engine)?;
         let bodies = Arc::new(BodyLog::open(&dir.join("bodies"))?);
         // Before the writer starts: it loads the live counts this changes.
         let lost = drop_unrouted_with_lost_bodies(&tree, &bodies)?;
         let fault = Arc::new(Fault::default());
         let writer = GroupWriter::start(tree.clone(), bodies.clone(), fault.clone())?;
         let store = Sled {
-            db,
             tree,
             body_sync: body_sync::BodySync::start(bodies.clone())?,
             bodies,
-            log_file,
             writer,
             fault,
             _temp: None,
@@ -192,7 +160,7 @@ impl Sled {
         let mut moved = 0usize;
         for k in self.tree.scan_prefix([LEGACY_SCHEDULE]).keys() {
             let k = k?;
-            let mut batch = sled::Batch::default();
+            let mut batch = Batch::default();
             batch.remove(k.clone());
             if k.len() > 9 {
                 let due = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
@@ -214,7 +182,7 @@ impl Sled {
     /// server (`hookyard plugin test`) with working KV.
     fn temporary() -> Result<Sled> {
         let dir = tempfile::tempdir()?;
-        let mut store = Sled::open(dir.path())?;
+        let mut store = Sled::open(dir.path(), Engine::Sled)?;
         store._temp = Some(dir);
         Ok(store)
     }
@@ -362,7 +330,7 @@ fn event_writes(event: &Event) -> Result<Writes> {
 /// unrouted. It is removed with its idempotency key, so the sender's retry
 /// is stored afresh instead of answered as a duplicate of nothing; left, it
 /// would fail routing forever. Returns how many went.
-fn drop_unrouted_with_lost_bodies(tree: &sled::Tree, bodies: &BodyLog) -> Result<usize> {
+fn drop_unrouted_with_lost_bodies(tree: &Tree, bodies: &BodyLog) -> Result<usize> {
     let mut lost: Vec<(String, BodyRef)> = Vec::new();
     for k in tree.scan_prefix([TO_ROUTE]).keys() {
         let k = k?;
@@ -380,7 +348,7 @@ fn drop_unrouted_with_lost_bodies(tree: &sled::Tree, bodies: &BodyLog) -> Result
         return Ok(0);
     }
     let ids: HashSet<&str> = lost.iter().map(|(id, _)| id.as_str()).collect();
-    let mut batch = sled::Batch::default();
+    let mut batch = Batch::default();
     for kv in tree.scan_prefix([IDEMPOTENCY]) {
         let (k, v) = kv?;
         if v.get(8..)
@@ -407,7 +375,7 @@ fn drop_unrouted_with_lost_bodies(tree: &sled::Tree, bodies: &BodyLog) -> Result
         if live - n <= 0 {
             batch.remove(k);
         } else {
-            batch.insert(k, &(live - n).to_be_bytes());
+            batch.insert(k, (live - n).to_be_bytes());
         }
     }
     tree.apply_batch(batch)?;
@@ -443,8 +411,8 @@ impl Sled {
             Ok(mut w) => {
                 w.insert(dk.clone(), dv);
                 // The writer thread checks and writes the key in one step;
-                // it is the only writer of idempotency keys (the sweep
-                // removes with compare-and-swap), so concurrent duplicates
+                // it is the only writer of idempotency keys (the sweep's
+                // removals are decided there too), so concurrent duplicates
                 // store exactly one event.
                 self.writer.write_unless(dk, event.received_at, w)
             }
@@ -453,28 +421,38 @@ impl Sled {
     }
 
     pub(crate) fn sweep_idempotency(&self, now_ms: u64, limit: usize) -> Result<usize> {
-        let mut n = 0;
+        let mut expired = Vec::new();
         for kv in self.tree.scan_prefix([IDEMPOTENCY]) {
             let (k, v) = kv?;
-            let expired = v
+            let past = v
                 .get(..8)
                 .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")) <= now_ms)
                 .unwrap_or(true);
-            // Compare-and-swap: a key the writer renewed since the scan
-            // read it stays.
-            if expired
-                && self
-                    .tree
-                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)?
-                    .is_ok()
-            {
-                n += 1;
-                if n >= limit {
+            if past {
+                expired.push((k, v));
+                if expired.len() >= limit {
                     break;
                 }
             }
         }
-        Ok(n)
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        // Decided on the writer thread, the only writer of idempotency
+        // keys: a key it renewed since the scan read it stays.
+        self.writer
+            .check(move |tree| {
+                let mut w = Writes::default();
+                let mut n = 0;
+                for (k, v) in expired {
+                    if tree.get(&k)?.is_some_and(|now| *now == *v) {
+                        w.remove(k.to_vec());
+                        n += 1;
+                    }
+                }
+                Ok((w, n))
+            })
+            .wait_value()
     }
 
     /// A write that must reach the disk: proves the store can write again
@@ -509,10 +487,7 @@ impl Sled {
     }
 
     fn flush_sled(&self) -> Result<()> {
-        self.db
-            .flush()
-            .map_err(anyhow::Error::from)
-            .and_then(|_| self.log_file.sync_data().context("syncing sled's log"))
+        self.tree.flush()
     }
 
     pub(crate) fn event(&self, id: &str) -> Result<Option<Event>> {
@@ -834,7 +809,7 @@ impl Sled {
     }
 
     pub(crate) fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0) + self.bodies.size()
+        self.tree.size_on_disk() + self.bodies.size()
     }
 
     /// Deletes body segments nothing refers to any more. It flushes first,
@@ -934,7 +909,7 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`; after a failed write it
     /// reopens itself (see [`recovery`]).
     pub fn open(dir: &Path, durability: Durability) -> Result<SledStore> {
-        Self::open_with_reserve(dir, durability, DEFAULT_MIN_FREE)
+        Self::open_with_reserve(dir, durability, DEFAULT_MIN_FREE, Engine::Sled)
     }
 
     /// Like [`SledStore::open`]; new events are refused while the data
@@ -944,8 +919,9 @@ impl SledStore {
         dir: &Path,
         durability: Durability,
         min_free: u64,
+        engine: Engine,
     ) -> Result<SledStore> {
-        let open = Open::new(Sled::open(dir)?, durability)?;
+        let open = Open::new(Sled::open(dir, engine)?, durability)?;
         SledStore::from_open(open, Some(dir.to_path_buf()), durability, min_free)
     }
 
@@ -962,10 +938,12 @@ impl SledStore {
         durability: Durability,
         min_free: u64,
     ) -> Result<SledStore> {
+        let engine = open.sled.tree.engine();
         let readers = Arc::new(readers::Readers::start()?);
         let shared = Arc::new(Shared {
             dir,
             durability,
+            engine,
             open: std::sync::RwLock::new(Ok(open)),
             space: Default::default(),
         });
@@ -1375,7 +1353,7 @@ mod tests {
     #[test]
     fn event_round_trips_and_is_marked_to_route() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         s.insert_event(&event("evt_1")).wait().unwrap();
         assert_eq!(s.event("evt_1").unwrap().unwrap(), event("evt_1"));
         assert_eq!(
@@ -1397,7 +1375,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = dir.path().join("bodies").join(format!("{:016x}.log", 0));
         let kept_len = {
-            let s = Sled::open(dir.path()).unwrap();
+            let s = Sled::open(dir.path(), Engine::Sled).unwrap();
             s.insert_event_once(&event("evt_kept"), "key-kept", u64::MAX)
                 .wait()
                 .unwrap();
@@ -1417,7 +1395,7 @@ mod tests {
             .unwrap()
             .set_len(kept_len)
             .unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         assert_eq!(s.event("evt_kept").unwrap().unwrap(), event("evt_kept"));
         assert!(s.event("evt_lost").unwrap().is_none());
         assert!(s.event("evt_lost_too").unwrap().is_none());
@@ -1454,7 +1432,7 @@ mod tests {
     #[test]
     fn outcome_creates_scheduled_deliveries_and_clears_mark() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         s.insert_event(&event("evt_1")).wait().unwrap();
         let outcome = Outcome {
             status: EventStatus::Routed,
@@ -1511,7 +1489,7 @@ mod tests {
     #[test]
     fn idempotency_keys_dedup_until_they_expire() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         let mut a = event("evt_a");
         a.received_at = 100;
         assert_eq!(
@@ -1545,7 +1523,7 @@ mod tests {
     #[test]
     fn replay_marks_only_stored_finished_events() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         assert_eq!(
             s.mark_to_route("evt_1").wait_value().unwrap(),
             Mark::NoEvent
@@ -1582,7 +1560,7 @@ mod tests {
     #[test]
     fn a_sweep_keeps_an_event_marked_after_its_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         let old = crate::model::id::lowest_at("evt", 1_000);
         let mut e = event(&old);
         e.received_at = 1_000;
@@ -1615,7 +1593,7 @@ mod tests {
     #[test]
     fn swept_bodies_free_their_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         // Two bodies fill a segment: segments 0 (e0, e1), 1 (e2, e3), 2 (e4).
         let big = vec![9u8; (bodies::SEGMENT_BYTES / 2 - 100) as usize];
         let mut ids = Vec::new();
@@ -1646,7 +1624,7 @@ mod tests {
         assert!(s.event(&ids[0]).unwrap().is_none());
         // Reopened, the counts are where they were: sweeping e3 frees 1.
         drop(s);
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         assert_eq!(s.event(&ids[4]).unwrap().unwrap().body, big);
         assert_eq!(s.sweep_before(55_000, 100, None).unwrap().events, 1);
         assert_eq!(s.collect_garbage().unwrap(), 1);
@@ -1695,7 +1673,7 @@ mod tests {
     #[test]
     fn kv_writes_commit_with_the_outcome_only_if_what_was_read_is_unchanged() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         s.insert_event(&event("evt_1")).wait().unwrap();
         s.insert_event(&event("evt_2")).wait().unwrap();
         let first = txn("p", &[("n", None)], &[("n", Some(b"1"))], 10);
@@ -1722,7 +1700,7 @@ mod tests {
     #[test]
     fn kv_checks_see_writes_earlier_in_the_same_group() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         for i in 0..20 {
             s.insert_event(&event(&format!("evt_{i:02}")))
                 .wait()
@@ -1758,7 +1736,7 @@ mod tests {
     #[test]
     fn kv_key_limits_hold_per_plugin() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         for i in 0..3 {
             s.insert_event(&event(&format!("evt_{i}"))).wait().unwrap();
         }
@@ -1780,7 +1758,7 @@ mod tests {
     #[test]
     fn kv_is_private_per_plugin_listed_in_pages_and_deletable() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Sled::open(dir.path()).unwrap();
+        let s = Sled::open(dir.path(), Engine::Sled).unwrap();
         s.insert_event(&event("evt_1")).wait().unwrap();
         let keys: Vec<(String, Option<Vec<u8>>)> = (0..5)
             .map(|i| (format!("count:{i}"), Some(vec![b'x'; i + 1])))

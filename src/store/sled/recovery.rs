@@ -21,6 +21,7 @@ use anyhow::Result;
 
 use super::Sled;
 use super::durability::Flusher;
+use super::engine::{Engine, is_io};
 use super::space::Space;
 use crate::config::Durability;
 use crate::telemetry::throttle::Throttle;
@@ -86,6 +87,7 @@ pub struct Shared {
     /// `None` for a throwaway store, which is not recovered.
     pub dir: Option<PathBuf>,
     pub durability: Durability,
+    pub engine: Engine,
     /// `Err` while the store is being reopened.
     pub open: RwLock<Result<Open, Recovering>>,
     pub space: Space,
@@ -147,7 +149,7 @@ impl Shared {
                 std::thread::sleep(RETRY_EVERY);
                 continue;
             }
-            match reopen(dir, self.durability) {
+            match reopen(dir, self.durability, self.engine) {
                 Ok(open) => {
                     *self.open.write().unwrap_or_else(|e| e.into_inner()) = Ok(open);
                     tracing::info!("the store takes writes again");
@@ -211,17 +213,8 @@ fn release(old: Open) {
 
 /// Opens the store and proves it can write: a probe key, written and
 /// flushed to disk.
-fn reopen(dir: &std::path::Path, durability: Durability) -> Result<Open> {
-    let sled = Sled::open(dir)?;
+fn reopen(dir: &std::path::Path, durability: Durability, engine: Engine) -> Result<Open> {
+    let sled = Sled::open(dir, engine)?;
     sled.probe()?;
     Open::new(sled, durability)
-}
-
-/// An I/O error (a full disk, a device error) may pass; anything else
-/// (corruption) will not.
-fn is_io(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some()
-            || matches!(c.downcast_ref::<sled::Error>(), Some(sled::Error::Io(_)))
-    })
 }

@@ -11,6 +11,7 @@ use crate::store::Swept;
 use anyhow::Result;
 
 use super::bodies::BodyRef;
+use super::engine::Tree;
 use super::layout::{
     DEAD, DELIVERY, DELIVERY_BODY, EVENT, OUTCOME, TO_ROUTE, attempts_prefix,
     event_deliveries_prefix, key,
@@ -70,7 +71,7 @@ pub(super) fn sweep(
 /// Adds the removal of one event and everything hanging off it to `w`,
 /// unless something about it is unfinished.
 fn sweep_one(
-    tree: &sled::Tree,
+    tree: &Tree,
     id: &str,
     cutoff_ms: u64,
     w: &mut Writes,

@@ -26,6 +26,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::bodies::{Appender, BodyLog, BodyRef, LiveDelta};
+use super::engine::{Batch, Tree};
 use super::layout::{KV, LIVE, key, kv_key};
 use super::recovery::Fault;
 use crate::plugin::kv::{KvRefused, PluginTxn, digest};
@@ -97,7 +98,7 @@ impl Writes {
 /// Decides a write from the store as it is at that moment: runs on the
 /// writer thread after every earlier write was applied, so nothing can slip
 /// in between the check and the write.
-type Check = Box<dyn FnOnce(&sled::Tree) -> Result<(Writes, Answer)> + Send>;
+type Check = Box<dyn FnOnce(&Tree) -> Result<(Writes, Answer)> + Send>;
 
 /// What the writer answers once an op's group is applied.
 #[derive(Debug)]
@@ -270,7 +271,7 @@ type ValueDigestOwned = crate::plugin::kv::ValueDigest;
 
 /// What the writer thread owns.
 struct Writer {
-    tree: sled::Tree,
+    tree: Tree,
     bodies: Arc<BodyLog>,
     /// Live references per body segment, as stored under `LIVE`.
     live: HashMap<u64, i64>,
@@ -284,7 +285,7 @@ struct Writer {
 }
 
 impl GroupWriter {
-    pub fn start(tree: sled::Tree, bodies: Arc<BodyLog>, fault: Arc<Fault>) -> Result<GroupWriter> {
+    pub fn start(tree: Tree, bodies: Arc<BodyLog>, fault: Arc<Fault>) -> Result<GroupWriter> {
         let mut live = HashMap::new();
         for kv in tree.scan_prefix([LIVE]) {
             let (k, v) = kv?;
@@ -353,7 +354,7 @@ impl GroupWriter {
     /// every earlier write, and applies the writes it returns.
     pub fn check<T: Send + 'static>(
         &self,
-        decide: impl FnOnce(&sled::Tree) -> Result<(Writes, T)> + Send + 'static,
+        decide: impl FnOnce(&Tree) -> Result<(Writes, T)> + Send + 'static,
     ) -> Checked<T> {
         let value = std::sync::Arc::new(std::sync::Mutex::new(None));
         let slot = value.clone();
@@ -404,7 +405,7 @@ fn run(w: &mut Writer, rx: mpsc::Receiver<(Op, Reply)>) {
 /// A group being built: the sled batch, the body records to write before
 /// it, the count changes, and who to answer.
 struct Group<'a> {
-    batch: sled::Batch,
+    batch: Batch,
     appender: Appender<'a>,
     delta: LiveDelta,
     answers: Vec<(Reply, Answer)>,
@@ -438,7 +439,7 @@ impl Writer {
                         && match self.tree.contains_key(&fence) {
                             Ok(p) => p,
                             Err(e) => {
-                                let _ = reply.send(Err(e.into()));
+                                let _ = reply.send(Err(e));
                                 continue;
                             }
                         };
@@ -481,7 +482,7 @@ impl Writer {
                         None => match self.tree.get(&key) {
                             Ok(v) => v.map(|v| v.to_vec()),
                             Err(e) => {
-                                let _ = reply.send(Err(e.into()));
+                                let _ = reply.send(Err(e));
                                 continue;
                             }
                         },
@@ -604,7 +605,7 @@ impl Writer {
                 batch.remove(k);
                 emptied.push(segment);
             } else {
-                batch.insert(k, &n.to_be_bytes());
+                batch.insert(k, n.to_be_bytes());
             }
         }
         let applied = match g.broken.take() {
@@ -612,7 +613,7 @@ impl Writer {
             None => g
                 .appender
                 .finish()
-                .and_then(|()| self.tree.apply_batch(batch).map_err(anyhow::Error::from)),
+                .and_then(|()| self.tree.apply_batch(batch)),
         };
         if let Err(e) = &applied {
             self.fault.trip(e);
@@ -643,7 +644,7 @@ impl Writer {
 impl<'a> Group<'a> {
     fn new(bodies: &'a BodyLog) -> Group<'a> {
         Group {
-            batch: sled::Batch::default(),
+            batch: Batch::default(),
             appender: Appender::new(bodies),
             delta: LiveDelta::default(),
             answers: Vec::new(),
@@ -708,17 +709,26 @@ fn with_kv(
 mod tests {
     use super::*;
 
-    fn tree() -> (sled::Db, sled::Tree, Arc<BodyLog>, tempfile::TempDir) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let t = db.open_tree("t").unwrap();
+    use crate::store::sled::engine::Engine;
+
+    const ENGINES: [Engine; 2] = [Engine::Sled, Engine::Fjall];
+
+    fn tree(engine: Engine) -> (Tree, Arc<BodyLog>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(BodyLog::open(dir.path()).unwrap());
-        (db, t, log, dir)
+        let t = Tree::open(dir.path(), engine).unwrap();
+        let log = Arc::new(BodyLog::open(&dir.path().join("bodies")).unwrap());
+        (t, log, dir)
     }
 
     #[test]
     fn later_writes_to_a_key_win_within_a_group() {
-        let (_db, t, log, _dir) = tree();
+        for engine in ENGINES {
+            later_writes_to_a_key_win(engine);
+        }
+    }
+
+    fn later_writes_to_a_key_win(engine: Engine) {
+        let (t, log, _dir) = tree(engine);
         let w = GroupWriter::start(t.clone(), log, Default::default()).unwrap();
         let mut a = Writes::default();
         a.insert(b"k".to_vec(), b"1".to_vec());
@@ -735,7 +745,13 @@ mod tests {
 
     #[test]
     fn conditional_writes_in_one_group_see_each_other() {
-        let (_db, t, log, _dir) = tree();
+        for engine in ENGINES {
+            conditional_writes_see_each_other(engine);
+        }
+    }
+
+    fn conditional_writes_see_each_other(engine: Engine) {
+        let (t, log, _dir) = tree(engine);
         let w = GroupWriter::start(t.clone(), log, Default::default()).unwrap();
         let cond = |id: &str, expires: u64| {
             let mut v = expires.to_be_bytes().to_vec();
