@@ -472,22 +472,19 @@ impl Sled {
         self.writer.applied()
     }
 
-    /// Makes every applied write durable. The body log and sled's log are
-    /// synced side by side: a power cut between the two can leave a
-    /// reference whose body is not on disk, which reads as `BodyLost` (as
-    /// in `buffered` mode, where sled flushes on its own), and no write is
-    /// acknowledged before both are done.
+    /// Makes every applied write durable. The body log and the engine's
+    /// log (sled's log, fjall's journal) are synced side by side: a power
+    /// cut between the two can leave a reference whose body is not on
+    /// disk, which reads as `BodyLost` (as in `buffered` mode, where sled
+    /// flushes on its own every 500 ms and the rest is left to the OS's
+    /// writeback), and no write is acknowledged before both are done.
     pub(crate) fn flush(&self) -> Result<()> {
         if self.bodies.is_synced() {
-            return self.flush_sled();
+            return self.tree.flush();
         }
         let bodies = self.body_sync.begin();
-        let sled = self.flush_sled();
-        sled.and(bodies.wait())
-    }
-
-    fn flush_sled(&self) -> Result<()> {
-        self.tree.flush()
+        let index = self.tree.flush();
+        index.and(bodies.wait())
     }
 
     pub(crate) fn event(&self, id: &str) -> Result<Option<Event>> {
