@@ -77,10 +77,10 @@ impl Rng {
     }
 }
 
-fn config(dir: &Path, sink_port: u16) -> String {
+fn config(dir: &Path, sink_port: u16, store: &str) -> String {
     format!(
         "{}\n[sources.s]\ntargets = [\"raw\"]\nidempotency = {{ header = \"x-id\", window = \"1h\" }}\n\n\
-         [targets.raw]\nurl = \"http://127.0.0.1:{sink_port}/raw\"\nsecret = \"{SECRET}\"\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]\n",
+         [targets.raw]\nurl = \"http://127.0.0.1:{sink_port}/raw\"\nsecret = \"{SECRET}\"\nretry_schedule = [\"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\", \"200ms\"]\n\n{store}",
         server_section(dir)
     )
 }
@@ -131,12 +131,23 @@ async fn stored(hy: &Hookyard) -> HashMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_anywhere_in_the_body_log_tail_loses_no_acknowledged_event() {
+    power_cut("").await;
+}
+
+/// The same with the store's index on fjall: its journal, synced by the
+/// same flush, holds the references the cut body log is checked against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_cut_on_fjall_anywhere_in_the_body_log_tail_loses_no_acknowledged_event() {
+    power_cut("[store]\nbackend = \"fjall\"\n").await;
+}
+
+async fn power_cut(store: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let origin = tmp.path().join("origin");
     std::fs::create_dir_all(origin.join("plugins")).unwrap();
     // The target stays down while the crash happens: events stay pending.
     let sink_port = free_port();
-    let hy = Hookyard::start(&origin, &config(&origin, sink_port));
+    let hy = Hookyard::start(&origin, &config(&origin, sink_port, store));
 
     // Eight clients send back to back (flush durability, the default);
     // SIGKILL lands mid-stream.
@@ -265,7 +276,7 @@ async fn a_power_cut_anywhere_in_the_body_log_tail_loses_no_acknowledged_event()
         // Only the last trial lets the sink answer (the others keep their
         // events pending, so the listing shows them all).
         let sink_for_this = if i == last { sink_port } else { CLOSED_PORT };
-        let hy = Hookyard::start(&dir, &config(&dir, sink_for_this));
+        let hy = Hookyard::start(&dir, &config(&dir, sink_for_this, store));
         let listed = stored(&hy).await;
         let missing: Vec<_> = acked
             .keys()
