@@ -17,7 +17,7 @@ async fn sigkill_then_restart_delivers_every_accepted_event() {
 /// sled's log, is what must hold every acknowledged event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_then_restart_on_fjall_delivers_every_accepted_event() {
-    sigkill_then_restart("[store]\nbackend = \"fjall\"\n").await;
+    sigkill_then_restart(ON_FJALL).await;
 }
 
 async fn sigkill_then_restart(store: &str) {

@@ -138,7 +138,7 @@ async fn a_power_cut_anywhere_in_the_body_log_tail_loses_no_acknowledged_event()
 /// same flush, holds the references the cut body log is checked against.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_on_fjall_anywhere_in_the_body_log_tail_loses_no_acknowledged_event() {
-    power_cut("[store]\nbackend = \"fjall\"\n").await;
+    power_cut(ON_FJALL).await;
 }
 
 async fn power_cut(store: &str) {

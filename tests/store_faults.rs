@@ -95,7 +95,7 @@ async fn a_full_disk_is_refused_quickly_then_recovered_from_without_a_restart() 
 /// failed write as sled's log does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_on_fjall_is_refused_quickly_then_recovered_from_without_a_restart() {
-    full_disk("[store]\nbackend = \"fjall\"\n").await;
+    full_disk(ON_FJALL).await;
 }
 
 async fn full_disk(store: &str) {

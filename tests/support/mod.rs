@@ -54,6 +54,10 @@ pub fn install_plugin(dir: &Path, file: &str, as_name: &str) {
 /// The secret every test target signs with.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// A config section that puts the embedded store on fjall, for the tests
+/// that run on both engines (sled is the default: no section).
+pub const ON_FJALL: &str = "[store]\nbackend = \"fjall\"\n";
+
 /// A running hookyard process.
 pub struct Hookyard {
     child: Child,
