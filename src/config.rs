@@ -1332,16 +1332,6 @@ fn store_config(
 ) -> Result<StoreConfig> {
     let backend = raw.backend.as_deref().unwrap_or("sled");
     match backend {
-        "sled" | "fjall" => {
-            if raw.url.is_some() {
-                bail!("store.url: only used with store.backend = \"postgres\"");
-            }
-            Ok(StoreConfig::Embedded(if backend == "fjall" {
-                Engine::Fjall
-            } else {
-                Engine::Sled
-            }))
-        }
         "postgres" => {
             let url = url_env
                 .or(raw.url)
@@ -1366,9 +1356,17 @@ fn store_config(
             };
             Ok(StoreConfig::Postgres { url, node_id })
         }
-        other => bail!(
-            "store.backend: \"{other}\" is not a backend (\"sled\", \"fjall\" or \"postgres\")"
-        ),
+        other => match Engine::named(other) {
+            Some(engine) => {
+                if raw.url.is_some() {
+                    bail!("store.url: only used with store.backend = \"postgres\"");
+                }
+                Ok(StoreConfig::Embedded(engine))
+            }
+            None => bail!(
+                "store.backend: \"{other}\" is not a backend (\"sled\", \"fjall\" or \"postgres\")"
+            ),
+        },
     }
 }
 

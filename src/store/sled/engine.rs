@@ -21,19 +21,26 @@ use anyhow::{Context, Result, bail};
 
 /// Which engine keeps the index: `[store] backend = "sled"` (the
 /// default) or `"fjall"`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
-    #[default]
     Sled,
     Fjall,
 }
 
 impl Engine {
-    fn dir_name(self) -> &'static str {
+    pub const ALL: [Engine; 2] = [Engine::Sled, Engine::Fjall];
+
+    /// The name in `[store] backend`, which is also the index's directory
+    /// under the data directory.
+    pub fn name(self) -> &'static str {
         match self {
             Engine::Sled => "sled",
             Engine::Fjall => "fjall",
         }
+    }
+
+    pub fn named(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|e| e.name() == name)
     }
 }
 
@@ -84,18 +91,18 @@ pub enum Tree {
 impl Tree {
     /// Opens the index in `dir` (the store's data directory).
     pub fn open(dir: &Path, engine: Engine) -> Result<Tree> {
-        for other in [Engine::Sled, Engine::Fjall] {
-            if other != engine && dir.join(other.dir_name()).exists() {
+        for other in Engine::ALL {
+            if other != engine && dir.join(other.name()).exists() {
                 bail!(
                     "{} holds a store kept with the {} engine; it cannot be opened with {} \
                      (use another data directory, or the engine it was made with)",
                     dir.display(),
-                    other.dir_name(),
-                    engine.dir_name()
+                    other.name(),
+                    engine.name()
                 );
             }
         }
-        let path = dir.join(engine.dir_name());
+        let path = dir.join(engine.name());
         let busy = || {
             format!(
                 "cannot open the store in {} (is another hookyard using it?)",
@@ -338,7 +345,7 @@ mod tests {
 
     #[test]
     fn ranges_and_prefixes_read_the_same_on_both_engines() {
-        for engine in [Engine::Sled, Engine::Fjall] {
+        for engine in Engine::ALL {
             let dir = tempfile::tempdir().unwrap();
             let tree = Tree::open(dir.path(), engine).unwrap();
             let mut b = Batch::default();

@@ -711,8 +711,6 @@ mod tests {
 
     use crate::store::sled::engine::Engine;
 
-    const ENGINES: [Engine; 2] = [Engine::Sled, Engine::Fjall];
-
     fn tree(engine: Engine) -> (Tree, Arc<BodyLog>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let t = Tree::open(dir.path(), engine).unwrap();
@@ -722,7 +720,7 @@ mod tests {
 
     #[test]
     fn later_writes_to_a_key_win_within_a_group() {
-        for engine in ENGINES {
+        for engine in Engine::ALL {
             later_writes_to_a_key_win(engine);
         }
     }
@@ -745,7 +743,7 @@ mod tests {
 
     #[test]
     fn conditional_writes_in_one_group_see_each_other() {
-        for engine in ENGINES {
+        for engine in Engine::ALL {
             conditional_writes_see_each_other(engine);
         }
     }
