@@ -313,6 +313,16 @@ impl Batch {
     pub fn remove(&mut self, k: impl Into<Vec<u8>>) {
         self.0.insert(k.into(), None);
     }
+
+    /// The keys starting with `prefix` that this batch writes (not those
+    /// it removes).
+    pub fn inserted_with_prefix<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+        self.0
+            .range(prefix.to_vec()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.as_slice())
+    }
 }
 
 impl From<Bytes> for Vec<u8> {

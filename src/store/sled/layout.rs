@@ -55,6 +55,18 @@ pub fn schedule_prefix(target: &str) -> Vec<u8> {
     key(SCHEDULE, &[target.as_bytes(), &[0]])
 }
 
+/// A schedule key's target, due time and delivery id; `None` for a key
+/// of another kind or one cut short.
+pub fn parse_schedule_key(k: &[u8]) -> Option<(&str, u64, &str)> {
+    let rest = k.strip_prefix(&[SCHEDULE])?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    let target = std::str::from_utf8(&rest[..end]).ok()?;
+    let rest = &rest[end + 1..];
+    let due = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let id = std::str::from_utf8(&rest[8..]).ok()?;
+    Some((target, due, id))
+}
+
 pub fn kv_key(plugin: &str, k: &str) -> Vec<u8> {
     key(KV, &[plugin.as_bytes(), &[0], k.as_bytes()])
 }

@@ -52,6 +52,7 @@ mod listing;
 mod readers;
 mod recovery;
 mod retention;
+mod schedule_floor;
 mod space;
 mod writer;
 
@@ -97,6 +98,8 @@ pub struct Sled {
     writer: GroupWriter,
     /// Tripped by the first write that fails.
     fault: Arc<Fault>,
+    /// Where each target's schedule scan starts, past what was delivered.
+    floors: Arc<schedule_floor::ScheduleFloors>,
     /// A throwaway store's directory, removed on drop.
     _temp: Option<tempfile::TempDir>,
 }
@@ -110,9 +113,12 @@ impl Sled {
         // Before the writer starts: it loads the live counts this changes.
         let lost = drop_unrouted_with_lost_bodies(&tree, &bodies)?;
         let fault = Arc::new(Fault::default());
-        let writer = GroupWriter::start(tree.clone(), bodies.clone(), fault.clone())?;
+        let floors = Arc::new(schedule_floor::ScheduleFloors::default());
+        let writer =
+            GroupWriter::start(tree.clone(), bodies.clone(), fault.clone(), floors.clone())?;
         let store = Sled {
             tree,
+            floors,
             body_sync: body_sync::BodySync::start(bodies.clone())?,
             bodies,
             writer,
@@ -646,23 +652,29 @@ impl Sled {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<(u64, String)>> {
+        let seen = self.floors.seen(target);
         let prefix = schedule_prefix(target);
-        let mut end = prefix.clone();
+        let mut start = prefix.clone();
+        start.extend_from_slice(&seen.due.to_be_bytes());
+        let mut end = prefix;
         end.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
         let mut out = Vec::new();
-        for k in self.tree.range(prefix.as_slice()..end.as_slice()).keys() {
+        for k in self.tree.range(start.as_slice()..end.as_slice()).keys() {
             let k = k?;
-            let rest = &k[prefix.len()..];
-            if rest.len() < 8 {
+            let Some((_, due, id)) = parse_schedule_key(&k) else {
                 continue;
-            }
-            let due = u64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-            let id = std::str::from_utf8(&rest[8..]).unwrap_or_default();
+            };
             out.push((due, id.to_string()));
             if out.len() >= limit {
                 break;
             }
         }
+        // Nothing below the first entry read (or, when none was, up to
+        // `now_ms`): later scans start there.
+        let floor = out
+            .first()
+            .map_or(now_ms.saturating_add(1), |&(due, _)| due);
+        self.floors.raise(target, seen, floor);
         Ok(out)
     }
 
@@ -670,14 +682,13 @@ impl Sled {
         let mut out = std::collections::BTreeMap::new();
         for k in self.tree.scan_prefix([SCHEDULE]).keys() {
             let k = k?;
-            let Some(end) = k[1..].iter().position(|&b| b == 0) else {
+            let Some((target, _, _)) = parse_schedule_key(&k) else {
                 continue;
             };
-            let target = String::from_utf8_lossy(&k[1..1 + end]);
-            match out.get_mut(target.as_ref()) {
+            match out.get_mut(target) {
                 Some(n) => *n += 1,
                 None => {
-                    out.insert(target.into_owned(), 1);
+                    out.insert(target.to_string(), 1);
                 }
             }
         }
@@ -1481,6 +1492,56 @@ mod tests {
         assert_eq!(s.due("t", 49, 10).unwrap().len(), 1); // dlv_a only
         assert_eq!(s.due("t", 50, 10).unwrap().len(), 2);
         assert_eq!(s.attempts("dlv_b").unwrap(), vec![attempt]);
+    }
+
+    #[test]
+    fn a_scan_starts_past_delivered_entries_yet_finds_one_scheduled_earlier() {
+        for engine in Engine::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Sled::open(dir.path(), engine).unwrap();
+            s.insert_event(&event("evt_1")).wait().unwrap();
+            let ids: Vec<String> = (0..200).map(|i| format!("dlv_{i:04}")).collect();
+            let ds: Vec<Delivery> = ids.iter().map(|id| delivery(id, None)).collect();
+            let outcome = Outcome {
+                status: EventStatus::Routed,
+                routed_at: 2,
+                plugins: vec![],
+                deliveries: ids.iter().map(|i| i.as_str().into()).collect(),
+            };
+            s.record_outcome("evt_1", &outcome, &ds, 10, vec![])
+                .wait()
+                .unwrap();
+            for (i, id) in ids.iter().enumerate() {
+                s.reschedule(id, 100 + i as u64).wait_value().unwrap();
+            }
+            // Delivered one by one, each scan reading the head: the floor
+            // follows the head past the removed entries.
+            for (i, id) in ids.iter().enumerate().take(198) {
+                let due = 100 + i as u64;
+                assert_eq!(s.due("t", due, 1).unwrap(), vec![(due, id.clone())]);
+                s.unschedule("t", id, due).wait().unwrap();
+            }
+            assert_eq!(s.floors.seen("t").due, 297, "{engine:?}");
+            // A routing that read the clock before those scans writes an
+            // entry below the floor: it is found all the same.
+            s.reschedule("dlv_0199", 5).wait_value().unwrap();
+            assert_eq!(
+                s.due("t", u64::MAX, 10).unwrap(),
+                vec![(5, "dlv_0199".to_string()), (298, "dlv_0198".to_string())],
+                "{engine:?}"
+            );
+            // Nothing due at all: the floor moves up to the scan's end, and
+            // an entry written later below it is still found.
+            s.unschedule("t", "dlv_0199", 5).wait().unwrap();
+            s.unschedule("t", "dlv_0198", 298).wait().unwrap();
+            assert!(s.due("t", 1_000, 10).unwrap().is_empty());
+            s.reschedule("dlv_0003", 7).wait_value().unwrap();
+            assert_eq!(
+                s.due("t", 1_000, 10).unwrap(),
+                vec![(7, "dlv_0003".to_string())],
+                "{engine:?}"
+            );
+        }
     }
 
     #[test]

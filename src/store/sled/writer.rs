@@ -27,8 +27,9 @@ use tokio::sync::oneshot;
 
 use super::bodies::{Appender, BodyLog, BodyRef, LiveDelta};
 use super::engine::{Batch, Tree};
-use super::layout::{KV, LIVE, key, kv_key};
+use super::layout::{KV, LIVE, SCHEDULE, key, kv_key, parse_schedule_key};
 use super::recovery::Fault;
+use super::schedule_floor::ScheduleFloors;
 use crate::plugin::kv::{KvRefused, PluginTxn, digest};
 
 /// Most callers' writes folded into one sled batch.
@@ -282,10 +283,17 @@ struct Writer {
     fault: Arc<Fault>,
     /// Shared with [`GroupWriter::applied`].
     applied: Arc<AtomicU64>,
+    /// Lowered for every schedule entry a group applies.
+    floors: Arc<ScheduleFloors>,
 }
 
 impl GroupWriter {
-    pub fn start(tree: Tree, bodies: Arc<BodyLog>, fault: Arc<Fault>) -> Result<GroupWriter> {
+    pub fn start(
+        tree: Tree,
+        bodies: Arc<BodyLog>,
+        fault: Arc<Fault>,
+        floors: Arc<ScheduleFloors>,
+    ) -> Result<GroupWriter> {
         let mut live = HashMap::new();
         for kv in tree.scan_prefix([LIVE]) {
             let (k, v) = kv?;
@@ -314,6 +322,7 @@ impl GroupWriter {
             kv_keys,
             fault,
             applied: applied.clone(),
+            floors,
         };
         let thread = std::thread::Builder::new()
             .name("hookyard-store-writer".into())
@@ -608,6 +617,13 @@ impl Writer {
                 batch.insert(k, n.to_be_bytes());
             }
         }
+        // Reported once applied: a scan must not see a floor above an
+        // entry that is not in the tree yet (see `schedule_floor`).
+        let scheduled: Vec<(String, u64)> = batch
+            .inserted_with_prefix(&[SCHEDULE])
+            .filter_map(parse_schedule_key)
+            .map(|(target, due, _)| (target.to_string(), due))
+            .collect();
         let applied = match g.broken.take() {
             Some(why) => Err(anyhow!("{why}")),
             None => g
@@ -619,6 +635,10 @@ impl Writer {
             self.fault.trip(e);
         }
         if applied.is_ok() {
+            if !scheduled.is_empty() {
+                self.floors
+                    .written(scheduled.iter().map(|(t, due)| (t.as_str(), *due)));
+            }
             self.applied.fetch_add(1, Ordering::SeqCst);
             self.kv_keys.extend(kv_counts);
             for (segment, n) in counts {
@@ -727,7 +747,7 @@ mod tests {
 
     fn later_writes_to_a_key_win(engine: Engine) {
         let (t, log, _dir) = tree(engine);
-        let w = GroupWriter::start(t.clone(), log, Default::default()).unwrap();
+        let w = GroupWriter::start(t.clone(), log, Default::default(), Default::default()).unwrap();
         let mut a = Writes::default();
         a.insert(b"k".to_vec(), b"1".to_vec());
         a.insert(b"gone".to_vec(), b"x".to_vec());
@@ -750,7 +770,7 @@ mod tests {
 
     fn conditional_writes_see_each_other(engine: Engine) {
         let (t, log, _dir) = tree(engine);
-        let w = GroupWriter::start(t.clone(), log, Default::default()).unwrap();
+        let w = GroupWriter::start(t.clone(), log, Default::default(), Default::default()).unwrap();
         let cond = |id: &str, expires: u64| {
             let mut v = expires.to_be_bytes().to_vec();
             v.extend_from_slice(id.as_bytes());
