@@ -265,11 +265,11 @@ pub async fn event_view(
     let Some(event) = store.event(id).await? else {
         return Ok(None);
     };
-    let outcome = store.outcome(id).await?;
-    let status = outcome
-        .as_ref()
-        .map_or(EventState::Pending, |o| o.status.into());
-    let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
+    // The reads are not one snapshot. Deliveries are read before the
+    // outcome: a routing writes its outcome and its deliveries together,
+    // so the outcome shown is never older than the deliveries listed (a
+    // replay's delivery, already delivered, under the failed outcome it
+    // replaced was what the other order could show).
     let page = store
         .deliveries_of_event(id, deliveries_after, deliveries_limit)
         .await?;
@@ -278,6 +278,11 @@ pub async fn event_view(
         let attempts = store.attempts(&d.id).await?;
         deliveries.push(DeliveryView::of(d, attempts));
     }
+    let outcome = store.outcome(id).await?;
+    let status = outcome
+        .as_ref()
+        .map_or(EventState::Pending, |o| o.status.into());
+    let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
     Ok(Some(EventView {
         event: EventRecord::of(event),
         status,
