@@ -254,6 +254,10 @@ async fn show_event(
         .ok_or_else(|| ApiError::not_found(format!("no event {id:?}")))
 }
 
+/// How often [`event_view`] reads an event whose outcome keeps changing
+/// under it before it shows the last read (a replay loop cannot stall it).
+const VIEW_READS: usize = 4;
+
 /// The event with its outcome and one page of its deliveries with their
 /// attempts (`deliveries_next_cursor` continues).
 pub async fn event_view(
@@ -265,24 +269,32 @@ pub async fn event_view(
     let Some(event) = store.event(id).await? else {
         return Ok(None);
     };
-    // The reads are not one snapshot. Deliveries are read before the
-    // outcome: a routing writes its outcome and its deliveries together,
-    // so the outcome shown is never older than the deliveries listed (a
-    // replay's delivery, already delivered, under the failed outcome it
-    // replaced was what the other order could show).
-    let page = store
-        .deliveries_of_event(id, deliveries_after, deliveries_limit)
-        .await?;
-    let mut deliveries = Vec::with_capacity(page.items.len());
-    for d in page.items {
-        let attempts = store.attempts(&d.id).await?;
-        deliveries.push(DeliveryView::of(d, attempts));
-    }
-    let outcome = store.outcome(id).await?;
+    // The reads are not one snapshot, and either order of them races a
+    // routing, which writes an outcome and its deliveries together: outcome
+    // first can show a replay's delivered delivery under the failed outcome
+    // it replaced; deliveries first can show a fresh outcome with none of
+    // its deliveries. So the outcome is read on both sides of the
+    // deliveries and the view is read again when it moved in between.
+    let mut tries = 0;
+    let (outcome, pending_reason, next_cursor, deliveries) = loop {
+        let outcome = store.outcome(id).await?;
+        let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
+        let page = store
+            .deliveries_of_event(id, deliveries_after, deliveries_limit)
+            .await?;
+        let mut deliveries = Vec::with_capacity(page.items.len());
+        for d in page.items {
+            let attempts = store.attempts(&d.id).await?;
+            deliveries.push(DeliveryView::of(d, attempts));
+        }
+        tries += 1;
+        if tries == VIEW_READS || store.outcome(id).await? == outcome {
+            break (outcome, pending_reason, page.next_cursor, deliveries);
+        }
+    };
     let status = outcome
         .as_ref()
         .map_or(EventState::Pending, |o| o.status.into());
-    let pending_reason = store.route_note(id).await?.filter(|n| !n.is_empty());
     Ok(Some(EventView {
         event: EventRecord::of(event),
         status,
@@ -291,7 +303,7 @@ pub async fn event_view(
         // and the first few.
         outcome: outcome.map(|o| OutcomeView::of(o, OUTCOME_IDS_SHOWN)),
         deliveries,
-        deliveries_next_cursor: page.next_cursor,
+        deliveries_next_cursor: next_cursor,
     }))
 }
 
@@ -313,6 +325,190 @@ pub(crate) fn list_delivery_query(
 #[cfg(test)]
 mod tests {
     use super::ENDPOINTS;
+
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use crate::model::records::{
+        Attempt, Delivery, DeliveryStatus, Event, EventStatus, Origin, Outcome,
+    };
+    use crate::store::{DeliveryQuery, EventQuery, EventSummary, Page, Records};
+
+    /// What an event's records hold at one moment: its outcome and its
+    /// deliveries, which a routing writes together.
+    #[derive(Clone)]
+    struct Moment {
+        outcome: Option<Outcome>,
+        deliveries: Vec<Delivery>,
+    }
+
+    /// Records that change from `before` to `after` (one routing's commit)
+    /// just before the read numbered `at` answers, so a view can be caught
+    /// between any two of its reads.
+    struct Flipping {
+        before: Moment,
+        after: Moment,
+        at: usize,
+        reads: Mutex<usize>,
+    }
+
+    impl Flipping {
+        fn now(&self) -> Moment {
+            let mut reads = self.reads.lock().unwrap();
+            *reads += 1;
+            if *reads >= self.at {
+                self.after.clone()
+            } else {
+                self.before.clone()
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Records for Flipping {
+        async fn event(&self, id: &str) -> anyhow::Result<Option<Event>> {
+            Ok(Some(Event {
+                id: id.into(),
+                source: "s".into(),
+                received_at: 1,
+                method: "POST".into(),
+                path: "/hooks/s".into(),
+                query: String::new(),
+                headers: vec![],
+                body: b"{}".to_vec(),
+                version: None,
+                content_encoding: None,
+                received_body: None,
+            }))
+        }
+        async fn outcome(&self, _: &str) -> anyhow::Result<Option<Outcome>> {
+            Ok(self.now().outcome)
+        }
+        async fn route_note(&self, _: &str) -> anyhow::Result<Option<String>> {
+            let waiting = "waiting for plugin \"p\"".to_string();
+            Ok(self.now().outcome.is_none().then_some(waiting))
+        }
+        async fn delivery(&self, _: &str) -> anyhow::Result<Option<Delivery>> {
+            unreachable!("an event's view reads deliveries a page at a time")
+        }
+        async fn attempts(&self, _: &str) -> anyhow::Result<Vec<Attempt>> {
+            self.now();
+            Ok(vec![])
+        }
+        async fn deliveries_of_event(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: usize,
+        ) -> anyhow::Result<Page<Delivery>> {
+            Ok(Page {
+                items: self.now().deliveries,
+                next_cursor: None,
+            })
+        }
+        async fn list_events(&self, _: &EventQuery) -> anyhow::Result<Page<EventSummary>> {
+            unreachable!("an event's view lists nothing")
+        }
+        async fn list_deliveries(&self, _: &DeliveryQuery) -> anyhow::Result<Page<Delivery>> {
+            unreachable!("an event's view lists nothing")
+        }
+    }
+
+    fn delivery(id: &str, status: DeliveryStatus) -> Delivery {
+        Delivery {
+            id: id.into(),
+            event_id: "evt_1".into(),
+            target: "t".into(),
+            origin: Origin::Passthrough,
+            headers: vec![],
+            created_at: 1,
+            status,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            body: None,
+            refused_headers: vec![],
+        }
+    }
+
+    fn outcome(status: EventStatus, at: u64, deliveries: &[&Delivery]) -> Outcome {
+        Outcome {
+            status,
+            routed_at: at,
+            plugins: vec![],
+            deliveries: deliveries.iter().map(|d| d.id.clone()).collect(),
+        }
+    }
+
+    /// Whichever read a routing's commit lands before, the view shows the
+    /// records of one moment: never an outcome beside deliveries of
+    /// another. Two commits: the first routing (nothing, then an outcome
+    /// and its delivery), and a replay of an event a plugin failed (the
+    /// failed outcome, then a new outcome with a delivery the dispatcher
+    /// already delivered).
+    #[tokio::test]
+    async fn an_events_view_never_mixes_two_routings() {
+        let scheduled = delivery("msg_1", DeliveryStatus::Scheduled);
+        let replayed = delivery("msg_2", DeliveryStatus::Delivered);
+        let first_routing = (
+            Moment {
+                outcome: None,
+                deliveries: vec![],
+            },
+            Moment {
+                outcome: Some(outcome(EventStatus::Routed, 1, &[&scheduled])),
+                deliveries: vec![scheduled.clone()],
+            },
+        );
+        let replay = (
+            Moment {
+                outcome: Some(outcome(EventStatus::Failed, 1, &[])),
+                deliveries: vec![],
+            },
+            Moment {
+                outcome: Some(outcome(EventStatus::Routed, 2, &[&replayed])),
+                deliveries: vec![replayed.clone()],
+            },
+        );
+        for (name, (before, after)) in [("first routing", first_routing), ("replay", replay)] {
+            for at in 1..=8 {
+                let store = Flipping {
+                    before: before.clone(),
+                    after: after.clone(),
+                    at,
+                    reads: Mutex::new(0),
+                };
+                let view = super::event_view(&store, "evt_1", None, 10)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let shown: Vec<String> = view
+                    .deliveries
+                    .iter()
+                    .map(|d| d.delivery.id.to_string())
+                    .collect();
+                let outcome = view.outcome.map(|o| o.outcome);
+                let moment = if outcome == after.outcome {
+                    &after
+                } else {
+                    assert_eq!(outcome, before.outcome, "{name}, commit at read {at}");
+                    &before
+                };
+                let expected: Vec<String> =
+                    moment.deliveries.iter().map(|d| d.id.to_string()).collect();
+                assert_eq!(
+                    shown, expected,
+                    "{name}, commit at read {at}: the outcome of one moment beside the deliveries of another"
+                );
+                assert_eq!(
+                    view.pending_reason.is_some(),
+                    moment.outcome.is_none(),
+                    "{name}, commit at read {at}"
+                );
+            }
+        }
+    }
 
     /// docs/admin-api.md documents every endpoint, and only those: its
     /// `### \`METHOD /path\`` headings must equal [`ENDPOINTS`].
