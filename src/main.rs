@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use hookyard::config::Config;
+use hookyard::store::sled::engine::Engine;
 
 /// mimalloc instead of glibc malloc: the router allocates and frees many
 /// small buffers per event (sled's copy-on-write nodes, JSON, HTTP), and
@@ -107,8 +108,32 @@ enum Command {
         #[arg(short, long, env = "HOOKYARD_CONFIG", default_value = "hookyard.toml")]
         config: PathBuf,
     },
+    /// Work on the embedded store while hookyard is stopped.
+    #[command(subcommand)]
+    Store(StoreCommand),
     #[command(flatten)]
     Ops(hookyard::cli::ops::OpsCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Move the embedded store to another engine (sled or fjall), then
+    /// set `[store] backend` to it. hookyard must be stopped; an
+    /// interrupted run is safe to run again.
+    Migrate {
+        #[arg(short, long, env = "HOOKYARD_CONFIG", default_value = "hookyard.toml")]
+        config: PathBuf,
+        /// The engine to move to: sled or fjall.
+        #[arg(long, value_parser = engine)]
+        to: Engine,
+    },
+}
+
+fn engine(name: &str) -> Result<Engine, String> {
+    Engine::named(name).ok_or_else(|| {
+        let known: Vec<&str> = Engine::ALL.iter().map(|e| e.name()).collect();
+        format!("not an embedded engine; one of {}", known.join(", "))
+    })
 }
 
 #[derive(Subcommand)]
@@ -142,10 +167,11 @@ enum PluginCommand {
 fn main() -> ExitCode {
     hookyard::memory::keep_heap_in_small_pages();
     let cli = Cli::parse();
-    // `plugin test` prints the plugin's log lines itself, and the admin
-    // commands' output is their stdout.
+    // `plugin test` prints the plugin's log lines itself, the admin
+    // commands' output is their stdout, and `store migrate` prints its own
+    // progress (the engines' info lines would bury it).
     let default_filter = match cli.command {
-        Command::Plugin(_) | Command::Ops(_) => "warn",
+        Command::Plugin(_) | Command::Ops(_) | Command::Store(_) => "warn",
         _ => "info,wasmtime=warn,cranelift=warn",
     };
     init_logs(cli.log_format, default_filter);
@@ -241,6 +267,9 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Command::Store(StoreCommand::Migrate { config, to }) => {
+            hookyard::cli::store_migrate::run(&config, to)
+        }
         Command::Ops(op) => hookyard::cli::ops::run(op),
     };
     match result {

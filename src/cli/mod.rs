@@ -7,4 +7,5 @@ pub mod plugin_test;
 mod plugin_trial;
 pub mod send;
 pub mod sink;
+pub mod store_migrate;
 mod table;

@@ -95,23 +95,32 @@ impl Tree {
             if other != engine && dir.join(other.name()).exists() {
                 bail!(
                     "{} holds a store kept with the {} engine; it cannot be opened with {} \
-                     (use another data directory, or the engine it was made with)",
+                     (set [store] backend = \"{}\", or move the store over with \
+                     `hookyard store migrate --to {}` while hookyard is stopped)",
                     dir.display(),
+                    other.name(),
+                    engine.name(),
                     other.name(),
                     engine.name()
                 );
             }
         }
-        let path = dir.join(engine.name());
+        Tree::open_at(&dir.join(engine.name()), engine)
+    }
+
+    /// Opens the index in `path` itself, without looking for another
+    /// engine's beside it: a migration writes its copy in a directory of
+    /// its own until the copy is whole.
+    pub fn open_at(path: &Path, engine: Engine) -> Result<Tree> {
         let busy = || {
             format!(
                 "cannot open the store in {} (is another hookyard using it?)",
-                dir.display()
+                path.display()
             )
         };
         match engine {
             Engine::Sled => {
-                let db = sled_config(&path).open().with_context(busy)?;
+                let db = sled_config(path).open().with_context(busy)?;
                 let tree = db.open_tree("hookyard")?;
                 let log_path = path.join("db");
                 let log_file = std::fs::File::open(&log_path)
@@ -123,7 +132,7 @@ impl Tree {
                 })
             }
             Engine::Fjall => {
-                let db = fjall_database(&path).with_context(busy)?;
+                let db = fjall_database(path).with_context(busy)?;
                 let keyspace = db.keyspace("hookyard", fjall::KeyspaceCreateOptions::default)?;
                 Ok(Tree::Fjall { db, keyspace })
             }

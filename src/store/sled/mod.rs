@@ -49,6 +49,7 @@ mod durability;
 pub mod engine;
 pub mod layout;
 mod listing;
+pub mod migrate;
 mod readers;
 mod recovery;
 mod retention;
