@@ -5,47 +5,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use support::tmpfs::Mounted;
 use support::*;
-
-/// Unmounts the tmpfs whatever happens to the test.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn tmpfs(at: &Path, size: &str) -> Mounted {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs and must run as root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Mounted(at.to_path_buf())
-    }
-
-    fn grow(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount the tmpfs larger");
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// Fills the file system at `dir` until a write fails.
 fn fill(dir: &Path, round: usize) {
@@ -105,12 +69,16 @@ async fn full_disk(store: &str) {
     // A reserve smaller than the default 64 MiB, to fit the small tmpfs.
     let config = format!(
         "{}\n[sources.s]\ntargets = [\"raw\"]\n\n[targets.raw]\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\n{store}",
-        server_section(&disk.0).replacen("[server]\n", "[server]\nmin_free_space = \"8MiB\"\n", 1),
+        server_section(disk.path()).replacen(
+            "[server]\n",
+            "[server]\nmin_free_space = \"8MiB\"\n",
+            1
+        ),
         sink.url("/raw")
     );
     // The log is on the disk that fills, too: a line that cannot be
     // written is lost, and nothing else.
-    let hy = Hookyard::start(&disk.0, &config);
+    let hy = Hookyard::start(disk.path(), &config);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -127,7 +95,7 @@ async fn full_disk(store: &str) {
     // Two rounds: large bodies fill the body log first; tiny ones fill
     // sled's own log (which then refuses everything until reopened).
     for (round, (pad, size)) in [(16 * 1024, "256m"), (0, "512m")].into_iter().enumerate() {
-        fill(&disk.0, round);
+        fill(disk.path(), round);
         // While the disk is full: every request is answered, quickly, and a
         // refusal is a 503 with Retry-After. What is answered 202 was stored.
         let mut refused = 0;

@@ -9,6 +9,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::tmpfs::Mounted;
 use support::*;
 
 const EVENTS: usize = 30;
@@ -154,7 +155,10 @@ async fn a_sled_store_moves_to_fjall_and_back_with_nothing_lost() {
     let out = migrate(dir, "sled");
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
-    assert!(stderr.contains("is another hookyard using it?"), "{stderr}");
+    assert!(
+        stderr.contains("(a running hookyard?) is using it"),
+        "{stderr}"
+    );
     assert!(dir.join("data/fjall").is_dir() && !dir.join("data/sled").exists());
     stop(hy).await;
 
@@ -196,4 +200,88 @@ fn a_postgres_config_or_an_unknown_engine_is_refused_clearly() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("one of sled, fjall"), "{stderr}");
+}
+
+/// A disk without room for the copy: the migration stops with a clear
+/// error, removes what it copied, and leaves the store as it was; once
+/// there is room, it moves. Runs as root (it mounts a small tmpfs).
+#[test]
+fn a_disk_without_room_for_the_copy_changes_nothing() {
+    use hookyard::store::sled::engine::{Batch, Engine, Tree};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = Mounted::tmpfs(&tmp.path().join("disk"), "64m");
+    let data = disk.path().join("data");
+    // Small records: the new engine's journal spends more on each than
+    // its key and value, so room for the records alone is not enough.
+    let records = 100_000;
+    let tree = Tree::open(&data, Engine::Sled).unwrap();
+    let mut b = Batch::default();
+    for i in 0..records {
+        b.insert(format!("e{i:08}"), (i as u64).to_be_bytes());
+    }
+    tree.apply_batch(b).unwrap();
+    tree.flush().unwrap();
+    drop(tree);
+    std::fs::write(
+        tmp.path().join("hookyard.toml"),
+        format!("[server]\ndata_dir = \"{}\"\n", data.display()),
+    )
+    .unwrap();
+    let logical = records * (9 + 8);
+
+    let mut outcomes = Vec::new();
+    // Nothing free (the source cannot even be opened), less than the
+    // records (the check up front), then a quarter more than the records
+    // (the engine runs out mid-copy).
+    for room in [0, logical / 2, logical + logical / 4] {
+        let filler = fill_leaving(disk.path(), room as u64);
+        let out = migrate(tmp.path(), "fjall");
+        let (stdout, stderr) = text(&out);
+        std::fs::remove_file(filler).unwrap();
+        assert!(!out.status.success(), "moved with {room} bytes free");
+        assert!(
+            stderr.contains("nothing was changed") || stderr.contains("partial copy removed"),
+            "{stdout}\n{stderr}"
+        );
+        eprintln!("{room} bytes free: {stderr}");
+        outcomes.push(if stderr.contains("partial copy removed") {
+            "stopped"
+        } else {
+            "refused"
+        });
+        assert!(!data.join("fjall.migrating").exists() && !data.join("fjall").exists());
+        let tree = Tree::open(&data, Engine::Sled).unwrap();
+        assert_eq!(tree.range::<&[u8], _>(..).count(), records);
+    }
+    assert_eq!(outcomes, ["refused", "refused", "stopped"]);
+
+    disk.grow("256m");
+    let out = migrate(tmp.path(), "fjall");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let tree = Tree::open(&data, Engine::Fjall).unwrap();
+    assert_eq!(tree.range::<&[u8], _>(..).count(), records);
+}
+
+/// Writes a file that leaves about `room` bytes free on the file system at
+/// `dir`.
+fn fill_leaving(dir: &std::path::Path, room: u64) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xA5u8; 64 * 1024];
+    loop {
+        let free = rustix::fs::statvfs(dir).unwrap();
+        let free = free.f_bavail * free.f_frsize;
+        if free <= room {
+            break;
+        }
+        let n = (free - room).min(chunk.len() as u64) as usize;
+        if f.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+    }
+    f.sync_all().unwrap();
+    path
 }

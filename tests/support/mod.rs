@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod openmetrics;
 pub mod postgres;
+pub mod tmpfs;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

@@ -112,15 +112,21 @@ impl Tree {
     /// engine's beside it: a migration writes its copy in a directory of
     /// its own until the copy is whole.
     pub fn open_at(path: &Path, engine: Engine) -> Result<Tree> {
-        let busy = || {
-            format!(
-                "cannot open the store in {} (is another hookyard using it?)",
-                path.display()
-            )
+        // Told apart, since "stop the other process" and "free some
+        // space" are different advice.
+        let failed = || {
+            if held_elsewhere(path, engine) {
+                format!(
+                    "cannot open the store in {}: another process (a running hookyard?) is using it",
+                    path.display()
+                )
+            } else {
+                format!("cannot open the store in {}", path.display())
+            }
         };
         match engine {
             Engine::Sled => {
-                let db = sled_config(path).open().with_context(busy)?;
+                let db = sled_config(path).open().with_context(failed)?;
                 let tree = db.open_tree("hookyard")?;
                 let log_path = path.join("db");
                 let log_file = std::fs::File::open(&log_path)
@@ -132,7 +138,7 @@ impl Tree {
                 })
             }
             Engine::Fjall => {
-                let db = fjall_database(path).with_context(busy)?;
+                let db = fjall_database(path).with_context(failed)?;
                 let keyspace = db.keyspace("hookyard", fjall::KeyspaceCreateOptions::default)?;
                 Ok(Tree::Fjall { db, keyspace })
             }
@@ -227,6 +233,18 @@ impl Tree {
             Tree::Fjall { db, .. } => db.disk_space().unwrap_or(0),
         }
     }
+}
+
+/// Whether another process has the index at `path` open. Both engines
+/// hold an exclusive `flock` on one file while open (sled its `db`, fjall
+/// its `lock`), and neither says so in a way a caller can match on.
+fn held_elsewhere(path: &Path, engine: Engine) -> bool {
+    let file = match engine {
+        Engine::Sled => "db",
+        Engine::Fjall => "lock",
+    };
+    std::fs::File::open(path.join(file))
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// An I/O error of either engine (a full disk, a device error) may pass,

@@ -28,6 +28,8 @@ const BATCH_RECORDS: usize = 2048;
 /// How often progress is reported while a pass runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// The file in a finished copy that names the engine it came from, there
 /// from the rename that makes the copy the index until the source is set
 /// aside. Both engines ignore files in their directory they did not write.
@@ -120,57 +122,34 @@ pub fn migrate(dir: &Path, to: Engine, mut report: impl FnMut(Progress)) -> Resu
             format!("cannot remove an unfinished copy at {}", partial.display())
         })?;
     }
-    let old = Tree::open_at(&source, from)?;
-    let total = pass(&old, Pass::Counting, 0, &mut report, |_, _| Ok(()))?.records;
-    let new = Tree::open_at(&partial, to)?;
-    let mut batch = Batch::default();
-    let mut in_batch = 0;
-    let copied = pass(&old, Pass::Copying, total, &mut report, |k, v| {
-        batch.insert(k, v);
-        in_batch += 1;
-        if in_batch == BATCH_RECORDS {
-            new.apply_batch(std::mem::take(&mut batch))?;
-            in_batch = 0;
-        }
-        Ok(())
-    })?;
-    new.apply_batch(batch)?;
-    new.flush()?;
-    drop(new);
-
-    // Read back from a fresh open, so what is compared is what the engine
-    // persisted, not what it still had in memory.
-    let new = Tree::open_at(&partial, to)?;
-    let mut written = new.range::<&[u8], _>(..);
-    pass(
-        &old,
-        Pass::Checking,
-        total,
-        &mut report,
-        |k, v| match written.next().transpose()? {
-            Some((nk, nv)) if *nk == *k && *nv == *v => Ok(()),
-            Some((nk, _)) if *nk != *k => bail!(
-                "the copy differs from the source at key {:?}",
-                String::from_utf8_lossy(k)
-            ),
-            Some(_) => bail!(
-                "the copy of {:?} differs from the source",
-                String::from_utf8_lossy(k)
-            ),
-            None => bail!(
-                "the copy ends before the source's key {:?}",
-                String::from_utf8_lossy(k)
-            ),
-        },
-    )?;
-    if let Some(extra) = written.next().transpose()? {
+    let old = Tree::open_at(&source, from)
+        .with_context(|| format!("cannot read the {} index; nothing was changed", from.name()))?;
+    let counted = pass(&old, Pass::Counting, 0, &mut report, |_, _| Ok(()))?;
+    // The copy holds the same keys and values; refusing up front beats
+    // filling the disk the running router will need.
+    let free = super::space::free_bytes(dir)
+        .with_context(|| format!("cannot read the free space of {}", dir.display()))?;
+    if free < counted.bytes {
         bail!(
-            "the copy holds a key the source does not: {:?}",
-            String::from_utf8_lossy(&extra.0)
+            "the {} copy needs at least {:.1} MiB free in {}, and {:.1} MiB are; nothing was changed",
+            to.name(),
+            counted.bytes as f64 / MIB,
+            dir.display(),
+            free as f64 / MIB
         );
     }
-    drop(written);
-    drop(new);
+    let copied = match copy_and_check(&old, &partial, to, counted.records, &mut report) {
+        Ok(copied) => copied,
+        Err(e) => {
+            // The source is untouched; the partial copy only takes space
+            // (a full disk is the likeliest cause).
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e.context(format!(
+                "the migration stopped; the {} index is untouched and the partial copy removed",
+                from.name()
+            )));
+        }
+    };
     drop(old);
 
     write_durably(&partial.join(MARK), from.name().as_bytes())?;
@@ -192,6 +171,61 @@ pub fn migrate(dir: &Path, to: Engine, mut report: impl FnMut(Progress)) -> Resu
         kept,
         resumed: false,
     })
+}
+
+/// Copies every record of `old` into a new `to` index at `partial`,
+/// makes it durable, and reads it back against `old` from a fresh open, so
+/// what is compared is what the engine persisted, not what it still had
+/// in memory.
+fn copy_and_check(
+    old: &Tree,
+    partial: &Path,
+    to: Engine,
+    total: u64,
+    report: &mut impl FnMut(Progress),
+) -> Result<Progress> {
+    let new = Tree::open_at(partial, to)?;
+    let mut batch = Batch::default();
+    let mut in_batch = 0;
+    let copied = pass(old, Pass::Copying, total, report, |k, v| {
+        batch.insert(k, v);
+        in_batch += 1;
+        if in_batch == BATCH_RECORDS {
+            new.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+        Ok(())
+    })?;
+    new.apply_batch(batch)?;
+    new.flush()?;
+    drop(new);
+
+    let new = Tree::open_at(partial, to)?;
+    let mut written = new.range::<&[u8], _>(..);
+    pass(old, Pass::Checking, total, report, |k, v| {
+        match written.next().transpose()? {
+            Some((nk, nv)) if *nk == *k && *nv == *v => Ok(()),
+            Some((nk, _)) if *nk != *k => bail!(
+                "the copy differs from the source at key {:?}",
+                String::from_utf8_lossy(k)
+            ),
+            Some(_) => bail!(
+                "the copy of {:?} differs from the source",
+                String::from_utf8_lossy(k)
+            ),
+            None => bail!(
+                "the copy ends before the source's key {:?}",
+                String::from_utf8_lossy(k)
+            ),
+        }
+    })?;
+    if let Some(extra) = written.next().transpose()? {
+        bail!(
+            "the copy holds a key the source does not: {:?}",
+            String::from_utf8_lossy(&extra.0)
+        );
+    }
+    Ok(copied)
 }
 
 /// Reads every record of `tree` in key order through `each`, reporting
