@@ -179,6 +179,23 @@ async fn a_sled_store_moves_to_fjall_and_back_with_nothing_lost() {
     assert_eq!(sink.received_on("/raw").len(), EVENTS + 2);
 }
 
+/// A partial copy that a killed migration left is named in the log when
+/// hookyard starts, since it holds as much space as the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_copy_left_behind_is_reported_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let partial = tmp.path().join("data").join("fjall.migrating");
+    std::fs::create_dir_all(&partial).unwrap();
+    let hy = Hookyard::start(tmp.path(), &server_section(tmp.path()));
+    let log = hy.log_text();
+    assert!(
+        log.contains("interrupted `hookyard store migrate` left a partial copy")
+            && log.contains("fjall.migrating"),
+        "{log}"
+    );
+    stop(hy).await;
+}
+
 #[test]
 fn a_postgres_config_or_an_unknown_engine_is_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();

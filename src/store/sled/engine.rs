@@ -105,6 +105,18 @@ impl Tree {
                 );
             }
         }
+        for e in Engine::ALL {
+            let partial = dir.join(format!("{}.migrating", e.name()));
+            if partial.exists() {
+                // Harmless to this store, but it holds as much space as an
+                // index, and nothing else would mention it.
+                tracing::warn!(
+                    path = %partial.display(),
+                    "an interrupted `hookyard store migrate` left a partial copy of the store; \
+                     run the migration again, or delete it"
+                );
+            }
+        }
         Tree::open_at(&dir.join(engine.name()), engine)
     }
 
