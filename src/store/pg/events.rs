@@ -214,10 +214,12 @@ impl RoutingLog for PgStore {
                 .submit(write)
                 .await
                 .context("committing the routing outcome")?;
-            return Ok(if kept {
-                Committed::Done
-            } else {
-                Committed::Fenced
+            return Ok(match kept {
+                Some(elsewhere) => {
+                    self.inner.notifier.wake(elsewhere);
+                    Committed::Done
+                }
+                None => Committed::Fenced,
             });
         }
         let mut client = self.client().await?;
@@ -244,30 +246,33 @@ impl RoutingLog for PgStore {
         // The plugins' KV locks can go once the commit is ordered: the row
         // and key locks above order this transaction before their next.
         drop(kv_parts);
-        // The same update, inserts and notification as a grouped outcome;
-        // its fence holds, the row being locked above.
+        // The same update and inserts as a grouped outcome; its fence
+        // holds, the row being locked above.
         let kept = self
             .inner
             .outcomes
             .kind()
             .apply(&tx, std::slice::from_ref(&write))
             .await?;
-        if kept != [true] {
+        let Some(Some(elsewhere)) = kept.into_iter().next() else {
             tx.rollback().await?;
             return Ok(Committed::Fenced);
-        }
+        };
         tx.commit()
             .await
             .context("committing the routing outcome")?;
+        self.inner.notifier.wake(elsewhere);
         Ok(Committed::Done)
     }
 }
 
 /// The routing outcomes of `items` and, for those it kept, their deliveries
-/// (each with its first due time) and the wake-up of the nodes that own
-/// their targets, in one statement: a batch written alone needs no BEGIN
-/// or COMMIT, and the deliveries need no second round trip after the
-/// fenced update. Answers the ids it kept.
+/// (each with its first due time), in one statement: a batch written alone
+/// needs no BEGIN or COMMIT, and the deliveries need no second round trip
+/// after the fenced update. Answers, for each item, `None` when it was
+/// fenced, else the targets of its deliveries that other nodes own (or
+/// nobody does), whose owners the caller wakes after the commit
+/// (`notify.rs`).
 ///
 /// The update is fenced: only events this node still holds (or nobody
 /// else does); it locks each row, ordering it against a takeover.
@@ -286,16 +291,12 @@ impl RoutingLog for PgStore {
 /// old lease ends, a delay, not a loss); one that outlives its lease
 /// unstarted (a backlog) is claimed again like any other. A target nobody
 /// owns gets unclaimed deliveries, for whoever takes it.
-///
-/// The notification names the targets of every delivery in the batch,
-/// including a fenced event's: a wake-up that finds nothing is harmless,
-/// and it is sent only when something was kept.
 async fn store_outcomes(
     tx: &impl GenericClient,
     items: &[OutcomeWrite],
     node: &str,
     owned: &OwnedSet,
-) -> Result<HashSet<String>> {
+) -> Result<Vec<Option<Vec<String>>>> {
     let ids: Vec<&str> = items.iter().map(|w| w.event_id.as_str()).collect();
     let outcomes: Vec<Json<&Outcome>> = items.iter().map(|w| Json(&w.outcome)).collect();
     let (mut d_ids, mut events, mut targets) = (Vec::new(), Vec::new(), Vec::new());
@@ -318,16 +319,6 @@ async fn store_outcomes(
         }
         owned.lease
     };
-    // The targets just found not ours, not a second look at the set: it
-    // may change in between, and the wake-up must match the owners stored.
-    let wake = wake_payload(
-        targets
-            .iter()
-            .zip(&owners)
-            .filter(|(_, owner)| owner.is_none())
-            .map(|(t, _)| *t)
-            .collect(),
-    );
     let rows = tx
         .query(
             &tx.prepare_cached(
@@ -352,12 +343,8 @@ async fn store_outcomes(
                    LEFT JOIN targets t
                           ON x.o IS NULL AND t.name = x.t AND t.owner IS NOT NULL
                          AND t.lease_until > now()
-                 ), woken AS (
-                   SELECT pg_notify($13, $14)
-                   WHERE $14::text IS NOT NULL AND EXISTS (SELECT 1 FROM kept)
                  )
-                 SELECT id FROM kept
-                 UNION ALL SELECT NULL FROM woken",
+                 SELECT id FROM kept",
             )
             .await?,
             &[
@@ -373,13 +360,25 @@ async fn store_outcomes(
                 &due,
                 &owners,
                 &secs(lease),
-                &super::listen::CHANNEL,
-                &wake,
             ],
         )
         .await
         .context("storing the routing outcomes")?;
-    Ok(rows.iter().filter_map(|r| r.get(0)).collect())
+    let kept: HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
+    // The targets just found not ours, not a second look at the set: it
+    // may change in between, and the wake-up must match the owners stored.
+    let mut elsewhere = targets.iter().zip(&owners);
+    Ok(items
+        .iter()
+        .map(|w| {
+            let wake: Vec<String> = (&mut elsewhere)
+                .take(w.deliveries.len())
+                .filter(|(_, o)| o.is_none())
+                .map(|(t, _)| t.to_string())
+                .collect();
+            kept.contains(w.event_id.as_str()).then_some(wake)
+        })
+        .collect())
 }
 
 /// One notification per transaction naming the targets it put work on:
@@ -481,8 +480,8 @@ pub(super) struct OutcomeWrite {
 }
 
 /// Routing outcomes, grouped: one statement per batch (`store_outcomes`).
-/// Each item's answer is whether it was kept (false: fenced, another node
-/// took the event over).
+/// Each item's answer is `None` when it was fenced (another node took the
+/// event over), else the targets whose owners to wake.
 pub(super) struct Outcomes {
     pub node: String,
     pub owned: OwnedSet,
@@ -491,7 +490,7 @@ pub(super) struct Outcomes {
 #[async_trait]
 impl Batched for Outcomes {
     type Item = OutcomeWrite;
-    type Done = bool;
+    type Done = Option<Vec<String>>;
 
     const ONE_STATEMENT: bool = true;
 
@@ -499,8 +498,11 @@ impl Batched for Outcomes {
         &w.event_id
     }
 
-    async fn apply<C: GenericClient>(&self, tx: &C, items: &[OutcomeWrite]) -> Result<Vec<bool>> {
-        let kept = store_outcomes(tx, items, &self.node, &self.owned).await?;
-        Ok(items.iter().map(|w| kept.contains(&w.event_id)).collect())
+    async fn apply<C: GenericClient>(
+        &self,
+        tx: &C,
+        items: &[OutcomeWrite],
+    ) -> Result<Vec<Option<Vec<String>>>> {
+        store_outcomes(tx, items, &self.node, &self.owned).await
     }
 }

@@ -22,6 +22,7 @@ mod cluster;
 mod events;
 mod kv;
 mod listen;
+mod notify;
 mod queue;
 mod reads;
 mod records;
@@ -84,6 +85,8 @@ struct Inner {
     accepts: batch::Batcher<events::Accepts>,
     outcomes: batch::Batcher<events::Outcomes>,
     attempts: batch::Batcher<queue::Attempts>,
+    /// Wakes other nodes after outcomes that put work on their targets.
+    notifier: notify::Notifier,
     event_reads: batch::Batcher<reads::ById<crate::model::records::Event>>,
     delivery_reads: batch::Batcher<reads::ById<crate::model::records::Delivery>>,
     attempt_reads: batch::Batcher<
@@ -167,6 +170,7 @@ impl PgStore {
                 accepts,
                 outcomes,
                 attempts,
+                notifier: notify::Notifier::start(pool.clone()),
                 event_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::events())),
                 delivery_reads: batch::Batcher::start(pool.clone(), Arc::new(reads::deliveries())),
                 attempt_reads: batch::Batcher::start(
