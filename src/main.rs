@@ -162,6 +162,15 @@ enum PluginCommand {
         #[command(flatten)]
         conn: hookyard::cli::ops::Conn,
     },
+    /// Compile a component read on stdin into a compiled cache: what
+    /// `serve` runs in a child so the compiler's memory is not its own.
+    #[command(name = hookyard::plugin::compile::SUBCOMMAND, hide = true)]
+    CompileIntoCache {
+        #[arg(long)]
+        cache: PathBuf,
+        #[arg(long)]
+        fuel: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -177,6 +186,9 @@ fn main() -> ExitCode {
     init_logs(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve { config } => Config::load(&config).and_then(|config| {
+            if let Ok(exe) = std::env::current_exe() {
+                hookyard::plugin::compile::compile_in_children(exe);
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -247,6 +259,9 @@ fn main() -> ExitCode {
         }
         Command::Plugin(PluginCommand::Push { file, name, conn }) => {
             hookyard::cli::ops::push_plugin(&file, name.as_deref(), &conn)
+        }
+        Command::Plugin(PluginCommand::CompileIntoCache { cache, fuel }) => {
+            hookyard::plugin::compile::run_child(&cache, fuel)
         }
         Command::Plugin(PluginCommand::Test(run)) => match hookyard::cli::plugin_test::run(run) {
             Ok(true) => Ok(()),

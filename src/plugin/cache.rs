@@ -78,7 +78,7 @@ impl CompileCache {
         }
     }
 
-    fn try_store(&self, sha256: &str, component: &Component) -> Result<()> {
+    pub(crate) fn try_store(&self, sha256: &str, component: &Component) -> Result<()> {
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("create {}", self.dir.display()))?;
         let bytes = component.serialize().map_err(anyhow::Error::from)?;

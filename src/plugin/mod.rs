@@ -5,6 +5,7 @@
 
 mod bindings;
 pub mod cache;
+pub mod compile;
 pub mod contract;
 pub mod engine;
 pub mod host;

@@ -27,7 +27,7 @@ use super::host::{PluginIdentity, PluginState};
 use super::instance::{CallReport, LoadedPlugin, hex};
 use super::kv::SharedKv;
 use super::lane::Lane;
-use super::{engine, instance};
+use super::{compile, engine, instance};
 use crate::config::Config;
 use crate::config::live::LiveConfig;
 use crate::model::id::now_ms;
@@ -245,6 +245,24 @@ impl Plugins {
             .as_ref()
             .and_then(|c| c.load(&self.engine, &sha256));
         let from_cache = cached.is_some();
+        // Not cached: compiled in a child into the cache, then mapped from
+        // it like a warm start (`compile.rs`); else compiled here.
+        if !from_cache {
+            // Seconds for a Python or JavaScript component: say so first.
+            tracing::info!(plugin = name, bytes = bytes.len(), "compiling plugin");
+        }
+        let cached = cached.or_else(|| {
+            let cache = self.cache.as_ref()?;
+            match compile::in_child(bytes, self.meters_fuel, cache.dir()) {
+                Ok(true) => cache.load(&self.engine, &sha256),
+                Ok(false) => None,
+                Err(e) => {
+                    tracing::debug!(plugin = name, error = %format!("{e:#}"),
+                        "compiling in this process instead");
+                    None
+                }
+            }
+        });
         let component = match cached {
             Some(c) => c,
             None => {
