@@ -60,13 +60,19 @@ pub fn in_child(bytes: &[u8], meters_fuel: bool, cache_dir: &Path) -> Result<boo
         .take()
         .ok_or_else(|| anyhow!("no stdin for the compiler"))?
         .write_all(bytes);
-    let mut stderr = String::new();
-    if let Some(err) = child.stderr.take() {
-        let _ = err.take(STDERR_KEPT).read_to_string(&mut stderr);
+    // Read to the end (a child blocked on a full pipe would never exit),
+    // keeping the start.
+    let mut stderr = Vec::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = (&mut err).take(STDERR_KEPT).read_to_end(&mut stderr);
+        let _ = std::io::copy(&mut err, &mut std::io::sink());
     }
     let status = child.wait().context("waiting for the compiler")?;
     if !status.success() {
-        bail!("the compiler process {status}: {}", stderr.trim());
+        bail!(
+            "the compiler process {status}: {}",
+            String::from_utf8_lossy(&stderr).trim()
+        );
     }
     written.context("sending the component to the compiler")?;
     Ok(true)
