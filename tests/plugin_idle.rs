@@ -129,9 +129,11 @@ async fn a_first_start_compiles_outside_the_router() {
         status["serving"]["from_cache"], false,
         "compiled on this start: {status}"
     );
-    let cached = walk(tmp.path())
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+    // The data directory's cache (`<data_dir>/plugin-cache`).
+    let cached = std::fs::read_dir(tmp.path().join("data/plugin-cache"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
         .count();
     assert_eq!(cached, 1, "the child wrote the compiled cache's entry");
     let (rss, peak) = memory_mib(hy.pid());
@@ -145,16 +147,3 @@ async fn a_first_start_compiles_outside_the_router() {
 /// Above a warm start's peak with this plugin (debug build: see the
 /// test's output) and below one compile of the Python component.
 const PEAK_MIB: f64 = 150.0;
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
