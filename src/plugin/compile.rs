@@ -53,8 +53,8 @@ pub fn in_child(bytes: &[u8], meters_fuel: bool, cache_dir: &Path) -> Result<boo
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {} to compile", exe.display()))?;
-    // Written from here while the child reads: a component is a few tens
-    // of MB at most and the child reads it all before it compiles.
+    // All of it first: the child reads stdin to the end before it writes
+    // anything, so this cannot wait on a full stderr pipe.
     let written = child
         .stdin
         .take()
