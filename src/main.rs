@@ -176,6 +176,14 @@ enum PluginCommand {
 fn main() -> ExitCode {
     hookyard::memory::keep_heap_in_small_pages();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Sink { .. }) {
+        // A command whose output is piped into `head` ends when the pipe
+        // closes, as other Unix tools do, instead of panicking in
+        // `println!`. The servers keep SIGPIPE ignored. Sockets are not
+        // affected: their writes never raise it (MSG_NOSIGNAL).
+        // SAFETY: resetting a signal's disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // `plugin test` prints the plugin's log lines itself, the admin
     // commands' output is their stdout, and `store migrate` prints its own
     // progress (the engines' info lines would bury it).

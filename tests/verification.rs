@@ -264,6 +264,29 @@ async fn hookyard_send_signs_like_the_provider() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("signature_mismatch"));
+
+    // Its output piped into a reader that has gone (`| head -1`): the
+    // command ends quietly, as other Unix tools do, not with a panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
+        .args([
+            "send",
+            &format!("{}/hooks/github", hy.public),
+            "--scheme",
+            "github",
+        ])
+        .args(["--secret", "not-the-secret", "-d", "{}"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && out.status.code() != Some(101),
+        "{:?}: {stderr}",
+        out.status
+    );
 }
 
 /// The token parameter's name percent-encoded (`?%74oken=`) still names the
