@@ -252,29 +252,25 @@ async fn hookyard_send_signs_like_the_provider() {
         );
         assert!(stdout.starts_with("HTTP 202"), "{source}: {stdout}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_hookyard"))
-        .args([
+    // Signed with a secret the source does not have.
+    let wrong_secret = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hookyard"));
+        c.args([
             "send",
             &format!("{}/hooks/github", hy.public),
             "--scheme",
             "github",
         ])
-        .args(["--secret", "not-the-secret", "-d", "{}"])
-        .output()
-        .unwrap();
+        .args(["--secret", "not-the-secret", "-d", "{}"]);
+        c
+    };
+    let out = wrong_secret().output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("signature_mismatch"));
 
     // Its output piped into a reader that has gone (`| head -1`): the
     // command ends quietly, as other Unix tools do, not with a panic.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookyard"))
-        .args([
-            "send",
-            &format!("{}/hooks/github", hy.public),
-            "--scheme",
-            "github",
-        ])
-        .args(["--secret", "not-the-secret", "-d", "{}"])
+    let mut child = wrong_secret()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
