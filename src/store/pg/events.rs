@@ -381,42 +381,32 @@ async fn store_outcomes(
         .collect())
 }
 
-/// One notification per transaction naming the targets it put work on:
-/// the nodes that own them wake their dispatchers (per batch, not per row:
-/// a notifying commit takes a global lock).
-/// Targets this node owns are left out: its own dispatcher is woken in
-/// process.
-pub(super) async fn notify_due<'a>(
+/// Wakes the owner of `target`, which this transaction put work on (an
+/// operator's retry), at its commit; nothing when this node owns it (its
+/// own dispatcher is woken in process). Routing outcomes wake owners after
+/// their commit instead (`notify.rs`).
+pub(super) async fn notify_due(
     tx: &impl GenericClient,
     owned: &OwnedSet,
-    targets: impl Iterator<Item = &'a str>,
+    target: &str,
 ) -> Result<()> {
-    let Some(payload) = due_elsewhere(owned, targets) else {
+    let mine = owned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .names
+        .contains(target);
+    if mine {
         return Ok(());
-    };
+    }
     tx.execute(
         &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
-        &[&super::listen::CHANNEL, &payload],
+        &[
+            &super::listen::CHANNEL,
+            &super::listen::due_payload(&[target]),
+        ],
     )
     .await?;
     Ok(())
-}
-
-/// The notification payload naming `targets` other nodes own (each once),
-/// if any.
-fn due_elsewhere<'a>(owned: &OwnedSet, targets: impl Iterator<Item = &'a str>) -> Option<String> {
-    let names: Vec<&str> = {
-        let owned = owned.lock().unwrap_or_else(|e| e.into_inner());
-        targets.filter(|t| !owned.names.contains(*t)).collect()
-    };
-    wake_payload(names)
-}
-
-/// The notification payload naming `names` (each once), if any.
-fn wake_payload(mut names: Vec<&str>) -> Option<String> {
-    names.sort_unstable();
-    names.dedup();
-    (!names.is_empty()).then(|| super::listen::due_payload(&names))
 }
 
 /// New events without an idempotency key, grouped: one multi-row insert

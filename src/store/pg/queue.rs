@@ -179,12 +179,7 @@ impl DeliveryQueue for PgStore {
             &[&delivery_id, &Json(&after), &big(due_ms)],
         )
         .await?;
-        notify_due(
-            &tx,
-            &self.inner.owned,
-            std::iter::once(before.target.as_str()),
-        )
-        .await?;
+        notify_due(&tx, &self.inner.owned, &before.target).await?;
         tx.commit().await?;
         Ok(Rescheduled::Done(Box::new(before)))
     }
