@@ -43,6 +43,9 @@ struct DbUsage {
     cpu_secs: Vec<(&'static str, f64)>,
     statements: i64,
     commits: i64,
+    /// The server's WAL position, in bytes: what a run wrote to the log
+    /// that every commit waits to flush.
+    wal: i64,
 }
 
 impl Pg {
@@ -120,7 +123,7 @@ impl Ctx {
 
     fn usage(&self, pg: &Pg, db_url: &str) -> Result<DbUsage> {
         let cpu_secs = pg.cpu_secs();
-        let (statements, commits) = self.rt.block_on(async {
+        let (statements, commits, wal) = self.rt.block_on(async {
             let s = Self::sql(
                 db_url,
                 "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
@@ -132,12 +135,18 @@ impl Ctx {
                 "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
             )
             .await?;
-            Ok::<_, anyhow::Error>((s[0].get::<_, i64>(0), c[0].get::<_, i64>(0)))
+            let w = Self::sql(db_url, "SELECT (pg_current_wal_lsn() - '0/0')::bigint").await?;
+            Ok::<_, anyhow::Error>((
+                s[0].get::<_, i64>(0),
+                c[0].get::<_, i64>(0),
+                w[0].get::<_, i64>(0),
+            ))
         })?;
         Ok(DbUsage {
             cpu_secs,
             statements,
             commits,
+            wal,
         })
     }
 
@@ -198,8 +207,8 @@ impl Ctx {
         spec.duration_secs = 600.0;
         let pg = self.pg.take().unwrap();
         let pids: Vec<u32> = routers.iter().map(|r| r.pid()).collect();
-        let others = |pids: &[u32]| -> (f64, f64) {
-            let nodes = pids.iter().map(|&p| procs::cpu_secs(p)).sum();
+        let others = |pids: &[u32]| -> (Vec<f64>, f64) {
+            let nodes = pids.iter().map(|&p| procs::cpu_secs(p)).collect();
             (nodes, procs::cpu_secs(self.sink_pid))
         };
         let (nodes_before, sink_before) = others(&pids);
@@ -214,6 +223,13 @@ impl Ctx {
         })();
         let after = self.usage(&pg, &db_url);
         let (nodes_after, sink_after) = others(&pids);
+        // Each node's share: the target's owner delivers every event, so
+        // one node busier than the others is where three nodes saturate.
+        let node_cpu: Vec<f64> = nodes_after
+            .iter()
+            .zip(&nodes_before)
+            .map(|(a, b)| a - b)
+            .collect();
         let wall = started.elapsed().as_secs_f64();
         self.pg = Some(pg);
         let mut rss: Option<f64> = None;
@@ -248,16 +264,18 @@ impl Ctx {
             .collect();
         let cpu: f64 = by_kind.iter().map(|(_, s)| s).sum();
         let db_note = format!(
-            "PostgreSQL: {:.2} CPU-s ({:.0} % of a core over {wall:.1} s), {:.1} statements and {:.1} commits per delivered event",
+            "PostgreSQL: {:.2} CPU-s ({:.0} % of a core over {wall:.1} s), {:.1} statements, {:.1} commits and {:.0} bytes of WAL per delivered event",
             cpu,
             100.0 * cpu / wall.max(0.001),
             per((after.statements - before.statements) as f64),
             per((after.commits - before.commits) as f64),
+            per((after.wal - before.wal) as f64),
         );
         // Where the database's time went, by statement.
         let top = self.rt.block_on(Self::sql(
             &db_url,
-            "SELECT calls, total_exec_time, regexp_replace(left(query, 70), '\\s+', ' ', 'g')
+            "SELECT calls, total_exec_time, wal_bytes::float8,
+                    regexp_replace(left(query, 70), '\\s+', ' ', 'g')
              FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
              ORDER BY total_exec_time DESC LIMIT 8",
@@ -267,11 +285,12 @@ impl Ctx {
                 let calls = r.get::<_, i64>(0) as f64;
                 let ms = r.get::<_, f64>(1);
                 println!(
-                    "     {:>6.2}/event {:>8.3} ms each {:>7.0} ms total  {}",
+                    "     {:>6.2}/event {:>8.3} ms each {:>7.0} ms total {:>6.0} WAL B/event  {}",
                     per(calls),
                     ms / calls.max(1.0),
                     ms,
-                    r.get::<_, String>(2)
+                    per(r.get::<_, f64>(2)),
+                    r.get::<_, String>(3)
                 );
             }
         }
@@ -287,7 +306,7 @@ impl Ctx {
         let ms = |secs: f64| 1000.0 * per(secs);
         let split = [
             ("PostgreSQL", cpu),
-            ("node(s)", nodes_after - nodes_before),
+            ("node(s)", node_cpu.iter().sum()),
             ("sink", sink_after - sink_before),
             ("load generator", load.cpu_secs),
         ];
@@ -302,6 +321,16 @@ impl Ctx {
             ms(total),
         );
         println!("   {cpu_note}");
+        if node_cpu.len() > 1 {
+            println!(
+                "   CPU-s by node: {}",
+                node_cpu
+                    .iter()
+                    .map(|s| format!("{s:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let db_split = format!(
             "PostgreSQL's CPU per delivered event by process: {}",
             by_kind
