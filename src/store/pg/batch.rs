@@ -55,6 +55,20 @@ const MAX_BATCH: usize = 256;
 const LINGER_BELOW: usize = 32;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// With only outcomes queued, the shared writer keeps waiting, a `LINGER`
+/// at a time, up to `LINGER_ALONE` in all while it holds fewer than
+/// `LINGER_ALONE_BELOW`. On a cluster the nodes that own no busy target
+/// write outcomes and no attempts, each for a third of the events, so
+/// their batches were small (three nodes: 0.04-0.05 outcome statements
+/// per event, one node 0.02). Nothing holds a delivery slot while
+/// outcomes wait (an attempt queued ends the wait within a `LINGER`), and
+/// a routing outcome's few ms reach no sender. Below the router's 64
+/// events in flight, so a batch never waits for events that wait for it.
+/// Three nodes: the database's CPU per event 0.90-0.96x in four paired
+/// runs, delivered/s within noise (docs/benchmarks.md).
+const LINGER_ALONE_BELOW: usize = 48;
+const LINGER_ALONE: std::time::Duration = std::time::Duration::from_millis(4);
+
 /// Times a single-kind writer yields before taking what queued.
 const YIELDS: usize = 4;
 
@@ -149,7 +163,8 @@ async fn writer<B: Batched>(pool: Pool, kind: Arc<B>, mut rx: mpsc::Receiver<Job
 /// Starts one writer for two kinds of write, each batch of which commits
 /// with whatever the other queued (see the module doc); it stops when the
 /// batchers are dropped. `A`'s rows are written first, then `B`'s: the
-/// order in which a commit takes its row locks.
+/// order in which a commit takes its row locks. `A` alone waits longer
+/// for a fuller batch (`LINGER_ALONE`): `B`'s callers hold delivery slots.
 pub(super) fn start_together<A: Batched, B: Batched>(
     pool: Pool,
     a: Arc<A>,
@@ -182,6 +197,14 @@ async fn writer_together<A: Batched, B: Batched>(
         }
         take_ready(&mut queues.0, &mut a);
         take_ready(&mut queues.1, &mut b);
+        // Only `A`s (outcomes; see `LINGER_ALONE`): wait for more.
+        let mut waited = LINGER;
+        while b.is_empty() && a.len() < LINGER_ALONE_BELOW && waited < LINGER_ALONE {
+            tokio::time::sleep(LINGER).await;
+            waited += LINGER;
+            take_ready(&mut queues.0, &mut a);
+            take_ready(&mut queues.1, &mut b);
+        }
         let (a, a_later) = split_on_repeats::<A>(a);
         let (b, b_later) = split_on_repeats::<B>(b);
         let (a, b) = (Taken::new(a), Taken::new(b));
