@@ -1575,9 +1575,9 @@ async fn foreign_keys(client: &tokio_postgres::Client) -> i64 {
 }
 
 /// PostgreSQL: an outcome stored on a node that does not own its target
-/// wakes the owner through LISTEN/NOTIFY (the notification rides in the
-/// outcome's own statement), and the fenced outcome of an event another
-/// node holds wakes nobody.
+/// wakes the owner through LISTEN/NOTIFY (sent once the outcome has
+/// committed), and the fenced outcome of an event another node holds
+/// wakes nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_an_outcome_routed_elsewhere_wakes_the_targets_owner() {
     use hookyard::store::pg::{PgStore, Wake};

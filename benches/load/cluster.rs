@@ -224,7 +224,7 @@ impl Ctx {
         let after = self.usage(&pg, &db_url);
         let (nodes_after, sink_after) = others(&pids);
         // Each node's share: the target's owner delivers every event, so
-        // one node busier than the others is where three nodes saturate.
+        // it is the node that would saturate first.
         let node_cpu: Vec<f64> = nodes_after
             .iter()
             .zip(&nodes_before)
