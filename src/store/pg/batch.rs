@@ -56,8 +56,9 @@ const LINGER_BELOW: usize = 32;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// With only outcomes queued, the shared writer keeps waiting, a `LINGER`
-/// at a time, up to `LINGER_ALONE` in all while it holds fewer than
-/// `LINGER_ALONE_BELOW`. On a cluster the nodes that own no busy target
+/// at a time, while it holds fewer than `LINGER_ALONE_BELOW`: sleeps of
+/// `LINGER_ALONE` in all, counting the first `LINGER` whether or not it
+/// was slept (each timer may run past its millisecond). On a cluster the nodes that own no busy target
 /// write outcomes and no attempts, each for a third of the events, so
 /// their batches were small (three nodes: 0.04-0.05 outcome statements
 /// per event, one node 0.02). Nothing holds a delivery slot while
