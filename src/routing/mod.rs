@@ -202,21 +202,29 @@ impl Router {
             self.active.fetch_add(1, Ordering::SeqCst);
             let router = self.clone();
             tokio::spawn(async move {
-                if let Err(e) = router.route_id(&id).await {
-                    // The "to route" mark stays; the next refill pass (or a
-                    // restart) retries it.
-                    if let Some(suppressed) = OUTCOME_ERRORS.allow() {
-                        tracing::error!(event = %id, error = format!("{e:#}"), suppressed, "routing failed to store its outcome");
+                let routed = router.route_id(&id).await;
+                let mut b = router.backlog();
+                b.known.remove(&id);
+                match routed {
+                    // Only now, with the outcome written and the mark
+                    // cleared, may a refill pass see this id again.
+                    Ok(()) => {
+                        if b.reading {
+                            b.done_meanwhile.insert(id);
+                        }
+                        drop(b);
                     }
-                    router.backlog().missed = true;
-                }
-                // Only now, with the outcome written and the mark cleared,
-                // may a refill pass see this id again.
-                {
-                    let mut b = router.backlog();
-                    b.known.remove(&id);
-                    if b.reading {
-                        b.done_meanwhile.insert(id);
+                    // The "to route" mark stays: a refill pass reads it
+                    // back, from the oldest mark if the current pass is
+                    // past it, and a page read meanwhile may queue it.
+                    // Marked "done" or left behind the cursor, it waited
+                    // for a restart (an event acknowledged before a full
+                    // disk was not delivered until then).
+                    Err(e) => {
+                        if let Some(suppressed) = OUTCOME_ERRORS.allow() {
+                            tracing::error!(event = %id, error = format!("{e:#}"), suppressed, "routing failed to store its outcome");
+                        }
+                        router.leave_to_refill(b, &id);
                     }
                 }
                 drop(permit);
